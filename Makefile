@@ -1,0 +1,27 @@
+# Two commands for a fresh clone: `make demo` (set up, then run the main job) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+# Reinstall when the dependency pins change; constraints.txt pins every transitive package.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[piper,dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/voxbatch run data/sample/en --out out/demo
+
+lint: setup
+	$(BIN)/ruff check flows tasks tests
+	$(BIN)/ruff format --check flows tasks tests
+
+test: lint
+	$(BIN)/pytest -m "not gpu"
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

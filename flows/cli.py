@@ -1,0 +1,210 @@
+"""The `voxbatch` command line: run, plan, config and doctor."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from typing import Any
+
+from tasks.config import Settings, dump_toml, load_settings
+from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_ENVIRONMENT, EXIT_OK, VoxbatchError
+
+
+def _rate(value: str) -> int | str:
+    if value == "native":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a whole number of Hz or "native", got {value!r}') from None
+
+
+def _settings_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("settings (override --config)")
+    g.add_argument("--config", metavar="FILE", help="settings file (.toml, .yaml or .json); see `voxbatch config`")
+    g.add_argument("--backend", choices=["piper", "tone"], help="synthesizer backend")
+    g.add_argument("--voice", help="bundled voice name (joe) or path to a Piper .onnx file")
+    g.add_argument("--lang", choices=["auto", "en", "zh"], help="input language")
+    g.add_argument("--encoding", help="input encoding (default: auto)")
+    g.add_argument("--format", choices=["flac", "wav", "ogg", "mp3"], help="audio format")
+    g.add_argument("--sample-rate", type=_rate, help='output rate in Hz, or "native"')
+    g.add_argument("--resampler", choices=["soxr", "resampy"])
+    g.add_argument("--batch-size", type=int, help="most chunks per synthesis call")
+    g.add_argument("--shard-size", type=int, help="chunks per shard")
+    g.add_argument("--run-id", help="run id (default: derived from inputs and settings, so reruns resume)")
+
+
+_FLAG_KEYS = {
+    "backend": ("synthesis", "backend"),
+    "voice": ("synthesis", "voice"),
+    "batch_size": ("synthesis", "batch_size"),
+    "lang": ("text", "lang"),
+    "encoding": ("text", "encoding"),
+    "format": ("audio", "format"),
+    "sample_rate": ("audio", "sample_rate"),
+    "resampler": ("audio", "resampler"),
+    "shard_size": ("run", "shard_size"),
+    "run_id": ("run", "run_id"),
+}
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {}
+    for flag, (section, key) in _FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    return load_settings(args.config, overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voxbatch", description="Batch text-to-speech: text files in, audio and a Parquet manifest out."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="synthesize text files (a Prefect flow; resumes when rerun)")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt/.md files, folders or globs")
+    run.add_argument("--out", required=True, help="output folder or file:// URI")
+    run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    _settings_flags(run)
+    plan = sub.add_parser("plan", help="dry run: chunk the input, print counts and an estimate")
+    plan.add_argument("inputs", nargs="+", metavar="INPUT")
+    plan.add_argument("--out", help="also write the plan as Parquet under this folder")
+    _settings_flags(plan)
+    config = sub.add_parser("config", help="print the effective settings as TOML")
+    _settings_flags(config)
+    doctor = sub.add_parser("doctor", help="check versions, devices, voice files and output space")
+    doctor.add_argument("--out", default=".", help="output location to check (default: .)")
+    _settings_flags(doctor)
+    return parser
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    sys.stdout.write(dump_toml(settings_from_args(args)))
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from tasks.manifest import write_plan
+    from tasks.plan import prepare
+    from tasks.storage import open_store
+
+    prep = prepare(args.inputs, settings_from_args(args))
+    plan = prep.plan
+    per_doc = Counter(c.source for c in plan.chunks)
+    langs = Counter(c.lang for c in plan.chunks)
+    chars = sum(len(c.text) for c in plan.chunks)
+    print(f"run id     {plan.run_id}")
+    print(f"voice      {plan.voice.backend}:{plan.voice.name} ({plan.voice.sample_rate} Hz -> {plan.sample_rate} Hz)")
+    print(f"documents  {prep.documents}")
+    for source, n in per_doc.items():
+        print(f"  {n:6d} chunks  {source}")
+    print(f"chunks     {len(plan.chunks)} ({', '.join(f'{k} {v}' for k, v in sorted(langs.items()))})")
+    print(f"characters {chars}")
+    print(f"shards     {plan.num_shards} of up to {prep.settings.run.shard_size} chunks")
+    est = plan.estimated_seconds()
+    print(f"estimated audio {est / 60:.1f} min ({est:.0f} s)")
+    if args.out:
+        store = open_store(args.out)
+        print(f"plan written to {store.uri(write_plan(store, plan))}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from tasks.doctor import run_checks
+
+    checks = run_checks(settings_from_args(args), args.out)
+    mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    for c in checks:
+        print(f"[{mark[c.status]}] {c.name:22s} {c.detail}")
+        if c.hint:
+            print(f"       {'':22s} -> {c.hint}")
+    failed = [c for c in checks if c.status == "fail"]
+    print(f"\n{len(checks) - len(failed)} of {len(checks)} checks passed")
+    return EXIT_ENVIRONMENT if failed else EXIT_OK
+
+
+def _progress_bar(total: int):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("synthesizing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks, {task.fields[audio]:.0f} s audio"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    task_id = bar.add_task("run", total=total, audio=0.0)
+
+    def advance(chunks: int, seconds: float) -> None:
+        audio = bar.tasks[0].fields["audio"] + seconds
+        bar.update(task_id, advance=chunks, audio=audio)
+
+    return bar, advance
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    from flows import progress
+    from flows.corpus import corpus_flow
+    from tasks.plan import prepare
+    from tasks.storage import open_store
+
+    prep = prepare(args.inputs, settings)  # fail fast on bad input, before Prefect starts
+    open_store(args.out)
+    bar, advance = _progress_bar(len(prep.plan.chunks))
+    progress.set_reporter(advance)
+    try:
+        with bar:
+            summary = corpus_flow(args.inputs, args.out, settings.model_dump())
+    finally:
+        progress.set_reporter(None)
+    from tasks.summary import RunSummary
+
+    fields = {k: v for k, v in summary.items() if k != "realtime_factor"}
+    print(RunSummary(**fields).text())
+    return EXIT_CHUNKS_FAILED if summary["failed"] else EXIT_OK
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    # Set before Prefect is imported: it reads its settings once.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_prefect(getattr(args, "verbose", False))
+    commands = {"run": cmd_run, "plan": cmd_plan, "config": cmd_config, "doctor": cmd_doctor}
+    try:
+        return commands[args.command](args)
+    except VoxbatchError as exc:
+        print(f"voxbatch: error: {exc.user_message()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "voxbatch: interrupted; finished chunks are kept, run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

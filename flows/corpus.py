@@ -1,0 +1,88 @@
+"""The corpus flow: ingest, plan, then one task per shard (in-process here), then the run summary."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows import progress
+from tasks.backends import load_cached
+from tasks.config import Settings, validate_settings
+from tasks.manifest import read_manifest, write_manifest, write_plan
+from tasks.plan import Plan, prepare
+from tasks.storage import ObjectStore, open_store
+from tasks.summary import RunSummary, write_summary
+from tasks.worker import ShardStats, process_shard
+
+
+def _shard_is_complete(rows: list[dict[str, Any]] | None, plan: Plan, shard: int) -> bool:
+    if not rows:
+        return False
+    planned = [c.chunk_id for c in plan.shard(shard)]
+    return [r["chunk_id"] for r in rows] == planned and all(r["status"] in ("ok", "skipped") for r in rows)
+
+
+@task(name="synthesize-shard", task_run_name="shard-{shard}", cache_policy=NO_CACHE)
+def synthesize_shard(plan: Plan, shard: int, settings: Settings, store: ObjectStore) -> tuple[ShardStats, bool]:
+    """One shard: skipped whole if its manifest says it is done; otherwise do what is left and commit."""
+    previous = read_manifest(store, plan.run_id, shard)
+    if previous is not None and _shard_is_complete(previous, plan, shard):
+        stats = ShardStats(shard)
+        for row in previous:
+            stats.add(row)
+        progress.report(len(previous), stats.audio_seconds)
+        return stats, True
+    rows, stats = process_shard(
+        plan,
+        shard,
+        settings,
+        store,
+        load_synthesizer=lambda: load_cached(plan.voice, settings.synthesis),
+        previous_rows=previous,
+        on_progress=progress.report,
+    )
+    write_manifest(store, plan.run_id, shard, rows)  # last: the shard's commit record
+    get_run_logger().info(
+        "shard %d: %d ok, %d failed, %d skipped, %.1f s audio",
+        shard,
+        stats.ok,
+        stats.failed,
+        stats.skipped,
+        stats.audio_seconds,
+    )
+    return stats, False
+
+
+@flow(name="voxbatch-run", log_prints=False)
+def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Turn text files into audio objects plus a Parquet manifest under `out`; returns the run summary."""
+    started = time.perf_counter()
+    logger = get_run_logger()
+    prep = prepare(inputs, validate_settings(settings or {}))
+    plan, store = prep.plan, open_store(out)
+    write_plan(store, plan)
+    logger.info("run %s: %d chunks in %d shard(s)", plan.run_id, len(plan.chunks), plan.num_shards)
+    summary = RunSummary(
+        run_id=plan.run_id,
+        output=store.uri(""),
+        voice=f"{plan.voice.backend}:{plan.voice.name}",
+        sample_rate=plan.sample_rate,
+        format=prep.settings.audio.format,
+        documents=prep.documents,
+        manifests=store.uri(f"manifests/run_id={plan.run_id}"),
+    )
+    artifact = create_progress_artifact(0.0, description=f"voxbatch {plan.run_id}: shards done")
+    for shard in range(plan.num_shards):
+        stats, already_done = synthesize_shard(plan, shard, prep.settings, store)
+        summary.add(stats, already_done)
+        update_progress_artifact(artifact, 100.0 * (shard + 1) / plan.num_shards)
+    summary.wall_seconds = time.perf_counter() - started
+    write_summary(store, summary)
+    create_markdown_artifact(
+        f"```\n{summary.text()}\n```", key="voxbatch-run-summary", description=f"voxbatch {plan.run_id}"
+    )
+    return summary.to_dict()

@@ -1,0 +1,78 @@
+"""The backend interface: resolve a voice cheaply (identity, checksums), then load it and synthesize text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from tasks.errors import ModelError
+
+if TYPE_CHECKING:
+    from tasks.config import SynthesisSettings
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What a voice is, known before loading it; `identity` enters every chunk id."""
+
+    backend: str
+    name: str
+    model_path: str
+    model_sha256: str
+    sample_rate: int
+    languages: tuple[str, ...]
+    identity: str  # digest of model + config bytes + backend version that determine the audio
+
+
+class Synthesizer(Protocol):
+    """A loaded voice. `synthesize` returns one float32 mono array in [-1, 1] per text."""
+
+    info: VoiceInfo
+    supports_batching: bool
+    device: str
+
+    def synthesize(self, texts: Sequence[str]) -> list[np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def resolve(self, settings: SynthesisSettings) -> VoiceInfo: ...
+
+    def load(self, info: VoiceInfo, settings: SynthesisSettings) -> Synthesizer: ...
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while block := f.read(chunk_size):
+                h.update(block)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model file: {exc.strerror}") from None
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str | None, fix: str) -> str:
+    """Hash `path`; if an expected digest is known and differs, raise ModelError naming both digests."""
+    actual = sha256_file(path)
+    if expected and actual != expected.lower():
+        size = path.stat().st_size
+        raise ModelError(
+            f"{path}: checksum mismatch, the file is corrupt or truncated ({size} bytes)\n"
+            f"  expected sha256 {expected.lower()}\n  actual   sha256 {actual}",
+            hint=fix,
+        )
+    return actual
+
+
+def digest_of(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

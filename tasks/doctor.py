@@ -1,0 +1,143 @@
+"""Environment checks for `voxbatch doctor`: versions, devices, voice files and output space."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+
+from tasks.config import Settings
+from tasks.errors import VoxbatchError
+
+PINNED_PYTHON = ((3, 11), (3, 13))
+REQUIRED_PACKAGES = ("prefect", "pydantic", "numpy", "onnxruntime", "sentencex", "soxr", "soundfile", "pyarrow")
+MIN_FREE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    hint: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_python() -> Check:
+    v = sys.version_info[:2]
+    low, high = PINNED_PYTHON
+    ok = low <= v <= high
+    return Check(
+        "python",
+        "ok" if ok else "fail",
+        sys.version.split()[0],
+        "" if ok else f"use Python {low[0]}.{low[1]} to {high[0]}.{high[1]}",
+    )
+
+
+def check_packages() -> list[Check]:
+    checks = []
+    for dist in REQUIRED_PACKAGES:
+        version = _version(dist)
+        checks.append(
+            Check(dist, "ok" if version else "fail", version or "not installed", "" if version else "pip install -e .")
+        )
+    try:
+        importlib.import_module("prefect.server.api.server")
+        checks.append(Check("prefect server", "ok", f"imports (fastapi {_version('fastapi')})"))
+    except Exception as exc:  # a too-new fastapi breaks prefect 3.8's server at import time
+        checks.append(
+            Check(
+                "prefect server",
+                "fail",
+                f"does not import: {type(exc).__name__}: {str(exc)[:120]}",
+                "pip install 'fastapi<0.155' (prefect 3.8.8's server needs it)",
+            )
+        )
+    import soundfile
+
+    checks.append(Check("libsndfile", "ok", soundfile.__libsndfile_version__))
+    return checks
+
+
+def check_devices() -> list[Check]:
+    checks = []
+    try:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+        cuda = "CUDAExecutionProvider" in providers
+        checks.append(Check("onnxruntime providers", "ok", ", ".join(providers) + ("" if cuda else " (no CUDA)")))
+    except ImportError:
+        checks.append(Check("onnxruntime providers", "fail", "onnxruntime not installed", "pip install -e ."))
+    torch_version = _version("torch")
+    if torch_version is None:
+        checks.append(Check("torch", "ok", "not installed (only GPU/PyTorch backends need it)"))
+        return checks
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            name = torch.cuda.get_device_name(0)
+            checks.append(Check("torch", "ok", f"{torch_version}, CUDA {torch.version.cuda}, {name}"))
+        else:
+            checks.append(Check("torch", "ok", f"{torch_version}, no CUDA device: synthesis runs on the CPU"))
+    except Exception as exc:
+        checks.append(
+            Check("torch", "fail", f"{torch_version} does not import: {exc}", "reinstall torch==2.14.1 (CPU or CUDA)")
+        )
+    return checks
+
+
+def check_voice(settings: Settings) -> list[Check]:
+    from tasks.backends import get_backend
+
+    s = settings.synthesis
+    checks = []
+    if s.backend == "piper":
+        version = _version("piper-tts")
+        checks.append(
+            Check(
+                "piper-tts",
+                "ok" if version else "fail",
+                f"{version} (GPL-3.0-or-later)" if version else "not installed",
+                "" if version else "pip install 'voxbatch[piper]'",
+            )
+        )
+    try:
+        info = get_backend(s.backend).resolve(s)
+        checks.append(
+            Check(
+                f"voice {s.voice}",
+                "ok",
+                f"{info.model_path} sha256 {info.model_sha256[:16]}… verified, {info.sample_rate} Hz, "
+                f"{'/'.join(info.languages)}",
+            )
+        )
+    except VoxbatchError as exc:
+        checks.append(Check(f"voice {s.voice}", "fail", str(exc), exc.hint or ""))
+    return checks
+
+
+def check_output(out: str) -> Check:
+    from tasks.storage import open_store
+
+    try:
+        free = open_store(out).free_bytes()
+    except VoxbatchError as exc:
+        return Check("output", "fail", str(exc), exc.hint or "")
+    if free is None:
+        return Check("output", "ok", f"{out} (free space unknown)")
+    status = "ok" if free >= MIN_FREE_BYTES else "warn"
+    return Check("output", status, f"{out}: {free / 2**30:.1f} GiB free", "" if status == "ok" else "free some space")
+
+
+def run_checks(settings: Settings, out: str) -> list[Check]:
+    return [check_python(), *check_packages(), *check_devices(), *check_voice(settings), check_output(out)]

@@ -1,0 +1,53 @@
+"""voxbatch's own exceptions; third-party errors are translated into these at module boundaries.
+
+VoxbatchError               anything voxbatch reports to a user (exit code in `exit_code`)
+├── InputError              an input file is missing, empty, unreadable or not text      (exit 2)
+├── ConfigError             a setting has an unknown key, a wrong type or a bad value    (exit 2)
+├── ModelError              a voice/model file is missing, corrupt or fails to load     (exit 4)
+├── StorageError            the output location cannot be read or written                (exit 4)
+└── SynthesisError          one chunk could not be synthesized (becomes a `failed` row)  (exit 3)
+"""
+
+from __future__ import annotations
+
+
+class VoxbatchError(Exception):
+    """Base class: a message meant for the user, plus the process exit code it maps to."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def user_message(self) -> str:
+        text = str(self)
+        return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+class InputError(VoxbatchError):
+    exit_code = 2
+
+
+class ConfigError(VoxbatchError):
+    exit_code = 2
+
+
+class ModelError(VoxbatchError):
+    exit_code = 4
+
+
+class StorageError(VoxbatchError):
+    exit_code = 4
+
+
+class SynthesisError(VoxbatchError):
+    exit_code = 3
+
+
+# Exit codes of the CLI, in one place so docs and tests agree.
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_CHUNKS_FAILED = 3
+EXIT_ENVIRONMENT = 4

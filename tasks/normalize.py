@@ -1,0 +1,111 @@
+"""Text normalization: ANSI escapes and control characters out, NFKC, whitespace collapsed, paragraphs kept."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+# CSI sequences (colours, cursor moves), OSC sequences (titles, hyperlinks), and two-byte escapes.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+# Invisible format characters that TTS front ends read as garbage; ZWJ stays for emoji sequences.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200e\u200f\u2060\ufeff"))
+_WS = re.compile(r"\s+")
+_MD_FENCE = re.compile(r"^\s*(```|~~~)")
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_MD_RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
+_MD_LIST = re.compile(r"^\s*(?:[-*+]|>+)\s+")
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_MD_EMPHASIS = re.compile(r"(\*{1,3}|_{1,3}|`+|~~)(\S(?:.*?\S)?)\1")
+_MD_HTML = re.compile(r"</?[A-Za-z][^>]*>")
+
+
+def is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return (
+        0x4E00 <= o <= 0x9FFF  # CJK unified ideographs
+        or 0x3400 <= o <= 0x4DBF  # extension A
+        or 0x20000 <= o <= 0x2EBEF  # extensions B-F
+        or 0xF900 <= o <= 0xFAFF  # compatibility ideographs
+        or 0x3000 <= o <= 0x303F  # CJK punctuation (。、「」)
+    )
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """One paragraph of normalized text and the 1-based source line it starts on."""
+
+    text: str
+    line: int
+
+
+def clean_line(line: str) -> str:
+    """Normalize one source line: escapes, NFKC, control and invisible characters, whitespace."""
+    line = _ANSI.sub("", line)
+    line = unicodedata.normalize("NFKC", line)
+    line = line.translate(_INVISIBLE)
+    line = "".join(" " if unicodedata.category(c) == "Cc" else c for c in line)
+    return _WS.sub(" ", line).strip()
+
+
+def strip_markdown(line: str) -> tuple[str, bool]:
+    """Markdown markup out of one line; returns (text, is_block_boundary) for headings and rules."""
+    if _MD_RULE.match(line):
+        return "", True
+    heading = _MD_HEADING.match(line)
+    if heading:
+        line = heading.group(1)
+    line = _MD_LIST.sub("", line)
+    line = _MD_IMAGE.sub(r"\1", line)
+    line = _MD_LINK.sub(r"\1", line)
+    line = _MD_HTML.sub("", line)
+    for _ in range(2):  # nested emphasis such as ***x*** or **_x_**
+        line = _MD_EMPHASIS.sub(r"\2", line)
+    return line, heading is not None
+
+
+def _join(left: str, right: str) -> str:
+    # Lines of Chinese wrapped in the source join without a space; other lines join with one.
+    if left and right and is_cjk(left[-1]) and is_cjk(right[0]):
+        return left + right
+    return f"{left} {right}" if left else right
+
+
+def to_paragraphs(text: str, markdown: bool = False) -> list[Paragraph]:
+    """Split decoded text into normalized paragraphs at blank lines (and markdown headings/rules)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
+    paragraphs: list[Paragraph] = []
+    current, start = "", 0
+    in_fence = False
+
+    def flush() -> None:
+        nonlocal current
+        if current:
+            paragraphs.append(Paragraph(current, start))
+        current = ""
+
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if markdown and _MD_FENCE.match(raw):
+            in_fence = not in_fence
+            flush()
+            continue
+        if in_fence:  # code is not read aloud
+            continue
+        line = clean_line(raw)
+        boundary = False
+        if markdown:
+            line, boundary = strip_markdown(line)
+            line = line.strip()
+        if boundary:
+            flush()
+        if not line:
+            flush()
+            continue
+        if not current:
+            start = number
+        current = _join(current, line)
+        if boundary:
+            flush()
+    flush()
+    return paragraphs

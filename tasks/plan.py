@@ -1,0 +1,112 @@
+"""The plan of a run: documents to chunks with deterministic ids, grouped into shards, and the run id."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tasks.backends.base import VoiceInfo, digest_of
+from tasks.chunking import chunk_paragraph, detect_lang
+from tasks.config import Settings
+from tasks.errors import InputError
+from tasks.ingest import Document, read_documents
+
+# Typical speaking rates, for the dry run's duration estimate only.
+CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}
+
+
+@dataclass(frozen=True)
+class PlannedChunk:
+    doc_id: str
+    source: str
+    chunk_index: int  # position within its document
+    line: int  # 1-based source line of the paragraph the chunk starts in
+    lang: str
+    text: str
+    chunk_id: str
+    shard: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_id: str
+    voice: VoiceInfo
+    sample_rate: int  # output rate
+    params_json: str  # what besides text and voice determines the audio
+    chunks: tuple[PlannedChunk, ...]
+    num_shards: int
+
+    def shard(self, n: int) -> list[PlannedChunk]:
+        return [c for c in self.chunks if c.shard == n]
+
+    def estimated_seconds(self) -> float:
+        return sum(len(c.text) / CHARS_PER_SECOND.get(c.lang, 15.0) for c in self.chunks)
+
+
+def output_rate(settings: Settings, voice: VoiceInfo) -> int:
+    rate = settings.audio.sample_rate
+    return voice.sample_rate if rate == "native" else int(rate)
+
+
+def audio_params(settings: Settings, voice: VoiceInfo) -> dict[str, Any]:
+    """Every setting that changes the audio of a chunk (and so its id), besides its text and the voice."""
+    s, a = settings.synthesis, settings.audio
+    return {
+        "length_scale": s.length_scale,
+        "noise_scale": s.noise_scale,
+        "noise_w": s.noise_w,
+        "sample_rate": output_rate(settings, voice),
+        "resampler": a.resampler if output_rate(settings, voice) != voice.sample_rate else None,
+        "format": a.format,
+        "peak_dbfs": a.peak_dbfs,
+        "trim_silence": a.trim_silence,
+        "pad_seconds": a.pad_seconds if a.trim_silence else None,
+    }
+
+
+def chunk_id(text: str, voice: VoiceInfo, params: dict[str, Any]) -> str:
+    return digest_of("chunk/v1", text, voice.identity, params)[:32]
+
+
+def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Plan:
+    t = settings.text
+    params = audio_params(settings, voice)
+    chunks: list[PlannedChunk] = []
+    for doc in docs:
+        index = 0
+        for paragraph in doc.paragraphs:
+            lang = detect_lang(paragraph.text) if t.lang == "auto" else t.lang
+            if lang not in voice.languages:
+                raise InputError(
+                    f"{doc.source}: line {paragraph.line}: text is in {lang!r}, but voice {voice.name!r} speaks "
+                    f"{', '.join(voice.languages)}",
+                    hint="choose a voice for that language with --voice, or force the language with --lang",
+                )
+            limit = t.max_chars_zh if lang == "zh" else t.max_chars_en
+            for c in chunk_paragraph(paragraph.text, lang, limit):
+                cid = chunk_id(c.text, voice, params)
+                chunks.append(PlannedChunk(doc.doc_id, doc.source, index, paragraph.line, lang, c.text, cid, 0))
+                index += 1
+    size = settings.run.shard_size
+    chunks = [replace(c, shard=i // size) for i, c in enumerate(chunks)]
+    run_id = settings.run.run_id or "run-" + digest_of([c.chunk_id for c in chunks], size)[:12]
+    num_shards = (len(chunks) + size - 1) // size
+    params_json = json.dumps(params, sort_keys=True)
+    return Plan(run_id, voice, output_rate(settings, voice), params_json, tuple(chunks), num_shards)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    settings: Settings
+    plan: Plan
+    documents: int
+
+
+def prepare(inputs: list[str], settings: Settings) -> Prepared:
+    """Inputs to a plan; every bad input, setting or voice file fails here, before any synthesis."""
+    from tasks.backends import get_backend
+
+    docs = read_documents(inputs, settings.text.encoding)
+    voice = get_backend(settings.synthesis.backend).resolve(settings.synthesis)
+    return Prepared(settings, make_plan(docs, settings, voice), len(docs))

@@ -1,0 +1,233 @@
+"""One shard's work: skip finished chunks, synthesize the rest, post-process, check, store, and build its rows.
+
+Plain Python, no Prefect: the flow wraps it in a task. Audio objects are keyed by chunk id, so a chunk whose
+object already exists (from a killed run, or another run with the same settings) is not synthesized again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from tasks import audio, qa
+from tasks.backends.base import Synthesizer
+from tasks.chunking import is_speakable
+from tasks.config import Settings
+from tasks.errors import StorageError
+from tasks.plan import Plan, PlannedChunk
+from tasks.storage import ObjectStore
+
+ProgressFn = Callable[[int, float], None]  # (chunks finished, audio seconds they hold)
+
+
+def audio_key(chunk_id: str, fmt: str) -> str:
+    # A hash-leading key spreads objects across folders (and S3 prefixes).
+    return f"audio/{chunk_id[:2]}/{chunk_id}.{fmt}"
+
+
+@dataclass
+class ShardStats:
+    shard: int
+    chunks: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    reused: int = 0
+    audio_seconds: float = 0.0
+    synth_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.chunks += 1
+        status = row["status"]
+        setattr(self, status, getattr(self, status) + 1)
+        self.reused += bool(row["reused"])
+        self.audio_seconds += row["duration_s"] or 0.0
+        self.synth_seconds += row["synth_seconds"] or 0.0
+        if status == "failed" and len(self.errors) < 5:
+            self.errors.append(f"{row['source']}:{row['line']} chunk {row['chunk_index']}: {row['error']}")
+
+
+def _base_row(plan: Plan, c: PlannedChunk, fmt: str) -> dict[str, Any]:
+    return {
+        "run_id": plan.run_id,
+        "shard": c.shard,
+        "doc_id": c.doc_id,
+        "source": c.source,
+        "chunk_index": c.chunk_index,
+        "line": c.line,
+        "chunk_id": c.chunk_id,
+        "text": c.text,
+        "lang": c.lang,
+        "voice": plan.voice.name,
+        "model": f"{plan.voice.backend}:{plan.voice.name}",
+        "model_sha256": plan.voice.model_sha256,
+        "params_json": plan.params_json,
+        "audio_uri": None,
+        "audio_key": None,
+        "format": fmt,
+        "sample_rate": plan.sample_rate,
+        "num_samples": None,
+        "duration_s": None,
+        "audio_bytes": None,
+        "audio_checksum": None,
+        "batch_size": None,
+        "attempts": 0,
+        "oom_retries": 0,
+        "device": None,
+        "synth_seconds": 0.0,
+        "reused": False,
+        "status": "ok",
+        "error": None,
+        "peak_dbfs": None,
+        "rms_dbfs": None,
+        "clipped_fraction": None,
+        "chars_per_second": None,
+        "created_at": datetime.now(UTC),
+    }
+
+
+def _with_audio(row: dict[str, Any], store: ObjectStore, key: str, data: bytes) -> dict[str, Any]:
+    rate, frames = audio.probe(data)
+    row.update(
+        audio_uri=store.uri(key),
+        audio_key=key,
+        sample_rate=rate,
+        num_samples=frames,
+        duration_s=frames / rate,
+        audio_bytes=len(data),
+        audio_checksum="sha256:" + hashlib.sha256(data).hexdigest(),
+    )
+    return row
+
+
+def _reused_row(row: dict[str, Any], store: ObjectStore, key: str, text: str) -> dict[str, Any]:
+    """A row for audio that already exists: levels are measured on the stored audio."""
+    data = store.get(key)
+    _with_audio(row, store, key, data)
+    samples, _ = audio.decode(data)
+    m = qa.measure(samples, row["duration_s"], text)
+    row.update(
+        reused=True,
+        peak_dbfs=m.peak_dbfs,
+        rms_dbfs=m.rms_dbfs,
+        clipped_fraction=m.clipped_fraction,
+        chars_per_second=m.chars_per_second,
+    )
+    return row
+
+
+def _finish(
+    row: dict[str, Any], raw: np.ndarray, plan: Plan, settings: Settings, store: ObjectStore, key: str
+) -> dict[str, Any]:
+    """Post-process one chunk's raw audio, check it, and store it if it passes."""
+    a = settings.audio
+    out = audio.trim_silence(raw, plan.voice.sample_rate, a.pad_seconds) if a.trim_silence else raw
+    out = audio.resample(out, plan.voice.sample_rate, plan.sample_rate, a.resampler)
+    m = qa.measure(raw, out.size / plan.sample_rate, row["text"])
+    row.update(
+        peak_dbfs=m.peak_dbfs,
+        rms_dbfs=m.rms_dbfs,
+        clipped_fraction=m.clipped_fraction,
+        chars_per_second=m.chars_per_second if np.isfinite(m.chars_per_second) else None,
+    )
+    found = qa.problems(m, row["text"], row["lang"], settings.qa)
+    if found:
+        row.update(status="failed", error="qa: " + "; ".join(found), duration_s=m.duration_s)
+        return row
+    data = audio.encode(audio.set_peak(out, a.peak_dbfs), plan.sample_rate, a.format)
+    if not store.put(key, data):  # another worker finished the same chunk first: keep its object
+        data = store.get(key)
+        row["reused"] = True
+    return _with_audio(row, store, key, data)
+
+
+def _batches(items: Sequence[PlannedChunk], size: int) -> Iterator[list[PlannedChunk]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def process_shard(
+    plan: Plan,
+    shard: int,
+    settings: Settings,
+    store: ObjectStore,
+    load_synthesizer: Callable[[], Synthesizer],
+    previous_rows: list[dict[str, Any]] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> tuple[list[dict[str, Any]], ShardStats]:
+    """Do one shard; returns its manifest rows (in plan order) and stats. Never raises for one bad chunk."""
+    started = time.perf_counter()
+    progress = on_progress or (lambda n, s: None)
+    fmt = settings.audio.format
+    done_before = {r["chunk_id"]: r for r in previous_rows or [] if r["status"] in ("ok", "skipped")}
+    rows: dict[int, dict[str, Any]] = {}
+    todo: list[PlannedChunk] = []
+    chunks = plan.shard(shard)
+    for i, c in enumerate(chunks):
+        key = audio_key(c.chunk_id, fmt)
+        prior = done_before.get(c.chunk_id)
+        if prior is not None and (prior["status"] == "skipped" or store.exists(key)):
+            rows[i] = {**_base_row(plan, c, fmt), **{k: prior[k] for k in prior if k not in ("run_id", "shard")}}
+        elif not is_speakable(c.text):
+            rows[i] = {**_base_row(plan, c, fmt), "status": "skipped", "error": "no speakable text"}
+        elif store.exists(key):
+            rows[i] = _reused_row(_base_row(plan, c, fmt), store, key, c.text)
+        else:
+            todo.append(c)
+            continue
+        progress(1, rows[i]["duration_s"] or 0.0)
+
+    index_of = {id(c): i for i, c in enumerate(chunks)}
+    if todo:
+        synth = load_synthesizer()  # loaded only when there is work: a finished shard costs no model load
+        group_size = settings.synthesis.batch_size if synth.supports_batching else 1
+        for group in _batches(todo, group_size):
+            for c, row in _synthesize_group(group, plan, settings, store, synth):
+                rows[index_of[id(c)]] = row
+                progress(1, row["duration_s"] or 0.0)
+
+    stats = ShardStats(shard)
+    ordered = [rows[i] for i in range(len(chunks))]
+    for row in ordered:
+        stats.add(row)
+    stats.wall_seconds = time.perf_counter() - started
+    return ordered, stats
+
+
+def _synthesize_group(
+    group: list[PlannedChunk], plan: Plan, settings: Settings, store: ObjectStore, synth: Synthesizer
+) -> Iterator[tuple[PlannedChunk, dict[str, Any]]]:
+    """Synthesize a group in one call; if the call fails, retry each chunk alone so one bad chunk fails alone."""
+    fmt = settings.audio.format
+    t0 = time.perf_counter()
+    error: Exception | None = None
+    try:
+        raws = synth.synthesize([c.text for c in group])
+    except Exception as exc:  # one chunk's failure must not stop the shard: it becomes a failed row
+        error = exc
+    elapsed = time.perf_counter() - t0
+    if error is not None and len(group) > 1:
+        for c in group:
+            yield from _synthesize_group([c], plan, settings, store, synth)
+        return
+    for j, c in enumerate(group):
+        row = _base_row(plan, c, fmt)
+        row.update(batch_size=len(group), attempts=1, device=synth.device, synth_seconds=elapsed / len(group))
+        if error is not None:
+            row.update(status="failed", error=f"{type(error).__name__}: {error}"[:2000])
+        else:
+            try:
+                row = _finish(row, raws[j], plan, settings, store, audio_key(c.chunk_id, fmt))
+            except StorageError:
+                raise  # the output location is broken: every later chunk would fail the same way
+            except Exception as exc:  # post-processing of one chunk failed: record it, go on
+                row.update(status="failed", error=f"post-processing: {type(exc).__name__}: {exc}"[:2000])
+        yield c, row
