@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import unquote, urlparse
 
 from tasks.errors import StorageError
 
@@ -93,8 +93,8 @@ class LocalStore:
         )
 
     def uri(self, key: str) -> str:
-        # Like Path.as_uri(), but keeps '=' of hive-style folders readable.
-        return "file://" + quote(self._path(key).resolve().as_posix(), safe="/=:@-._~")
+        # Not percent-encoded: fsspec, pyarrow and pandas take file:// paths verbatim (spaces, '=', CJK).
+        return "file://" + self._path(key).resolve().as_posix()
 
     def free_bytes(self) -> int | None:
         return shutil.disk_usage(self.root).free

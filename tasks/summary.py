@@ -44,8 +44,7 @@ class RunSummary:
         self.failed += stats.failed
         self.skipped += stats.skipped
         self.reused += stats.reused
-        if not already_done:
-            self.synthesized += stats.ok + stats.failed - stats.reused
+        self.synthesized += stats.synthesized
         self.audio_seconds += stats.audio_seconds
         self.errors.extend(stats.errors[: max(0, 10 - len(self.errors))])
 

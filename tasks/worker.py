@@ -39,6 +39,7 @@ class ShardStats:
     failed: int = 0
     skipped: int = 0
     reused: int = 0
+    synthesized: int = 0  # chunks this call sent to the synthesizer (ok or failed)
     audio_seconds: float = 0.0
     synth_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -194,7 +195,7 @@ def process_shard(
                 rows[index_of[id(c)]] = row
                 progress(1, row["duration_s"] or 0.0)
 
-    stats = ShardStats(shard)
+    stats = ShardStats(shard, synthesized=len(todo))
     ordered = [rows[i] for i in range(len(chunks))]
     for row in ordered:
         stats.add(row)

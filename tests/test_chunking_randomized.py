@@ -12,7 +12,9 @@ EN_WORDS = st.sampled_from(
     ["the", "Mr.", "Dr.", "lighthouse", "keeper", "said", "12,000", "3.5", "e.g.", "—", "...", "😀", "x" * 40]
 )
 EN_PUNCT = st.sampled_from([" ", " ", " ", ". ", "! ", "? ", ", ", "; ", ": ", '" ', "\u2026 "])
-ZH_CHARS = st.sampled_from(list("我们的灯塔守护者说今天海上有风浪船回来了") + list("。！？，；：、“”") + ["😀", "a", " "])
+ZH_CHARS = st.sampled_from(
+    list("我们的灯塔守护者说今天海上有风浪船回来了") + list("。！？，；：、“”") + ["😀", "a", " "]
+)
 
 
 @st.composite
@@ -82,7 +84,11 @@ def test_sentences_pack_up_to_the_limit() -> None:
 def test_chinese_splits_at_full_stops() -> None:
     text = "天刚亮,小港的渔船就陆续出海了。码头上堆着渔网和木箱。老陈今年六十二岁!"
     chunks = chunk_paragraph(text, "zh", 16)
-    assert [c.text for c in chunks] == ["天刚亮,小港的渔船就陆续出海了。", "码头上堆着渔网和木箱。", "老陈今年六十二岁!"]
+    assert [c.text for c in chunks] == [
+        "天刚亮,小港的渔船就陆续出海了。",
+        "码头上堆着渔网和木箱。",
+        "老陈今年六十二岁!",
+    ]
 
 
 def test_language_detection() -> None:

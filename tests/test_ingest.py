@@ -60,7 +60,7 @@ def test_missing_file_and_directory_without_text(tmp_path: Path) -> None:
         read_document(tmp_path / "nope.txt")
     with pytest.raises(InputError, match="no file matches"):
         expand_inputs([str(tmp_path / "*.txt")])
-    with pytest.raises(InputError, match="holds no .txt or .md"):
+    with pytest.raises(InputError, match=r"holds no \.txt or \.md"):
         expand_inputs([str(tmp_path)])
 
 

@@ -1,0 +1,151 @@
+"""The `voxbatch` command as a user runs it: exit codes, messages, and no tracebacks for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.errors import EXIT_BAD_INPUT, EXIT_CHUNKS_FAILED, EXIT_ENVIRONMENT, EXIT_OK
+from tests.conftest import SAMPLE_EN
+
+ZH_SAMPLE = SAMPLE_EN.parent.parent / "zh" / "xiaogang.txt"
+
+
+def voxbatch(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd or Path(__file__).resolve().parent.parent,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "no such file"),
+        (b"", "file is empty"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00", "binary"),
+        ("第一行\n".encode("big5", errors="ignore") + b"\xff\xfe\xfa", "not UTF-8"),
+    ],
+)
+def test_bad_inputs_exit_2_naming_the_file(tmp_path: Path, content: bytes | None, words: str) -> None:
+    path = tmp_path / "书 with space.txt"
+    if content is not None:
+        path.write_bytes(content)
+    result = voxbatch("run", str(path), "--out", str(tmp_path / "out"))
+    assert_clean_error(result, EXIT_BAD_INPUT, str(path), words)
+    assert not (tmp_path / "out" / "manifests").exists()
+
+
+def test_wrong_typed_values_are_rejected(tmp_path: Path) -> None:
+    assert_clean_error(voxbatch("plan", str(SAMPLE_EN), "--batch-size", "7.0"), 2, "--batch-size", "7.0")
+    config = tmp_path / "cfg.toml"
+    config.write_text('[synthesis]\nbatch_size = "8"\n')
+    assert_clean_error(voxbatch("plan", str(SAMPLE_EN), "--config", str(config)), 2, "cfg.toml", "synthesis.batch_size")
+
+
+def test_chinese_input_with_an_english_voice_is_refused() -> None:
+    assert_clean_error(voxbatch("plan", str(ZH_SAMPLE)), EXIT_BAD_INPUT, "xiaogang.txt: line 1", "speaks en")
+
+
+def test_config_prints_toml_that_config_reads(tmp_path: Path) -> None:
+    result = voxbatch("config", "--sample-rate", "24000", "--format", "ogg")
+    assert result.returncode == EXIT_OK
+    data = tomllib.loads(result.stdout)
+    assert data["audio"]["sample_rate"] == 24000 and data["synthesis"]["batch_size"] == 1
+    path = tmp_path / "s.toml"
+    path.write_text(result.stdout)
+    assert voxbatch("config", "--config", str(path)).stdout == result.stdout
+
+
+def test_plan_counts_and_writes_parquet(tmp_path: Path) -> None:
+    result = voxbatch("plan", str(SAMPLE_EN), "--out", str(tmp_path / "plan out"))
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "estimated audio" in result.stdout
+    (plan_file,) = (tmp_path / "plan out").rglob("plan.parquet")
+    table = pq.read_table(plan_file)
+    n = int(next(line for line in result.stdout.splitlines() if line.startswith("chunks")).split()[1])
+    assert table.num_rows == n > 0
+    assert {"doc_id", "chunk_index", "chunk_id", "text"} <= set(table.column_names)
+    assert not (tmp_path / "plan out" / "audio").exists()
+
+
+def test_doctor_passes_here_and_fails_on_a_broken_voice(tmp_path: Path) -> None:
+    result = voxbatch("doctor", "--out", str(tmp_path))
+    assert result.returncode == EXIT_OK, result.stdout
+    assert "voice joe" in result.stdout and "verified" in result.stdout
+    broken = tmp_path / "v.onnx"
+    broken.write_bytes(b"not a model")
+    broken.with_name("v.onnx.sha256").write_text("0" * 64)
+    result = voxbatch("doctor", "--voice", str(broken), "--out", str(tmp_path))
+    assert result.returncode == EXIT_ENVIRONMENT
+    assert "FAIL" in result.stdout and "checksum mismatch" in result.stdout
+
+
+@pytest.mark.slow
+def test_run_reports_failed_chunks_then_a_rerun_finishes_them(tmp_path: Path) -> None:
+    out = tmp_path / "输出 out"
+    strict = tmp_path / "strict.toml"
+    # A QA bound no real speech meets: every chunk of 12+ characters fails the rate check.
+    strict.write_text("[qa]\nmax_chars_per_second_en = 1.0\nmin_chars_per_second_en = 0.0\n")
+    first = voxbatch("run", str(SAMPLE_EN), "--out", str(out), "--config", str(strict))
+    assert first.returncode == EXIT_CHUNKS_FAILED, first.stderr
+    assert "too short for its text" in first.stdout
+    failed = int(first.stdout.split("failed ")[1].split(",")[0])
+    assert failed > 0
+    second = voxbatch("run", str(SAMPLE_EN), "--out", str(out))
+    assert second.returncode == EXIT_OK, second.stderr
+    assert f"synthesized now {failed}," in second.stdout
+    assert "real-time factor" in second.stdout and str(out) in second.stdout
+
+
+@pytest.mark.slow
+def test_a_run_killed_halfway_resumes_without_redoing_or_losing_work(tmp_path: Path) -> None:
+    ships = ["Morning Star", "Grey Heron", "Saint Brendan", "Calypso", "North Wind", "Marigold"]
+    text = "\n\n".join(
+        f"Entry {i}. The {ships[i % len(ships)]} passed the point at {i % 12 + 1} o'clock, "
+        f"heading {'north' if i % 2 else 'south'}."
+        for i in range(30)
+    )
+    source = tmp_path / "log book.txt"
+    source.write_text(text)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "flows.cli", "run", str(source), "--out", str(out), "--shard-size", "5"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=SAMPLE_EN.parents[3])
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(out.glob("audio/*/*.flac"))) < 8:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no audio appeared"
+            time.sleep(0.2)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup runs
+        proc.wait()
+    before = {p: p.stat().st_mtime_ns for p in out.glob("audio/*/*.flac")}
+    result = voxbatch("run", str(source), "--out", str(out), "--shard-size", "5")
+    assert result.returncode == EXIT_OK, result.stderr
+    # The files carry run_id and shard as columns; pyarrow must not also infer them from the folder names.
+    rows = pq.read_table(out / "manifests", partitioning=None).to_pylist()
+    assert len(rows) == 30 and all(r["status"] == "ok" for r in rows)
+    assert len({r["chunk_id"] for r in rows}) == 30
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing finished was rewritten
+    synthesized = int(result.stdout.split("synthesized now ")[1].split(",")[0])
+    assert synthesized == 30 - len(before)

@@ -1,0 +1,85 @@
+"""The Piper backend with the real bundled voice, and with broken copies of it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.backends import get_backend, load_cached
+from tasks.backends.piper import BUNDLED_VOICES, voice_files
+from tasks.config import Settings, validate_settings
+from tasks.errors import ModelError
+
+
+def _copy_voice(tmp_path: Path, truncate_to: int | None = None, sidecar: bool = False) -> Path:
+    model, config, _ = voice_files("joe")
+    dst = tmp_path / "voices" / "my voice.onnx"
+    dst.parent.mkdir(parents=True)
+    data = model.read_bytes()
+    dst.write_bytes(data if truncate_to is None else data[:truncate_to])
+    shutil.copy(config, dst.with_name(dst.name + ".json"))
+    if sidecar:
+        dst.with_name(dst.name + ".sha256").write_text(BUNDLED_VOICES["joe"]["model_sha256"] + "  my voice.onnx\n")
+    return dst
+
+
+def _settings(voice: str) -> Settings:
+    return validate_settings({"synthesis": {"voice": voice}})
+
+
+def test_bundled_voice_resolves_with_verified_checksum(joe_settings: Settings) -> None:
+    info = get_backend("piper").resolve(joe_settings.synthesis)
+    assert info.model_sha256 == BUNDLED_VOICES["joe"]["model_sha256"]
+    assert (info.sample_rate, info.languages) == (22050, ("en",))
+
+
+def test_bundled_voice_speaks(joe_settings: Settings) -> None:
+    info = get_backend("piper").resolve(joe_settings.synthesis)
+    synth = load_cached(info, joe_settings.synthesis)
+    assert load_cached(info, joe_settings.synthesis) is synth  # loaded once per process
+    text = "The lighthouse keeper climbed the stairs at dusk."
+    (out,) = synth.synthesize([text])
+    seconds = out.size / info.sample_rate
+    assert out.dtype == np.float32
+    assert 8 <= len(text) / seconds <= 30
+    assert 20 * np.log10(np.max(np.abs(out))) > -20
+
+
+def test_truncated_model_with_sidecar_fails_with_both_digests(tmp_path: Path) -> None:
+    path = _copy_voice(tmp_path, truncate_to=1_000_000, sidecar=True)
+    with pytest.raises(ModelError) as err:
+        get_backend("piper").resolve(_settings(str(path)).synthesis)
+    message = str(err.value)
+    assert str(path) in message and "checksum mismatch" in message
+    assert BUNDLED_VOICES["joe"]["model_sha256"] in message and "actual" in message
+
+
+def test_truncated_model_without_sidecar_fails_to_load_with_the_file_named(tmp_path: Path) -> None:
+    path = _copy_voice(tmp_path, truncate_to=1_000_000)
+    settings = _settings(str(path))
+    info = get_backend("piper").resolve(settings.synthesis)
+    with pytest.raises(ModelError, match="cannot load the voice model") as err:
+        get_backend("piper").load(info, settings.synthesis)
+    assert str(path) in str(err.value)
+
+
+def test_expected_digest_from_settings(tmp_path: Path) -> None:
+    path = _copy_voice(tmp_path)
+    wrong = "0" * 64
+    settings = validate_settings({"synthesis": {"voice": str(path), "sha256": wrong}})
+    with pytest.raises(ModelError, match=f"expected sha256 {wrong}"):
+        get_backend("piper").resolve(settings.synthesis)
+
+
+def test_missing_files_are_named(tmp_path: Path) -> None:
+    path = _copy_voice(tmp_path)
+    path.with_name(path.name + ".json").unlink()
+    with pytest.raises(ModelError, match=r"voice config not found"):
+        get_backend("piper").resolve(_settings(str(path)).synthesis)
+    with pytest.raises(ModelError, match="voice model not found"):
+        get_backend("piper").resolve(_settings(str(tmp_path / "absent.onnx")).synthesis)
+    with pytest.raises(ModelError, match="neither a bundled voice"):
+        get_backend("piper").resolve(_settings("amy").synthesis)

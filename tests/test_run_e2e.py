@@ -1,0 +1,96 @@
+"""The whole run as a Prefect flow on a real Prefect API, with the real bundled voice, read back from disk."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tasks import audio
+from tasks.manifest import manifest_key, plan_key
+from tests.conftest import SAMPLE_EN
+
+pytestmark = pytest.mark.slow
+
+
+def run_flow(out: Path, **settings: Any) -> dict[str, Any]:
+    from flows.corpus import corpus_flow
+
+    return corpus_flow([str(SAMPLE_EN)], str(out), {"run": {"shard_size": 4}, **settings})
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {p: os.stat(p).st_mtime_ns for p in glob.glob(f"{out}/audio/**/*.flac", recursive=True)}
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("e2e") / "out dir"
+    return out, run_flow(out)
+
+
+def test_manifest_matches_plan_and_audio_fits_the_text(first_run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = first_run
+    run_id = summary["run_id"]
+    plan = pq.read_table(out / plan_key(run_id)).to_pylist()
+    rows = [r for s in range(summary["shards"]) for r in pq.read_table(out / manifest_key(run_id, s)).to_pylist()]
+    assert summary["shards"] == 3
+    assert len(rows) == len(plan) == summary["chunks"] >= 8
+    assert [r["chunk_id"] for r in rows] == [p["chunk_id"] for p in plan]
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    for r in rows:
+        samples, rate = audio.decode((out / r["audio_key"]).read_bytes())
+        assert rate == r["sample_rate"] == 22050
+        assert samples.size == r["num_samples"]
+        seconds = samples.size / rate
+        assert 8 <= len(r["text"]) / seconds <= 30, r["text"]
+        peak = float(np.max(np.abs(samples)))
+        assert audio.db(peak) > -6  # normalized to -1 dBFS: not silent
+        assert np.mean(np.abs(samples) >= 0.999) == 0  # not clipped
+        assert r["attempts"] == 1 and r["device"] == "cpu" and not r["reused"]
+    assert summary["audio_seconds"] == pytest.approx(sum(r["duration_s"] for r in rows))
+    assert summary["failed"] == 0 and summary["synthesized"] == len(rows)
+
+
+def test_duckdb_reads_the_manifests_directly(first_run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = first_run
+    got = duckdb.sql(
+        f"select shard, count(*) as n, sum(duration_s) as s from read_parquet('{out}/manifests/**/*.parquet', "
+        "hive_partitioning=true) group by shard order by shard"
+    ).fetchall()
+    assert [n for _, n, _ in got] == [4, 4, summary["chunks"] - 8]
+    assert sum(s for _, _, s in got) == pytest.approx(summary["audio_seconds"])
+
+
+def test_second_run_redoes_nothing(first_run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = first_run
+    before = mtimes(out)
+    manifests = {p: os.stat(p).st_mtime_ns for p in glob.glob(f"{out}/manifests/**/*.parquet", recursive=True)}
+    again = run_flow(out)
+    assert again["run_id"] == summary["run_id"]
+    assert again["synthesized"] == 0 and again["shards_already_done"] == 3
+    assert again["ok"] == summary["ok"]
+    assert mtimes(out) == before
+    assert {p: os.stat(p).st_mtime_ns for p in manifests} == manifests
+
+
+def test_after_a_crash_only_missing_work_is_done(first_run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = first_run
+    run_id = summary["run_id"]
+    # As if killed during shard 1: its manifest was never written and its last object never stored.
+    shard1 = pq.read_table(out / manifest_key(run_id, 1)).to_pylist()
+    (out / manifest_key(run_id, 1)).unlink()
+    (out / shard1[-1]["audio_key"]).unlink()
+    before = mtimes(out)
+    again = run_flow(out)
+    assert again["synthesized"] == 1 and again["shards_already_done"] == 2
+    assert again["failed"] == 0
+    rows = pq.read_table(out / manifest_key(run_id, 1)).to_pylist()
+    assert [r["reused"] for r in rows] == [True, True, True, False]
+    assert {p: t for p, t in mtimes(out).items() if p in before} == before
