@@ -58,6 +58,20 @@ def test_manifest_matches_plan_and_audio_fits_the_text(first_run: tuple[Path, di
     assert summary["failed"] == 0 and summary["synthesized"] == len(rows)
 
 
+def test_the_audio_says_the_text(first_run: tuple[Path, dict[str, Any]]) -> None:
+    """Listen: an offline Whisper transcript of the whole document matches its text."""
+    from tests.listen import transcribe, word_error_rate
+
+    out, summary = first_run
+    rows = [
+        r for s in range(summary["shards"]) for r in pq.read_table(out / manifest_key(summary["run_id"], s)).to_pylist()
+    ]
+    reference = " ".join(r["text"] for r in rows)
+    heard = " ".join(transcribe(*audio.decode((out / r["audio_key"]).read_bytes())) for r in rows)
+    # Whisper tiny.en mishears a few words of clean synthetic speech (about 0.15 here); noise or a wrong voice is ~1.
+    assert word_error_rate(reference, heard) < 0.3, heard
+
+
 def test_duckdb_reads_the_manifests_directly(first_run: tuple[Path, dict[str, Any]]) -> None:
     out, summary = first_run
     got = duckdb.sql(
