@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest -m "not gpu"
+
+bench: setup
+	$(BIN)/python tests/benchmarks/bench_synthesis.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

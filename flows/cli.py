@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections import Counter
 from typing import Any
 
 from tasks.config import Settings, dump_toml, load_settings
-from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_ENVIRONMENT, EXIT_OK, VoxbatchError
+from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, VoxbatchError
 
 
 def _rate(value: str) -> int | str:
@@ -139,7 +140,7 @@ def _progress_bar(total: int):  # type: ignore[no-untyped-def]
 
     console = Console(stderr=True)
     bar = Progress(
-        TextColumn("synthesizing"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("chunks, {task.fields[audio]:.0f} s audio"),
@@ -149,11 +150,11 @@ def _progress_bar(total: int):  # type: ignore[no-untyped-def]
         console=console,
         disable=not console.is_terminal,
     )
-    task_id = bar.add_task("run", total=total, audio=0.0)
+    task_id = bar.add_task("starting Prefect", total=total, audio=0.0)
 
     def advance(chunks: int, seconds: float) -> None:
         audio = bar.tasks[0].fields["audio"] + seconds
-        bar.update(task_id, advance=chunks, audio=audio)
+        bar.update(task_id, advance=chunks, audio=audio, description="synthesizing")
 
     return bar, advance
 
@@ -182,8 +183,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    # Set before Prefect is imported: it reads its settings once.
+    # Set before Prefect is imported: it reads its settings once. No telemetry: nothing leaves the machine.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    # The embedded API's first start migrates a new database: over Prefect's 20 s default on 2 cores.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
@@ -204,6 +208,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:  # a bug or an environment problem voxbatch does not know yet
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(
+            f"voxbatch: unexpected error: {type(exc).__name__}: {exc}\n"
+            "  finished chunks are kept; `voxbatch doctor` checks the environment"
+            + ("" if getattr(args, "verbose", False) else "; -v shows the traceback"),
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from flows import progress
 from tasks.backends import load_cached
@@ -77,7 +78,8 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
     )
     artifact = create_progress_artifact(0.0, description=f"voxbatch {plan.run_id}: shards done")
     for shard in range(plan.num_shards):
-        stats, already_done = synthesize_shard(plan, shard, prep.settings, store)
+        # quote(): Prefect would otherwise walk every chunk of the plan to track task inputs, once per shard.
+        stats, already_done = synthesize_shard(quote(plan), shard, prep.settings, store)
         summary.add(stats, already_done)
         update_progress_artifact(artifact, 100.0 * (shard + 1) / plan.num_shards)
     summary.wall_seconds = time.perf_counter() - started

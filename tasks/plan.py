@@ -34,11 +34,15 @@ class Plan:
     voice: VoiceInfo
     sample_rate: int  # output rate
     params_json: str  # what besides text and voice determines the audio
-    chunks: tuple[PlannedChunk, ...]
-    num_shards: int
+    chunks: tuple[PlannedChunk, ...]  # in shard order
+    shard_size: int
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.chunks) // self.shard_size)
 
     def shard(self, n: int) -> list[PlannedChunk]:
-        return [c for c in self.chunks if c.shard == n]
+        return list(self.chunks[n * self.shard_size : (n + 1) * self.shard_size])
 
     def estimated_seconds(self) -> float:
         return sum(len(c.text) / CHARS_PER_SECOND.get(c.lang, 15.0) for c in self.chunks)
@@ -91,9 +95,8 @@ def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Pla
     size = settings.run.shard_size
     chunks = [replace(c, shard=i // size) for i, c in enumerate(chunks)]
     run_id = settings.run.run_id or "run-" + digest_of([c.chunk_id for c in chunks], size)[:12]
-    num_shards = (len(chunks) + size - 1) // size
     params_json = json.dumps(params, sort_keys=True)
-    return Plan(run_id, voice, output_rate(settings, voice), params_json, tuple(chunks), num_shards)
+    return Plan(run_id, voice, output_rate(settings, voice), params_json, tuple(chunks), size)
 
 
 @dataclass(frozen=True)

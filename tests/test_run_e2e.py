@@ -108,3 +108,24 @@ def test_after_a_crash_only_missing_work_is_done(first_run: tuple[Path, dict[str
     rows = pq.read_table(out / manifest_key(run_id, 1)).to_pylist()
     assert [r["reused"] for r in rows] == [True, True, True, False]
     assert {p: t for p, t in mtimes(out).items() if p in before} == before
+
+
+@pytest.mark.parametrize(("rate", "resampler", "fmt"), [(16000, "resampy", "ogg"), (24000, "soxr", "mp3")])
+def test_resampled_and_lossy_outputs(prefect_api: None, tmp_path: Path, rate: int, resampler: str, fmt: str) -> None:
+    from flows.corpus import corpus_flow
+
+    source = tmp_path / "short.txt"
+    source.write_text(
+        "The ferry stopped running at three o'clock.\n\nThe radio spoke of gusts above eighty miles an hour."
+    )
+    summary = corpus_flow(
+        [str(source)], str(tmp_path / "out"), {"audio": {"sample_rate": rate, "resampler": resampler, "format": fmt}}
+    )
+    rows = pq.read_table(tmp_path / "out" / manifest_key(summary["run_id"], 0)).to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for r in rows:
+        assert r["audio_key"].endswith(f".{fmt}") and r["format"] == fmt
+        samples, got_rate = audio.decode((tmp_path / "out" / r["audio_key"]).read_bytes())
+        assert got_rate == r["sample_rate"] == rate
+        assert 8 <= len(r["text"]) / (samples.size / rate) <= 30
+        assert f'"resampler": "{resampler}"' in r["params_json"]
