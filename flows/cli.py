@@ -25,7 +25,7 @@ def _rate(value: str) -> int | str:
 def _settings_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("settings (override --config)")
     g.add_argument("--config", metavar="FILE", help="settings file (.toml, .yaml or .json); see `voxbatch config`")
-    g.add_argument("--backend", choices=["piper", "tone"], help="synthesizer backend")
+    g.add_argument("--backend", choices=["piper", "vits", "tone"], help="synthesizer backend")
     g.add_argument("--voice", help="bundled voice name (joe) or path to a Piper .onnx file")
     g.add_argument("--lang", choices=["auto", "en", "zh"], help="input language")
     g.add_argument("--encoding", help="input encoding (default: auto)")
@@ -33,6 +33,8 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sample-rate", type=_rate, help='output rate in Hz, or "native"')
     g.add_argument("--resampler", choices=["soxr", "resampy"])
     g.add_argument("--batch-size", type=int, help="most chunks per synthesis call")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to synthesize")
+    g.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="PyTorch backends' precision on CUDA")
     g.add_argument("--shard-size", type=int, help="chunks per shard")
     g.add_argument("--run-id", help="run id (default: derived from inputs and settings, so reruns resume)")
 
@@ -41,6 +43,8 @@ _FLAG_KEYS = {
     "backend": ("synthesis", "backend"),
     "voice": ("synthesis", "voice"),
     "batch_size": ("synthesis", "batch_size"),
+    "device": ("synthesis", "device"),
+    "dtype": ("synthesis", "dtype"),
     "lang": ("text", "lang"),
     "encoding": ("text", "encoding"),
     "format": ("audio", "format"),

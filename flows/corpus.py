@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -14,9 +15,10 @@ from flows import progress
 from tasks.backends import load_cached
 from tasks.config import Settings, validate_settings
 from tasks.manifest import read_manifest, write_manifest, write_plan
+from tasks.oom import DeviceFatal
 from tasks.plan import Plan, prepare
 from tasks.storage import ObjectStore, open_store
-from tasks.summary import RunSummary, write_summary
+from tasks.summary import RunSummary, shard_stats_key, write_summary
 from tasks.worker import ShardStats, process_shard
 
 
@@ -37,23 +39,32 @@ def synthesize_shard(plan: Plan, shard: int, settings: Settings, store: ObjectSt
             stats.add(row)
         progress.report(len(previous), stats.audio_seconds)
         return stats, True
-    rows, stats = process_shard(
-        plan,
-        shard,
-        settings,
-        store,
-        load_synthesizer=lambda: load_cached(plan.voice, settings.synthesis),
-        previous_rows=previous,
-        on_progress=progress.report,
-    )
+    try:
+        rows, stats = process_shard(
+            plan,
+            shard,
+            settings,
+            store,
+            load_synthesizer=lambda: load_cached(plan.voice, settings.synthesis),
+            previous_rows=previous,
+            on_progress=progress.report,
+        )
+    except DeviceFatal as exc:
+        # Commit what is done (a partial manifest: the next run does only the rest), then let the worker die.
+        write_manifest(store, plan.run_id, shard, getattr(exc, "partial_rows", []))
+        raise
+    store.put(shard_stats_key(plan.run_id, shard), json.dumps(stats.to_dict(), indent=2).encode(), overwrite=True)
     write_manifest(store, plan.run_id, shard, rows)  # last: the shard's commit record
+    e = stats.engine
     get_run_logger().info(
-        "shard %d: %d ok, %d failed, %d skipped, %.1f s audio",
+        "shard %d: %d ok, %d failed, %d skipped, %.1f s audio, %d out-of-memory backoffs, budget %s",
         shard,
         stats.ok,
         stats.failed,
         stats.skipped,
         stats.audio_seconds,
+        e.ooms if e else 0,
+        f"{e.trajectory[-1][1]:.0f}" if e else "-",
     )
     return stats, False
 

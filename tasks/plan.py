@@ -81,7 +81,7 @@ def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Pla
         index = 0
         for paragraph in doc.paragraphs:
             lang = detect_lang(paragraph.text) if t.lang == "auto" else t.lang
-            if lang not in voice.languages:
+            if lang not in voice.languages and "*" not in voice.languages:
                 raise InputError(
                     f"{doc.source}: line {paragraph.line}: text is in {lang!r}, but voice {voice.name!r} speaks "
                     f"{', '.join(voice.languages)}",

@@ -28,6 +28,7 @@ class RunSummary:
     wall_seconds: float = 0.0
     shards: int = 0
     shards_already_done: int = 0
+    oom_backoffs: int = 0
     manifests: str = ""
     errors: list[str] = field(default_factory=list)
 
@@ -45,6 +46,7 @@ class RunSummary:
         self.skipped += stats.skipped
         self.reused += stats.reused
         self.synthesized += stats.synthesized
+        self.oom_backoffs += stats.engine.ooms if stats.engine else 0
         self.audio_seconds += stats.audio_seconds
         self.errors.extend(stats.errors[: max(0, 10 - len(self.errors))])
 
@@ -59,7 +61,7 @@ class RunSummary:
             f"(synthesized now {self.synthesized}, already done {self.chunks - self.synthesized - self.skipped})",
             f"  audio {_hms(self.audio_seconds)} in {_hms(self.wall_seconds)} wall: real-time factor "
             f"{self.realtime_factor:.3f} ({speed})",
-            f"  voice {self.voice}, {self.format} at {self.sample_rate} Hz",
+            f"  voice {self.voice}, {self.format} at {self.sample_rate} Hz; out-of-memory backoffs {self.oom_backoffs}",
             f"  output {self.output}",
             f"  manifests {self.manifests}",
         ]
@@ -77,6 +79,10 @@ def _hms(seconds: float) -> str:
 
 def summary_key(run_id: str) -> str:
     return f"runs/run_id={run_id}/summary.json"
+
+
+def shard_stats_key(run_id: str, shard: int) -> str:
+    return f"runs/run_id={run_id}/shards/shard={shard}.json"
 
 
 def write_summary(store: ObjectStore, summary: RunSummary) -> str:

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks import audio, qa
+from tasks import audio, budget_store, faults, qa
 from tasks.backends.base import Synthesizer
-from tasks.chunking import is_speakable
+from tasks.chunking import chunk_paragraph, detect_lang, is_speakable
 from tasks.config import Settings
+from tasks.engine import BudgetState, Engine, EngineConfig, EngineStats, ItemResult
 from tasks.errors import StorageError
+from tasks.oom import DeviceFatal
 from tasks.plan import Plan, PlannedChunk
 from tasks.storage import ObjectStore
 
@@ -44,6 +47,23 @@ class ShardStats:
     synth_seconds: float = 0.0
     wall_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    engine: EngineStats | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a shard records beside its manifest: counts, budget trajectory, padding and speed."""
+        e = self.engine
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "engine"},
+            "batches": e.batches if e else 0,
+            "ooms": e.ooms if e else 0,
+            "splits": e.splits if e else 0,
+            "budget_trajectory": e.trajectory if e else [],
+            "padding_efficiency": e.padding_efficiency if e else None,
+            "compute_seconds": e.compute_seconds if e else 0.0,
+            "audio_seconds_per_compute_second": (
+                self.audio_seconds / e.compute_seconds if e and e.compute_seconds else None
+            ),
+        }
 
     def add(self, row: dict[str, Any]) -> None:
         self.chunks += 1
@@ -91,6 +111,7 @@ def _base_row(plan: Plan, c: PlannedChunk, fmt: str) -> dict[str, Any]:
         "rms_dbfs": None,
         "clipped_fraction": None,
         "chars_per_second": None,
+        "loudness_lufs": None,
         "created_at": datetime.now(UTC),
     }
 
@@ -113,10 +134,11 @@ def _reused_row(row: dict[str, Any], store: ObjectStore, key: str, text: str) ->
     """A row for audio that already exists: levels are measured on the stored audio."""
     data = store.get(key)
     _with_audio(row, store, key, data)
-    samples, _ = audio.decode(data)
+    samples, rate = audio.decode(data)
     m = qa.measure(samples, row["duration_s"], text)
     row.update(
         reused=True,
+        loudness_lufs=qa.loudness_lufs(samples, rate),
         peak_dbfs=m.peak_dbfs,
         rms_dbfs=m.rms_dbfs,
         clipped_fraction=m.clipped_fraction,
@@ -143,16 +165,44 @@ def _finish(
     if found:
         row.update(status="failed", error="qa: " + "; ".join(found), duration_s=m.duration_s)
         return row
-    data = audio.encode(audio.set_peak(out, a.peak_dbfs), plan.sample_rate, a.format)
+    final = audio.set_peak(out, a.peak_dbfs)
+    row["loudness_lufs"] = qa.loudness_lufs(final, plan.sample_rate)
+    data = audio.encode(final, plan.sample_rate, a.format)
     if not store.put(key, data):  # another worker finished the same chunk first: keep its object
         data = store.get(key)
         row["reused"] = True
     return _with_audio(row, store, key, data)
 
 
-def _batches(items: Sequence[PlannedChunk], size: int) -> Iterator[list[PlannedChunk]]:
-    for i in range(0, len(items), size):
-        yield list(items[i : i + size])
+def split_for_retry(text: str) -> list[str]:
+    """How the engine splits a chunk that runs out of memory alone: in halves, at clause boundaries first."""
+    if len(text) < 8:
+        return [text]
+    return [c.text for c in chunk_paragraph(text, detect_lang(text), max(4, (len(text) + 1) // 2))]
+
+
+def _engine_for(synth: Synthesizer, settings: Settings) -> tuple[Engine, Path, dict[str, Any]]:
+    e = settings.engine
+    state_dir = Path(e.state_dir).expanduser() if e.state_dir else budget_store.default_dir()
+    key = synth.memory_key()
+    state = budget_store.load(state_dir, key) or BudgetState(float(e.initial_budget))
+    config = EngineConfig(
+        max_batch_size=settings.synthesis.batch_size if synth.supports_batching else 1,
+        grow_after=e.grow_after,
+        forget_after=e.forget_after,
+        item_oom_tries=e.item_oom_tries,
+    )
+    engine = Engine(
+        synth.synthesize,
+        synth.cost,
+        state,
+        config,
+        release=synth.release,
+        split=split_for_retry,
+        gap_samples=int(0.12 * synth.info.sample_rate),  # a clause pause where a split chunk is rejoined
+        faults=faults.from_env(),
+    )
+    return engine, state_dir, key
 
 
 def process_shard(
@@ -164,13 +214,17 @@ def process_shard(
     previous_rows: list[dict[str, Any]] | None = None,
     on_progress: ProgressFn | None = None,
 ) -> tuple[list[dict[str, Any]], ShardStats]:
-    """Do one shard; returns its manifest rows (in plan order) and stats. Never raises for one bad chunk."""
+    """Do one shard; returns its manifest rows (in plan order) and stats. Never raises for one bad chunk.
+
+    A fatal device error (DeviceFatal) is raised with `partial_rows` attached: the rows finished so far,
+    for the caller to commit before the worker exits.
+    """
     started = time.perf_counter()
     progress = on_progress or (lambda n, s: None)
     fmt = settings.audio.format
     done_before = {r["chunk_id"]: r for r in previous_rows or [] if r["status"] in ("ok", "skipped")}
     rows: dict[int, dict[str, Any]] = {}
-    todo: list[PlannedChunk] = []
+    todo: list[int] = []
     chunks = plan.shard(shard)
     for i, c in enumerate(chunks):
         key = audio_key(c.chunk_id, fmt)
@@ -182,20 +236,25 @@ def process_shard(
         elif store.exists(key):
             rows[i] = _reused_row(_base_row(plan, c, fmt), store, key, c.text)
         else:
-            todo.append(c)
+            todo.append(i)
             continue
         progress(1, rows[i]["duration_s"] or 0.0)
 
-    index_of = {id(c): i for i, c in enumerate(chunks)}
+    stats = ShardStats(shard, synthesized=len(todo))
     if todo:
         synth = load_synthesizer()  # loaded only when there is work: a finished shard costs no model load
-        group_size = settings.synthesis.batch_size if synth.supports_batching else 1
-        for group in _batches(todo, group_size):
-            for c, row in _synthesize_group(group, plan, settings, store, synth):
-                rows[index_of[id(c)]] = row
+        engine, state_dir, key = _engine_for(synth, settings)
+        try:
+            for result in engine.run([(i, chunks[i].text) for i in todo]):
+                rows[result.index] = row = _row_for(result, chunks[result.index], plan, settings, store, synth)
                 progress(1, row["duration_s"] or 0.0)
+        except DeviceFatal as exc:
+            exc.partial_rows = [rows[i] for i in sorted(rows)]  # type: ignore[attr-defined]
+            raise
+        finally:
+            budget_store.save(state_dir, key, engine.state)
+            stats.engine = engine.stats
 
-    stats = ShardStats(shard, synthesized=len(todo))
     ordered = [rows[i] for i in range(len(chunks))]
     for row in ordered:
         stats.add(row)
@@ -203,32 +262,23 @@ def process_shard(
     return ordered, stats
 
 
-def _synthesize_group(
-    group: list[PlannedChunk], plan: Plan, settings: Settings, store: ObjectStore, synth: Synthesizer
-) -> Iterator[tuple[PlannedChunk, dict[str, Any]]]:
-    """Synthesize a group in one call; if the call fails, retry each chunk alone so one bad chunk fails alone."""
+def _row_for(
+    result: ItemResult, c: PlannedChunk, plan: Plan, settings: Settings, store: ObjectStore, synth: Synthesizer
+) -> dict[str, Any]:
     fmt = settings.audio.format
-    t0 = time.perf_counter()
-    error: Exception | None = None
+    row = _base_row(plan, c, fmt)
+    row.update(
+        batch_size=result.batch_size,
+        attempts=result.attempts,
+        oom_retries=result.oom_retries,
+        device=synth.device,
+        synth_seconds=result.seconds,
+    )
+    if result.audio is None:
+        return {**row, "status": "failed", "error": result.error}
     try:
-        raws = synth.synthesize([c.text for c in group])
-    except Exception as exc:  # one chunk's failure must not stop the shard: it becomes a failed row
-        error = exc
-    elapsed = time.perf_counter() - t0
-    if error is not None and len(group) > 1:
-        for c in group:
-            yield from _synthesize_group([c], plan, settings, store, synth)
-        return
-    for j, c in enumerate(group):
-        row = _base_row(plan, c, fmt)
-        row.update(batch_size=len(group), attempts=1, device=synth.device, synth_seconds=elapsed / len(group))
-        if error is not None:
-            row.update(status="failed", error=f"{type(error).__name__}: {error}"[:2000])
-        else:
-            try:
-                row = _finish(row, raws[j], plan, settings, store, audio_key(c.chunk_id, fmt))
-            except StorageError:
-                raise  # the output location is broken: every later chunk would fail the same way
-            except Exception as exc:  # post-processing of one chunk failed: record it, go on
-                row.update(status="failed", error=f"post-processing: {type(exc).__name__}: {exc}"[:2000])
-        yield c, row
+        return _finish(row, result.audio, plan, settings, store, audio_key(c.chunk_id, fmt))
+    except StorageError:
+        raise  # the output location is broken: every later chunk would fail the same way
+    except Exception as exc:  # post-processing of one chunk failed: record it, go on
+        return {**row, "status": "failed", "error": f"post-processing: {type(exc).__name__}: {exc}"[:2000]}

@@ -39,6 +39,15 @@ class FlakySynth:
             raise RuntimeError("synthesizer exploded")
         return self.inner.synthesize(texts)
 
+    def cost(self, text: str) -> int:
+        return self.inner.cost(text)
+
+    def release(self) -> None:
+        pass
+
+    def memory_key(self):  # type: ignore[no-untyped-def]
+        return self.inner.memory_key()
+
     def close(self) -> None:
         pass
 

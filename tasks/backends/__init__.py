@@ -20,11 +20,15 @@ def get_backend(name: str) -> Backend:
         from tasks.backends.piper import PiperBackend
 
         return PiperBackend()
+    if name == "vits":
+        from tasks.backends.vits import VitsBackend
+
+        return VitsBackend()
     if name == "tone":
         from tasks.backends.tone import ToneBackend
 
         return ToneBackend()
-    raise ConfigError(f"synthesis.backend: unknown backend {name!r} (known: piper, tone)")
+    raise ConfigError(f"synthesis.backend: unknown backend {name!r} (known: piper, vits, tone)")
 
 
 def load_cached(info: VoiceInfo, settings: SynthesisSettings) -> Synthesizer:

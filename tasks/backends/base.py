@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -38,6 +38,18 @@ class Synthesizer(Protocol):
     device: str
 
     def synthesize(self, texts: Sequence[str]) -> list[np.ndarray]: ...
+
+    def cost(self, text: str) -> int:
+        """Size of the text in the model's input units (phonemes, tokens): the engine's batch budget unit."""
+        ...
+
+    def release(self) -> None:
+        """Give cached device memory back after an out-of-memory error."""
+        ...
+
+    def memory_key(self) -> dict[str, Any]:
+        """What a learned batch budget depends on: weights, device, memory, dtype, library versions."""
+        ...
 
     def close(self) -> None: ...
 
@@ -76,3 +88,27 @@ def verify_sha256(path: Path, expected: str | None, fix: str) -> str:
 
 def digest_of(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cuda_device() -> tuple[str, int]:
+    """(name, total bytes) of CUDA device 0 as torch sees it, or ("cpu", 0) without torch or CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu", 0
+    if not torch.cuda.is_available():
+        return "cpu", 0
+    props = torch.cuda.get_device_properties(0)
+    return props.name, int(props.total_memory)
+
+
+def library_versions(*dists: str) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,15 @@ class ToneSynthesizer:
             freq = 220.0 + (sum(map(ord, text)) % 200)
             out.append((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32))
         return out
+
+    def cost(self, text: str) -> int:
+        return len(text)
+
+    def release(self) -> None:
+        pass
+
+    def memory_key(self) -> dict[str, Any]:
+        return {"backend": "tone", "device": "cpu", "memory": 0, "dtype": "fp32", "versions": {}}
 
     def close(self) -> None:
         pass

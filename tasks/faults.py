@@ -1,0 +1,83 @@
+"""Fault injection for rehearsals and tests: VOXBATCH_FAULTS makes batches fail with real OOM exceptions.
+
+    VOXBATCH_FAULTS="oom_rate=0.05,seed=7"   a fraction of batches fail, at random (seeded)
+    VOXBATCH_FAULTS="memory_budget=4000"     every batch whose padded cost exceeds 4000 fails
+
+The exception is torch.OutOfMemoryError when torch is installed (a plain RuntimeError with CUDA's message
+otherwise), raised from inside the synthesis call, so the whole recovery path runs as it would on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+from tasks.errors import ConfigError
+
+ENV = "VOXBATCH_FAULTS"
+
+
+@dataclass
+class Faults:
+    oom_rate: float = 0.0
+    memory_budget: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self.injected = 0
+
+    @property
+    def active(self) -> bool:
+        return self.oom_rate > 0 or self.memory_budget is not None
+
+    def check(self, padded_cost: int, batch_size: int) -> None:
+        """Raise an OOM for this batch if the fault plan says so."""
+        if self.memory_budget is not None and padded_cost > self.memory_budget:
+            self._raise(f"batch of {batch_size} with padded cost {padded_cost} > memory_budget {self.memory_budget}")
+        if self.oom_rate > 0 and self._rng.random() < self.oom_rate:
+            self._raise(f"random fault, oom_rate {self.oom_rate}")
+
+    def _raise(self, why: str) -> None:
+        self.injected += 1
+        message = (
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB "
+            f"(injected by {ENV}: {why})"
+        )
+        try:
+            import torch
+        except ImportError:
+            raise RuntimeError(f"CUDA error: out of memory ({message})") from None
+        raise torch.OutOfMemoryError(message)
+
+
+def parse(spec: str) -> Faults:
+    """Parse the VOXBATCH_FAULTS value; a bad value is a ConfigError naming the variable."""
+    faults = Faults()
+    if not spec.strip():
+        return faults
+    for part in spec.split(","):
+        key, _, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        try:
+            if key == "oom_rate":
+                faults.oom_rate = float(value)
+                if not 0.0 <= faults.oom_rate < 1.0:
+                    raise ValueError("must be in [0, 1)")
+            elif key == "memory_budget":
+                faults.memory_budget = int(value)
+                if faults.memory_budget <= 0:
+                    raise ValueError("must be positive")
+            elif key == "seed":
+                faults.seed = int(value)
+            else:
+                raise ValueError("unknown key (known: oom_rate, memory_budget, seed)")
+        except ValueError as exc:
+            raise ConfigError(f"{ENV}: {part.strip()!r}: {exc}") from None
+    faults.__post_init__()
+    return faults
+
+
+def from_env() -> Faults:
+    return parse(os.environ.get(ENV, ""))
