@@ -25,6 +25,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python tests/benchmarks/bench_synthesis.py
+	$(BIN)/python tests/benchmarks/bench_oom.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

@@ -159,9 +159,11 @@ class Engine:
     def _call(self, texts: list[str], padded: int) -> tuple[list[np.ndarray] | None, VoxbatchError | None, str]:
         """Run one batch. Returns (audio, None, "") or (None, own error, "") or (None, None, other error)."""
         try:
+            audio = self.synthesize(texts)
             if self.faults is not None:
+                # After the work, not before: an injected OOM wastes the whole batch, the worst case.
                 self.faults.check(padded, len(texts))
-            return self.synthesize(texts), None, ""
+            return audio, None, ""
         except Exception as exc:  # translated to our own types below; nothing keeps `exc` alive
             own = translate(exc)
             if own is not None:

@@ -4,7 +4,8 @@
     VOXBATCH_FAULTS="memory_budget=4000"     every batch whose padded cost exceeds 4000 fails
 
 The exception is torch.OutOfMemoryError when torch is installed (a plain RuntimeError with CUDA's message
-otherwise), raised from inside the synthesis call, so the whole recovery path runs as it would on a GPU.
+otherwise), raised after the batch ran and its output is thrown away (the costliest case), so the whole
+recovery path runs as it would on a GPU, and costs at least as much.
 """
 
 from __future__ import annotations
