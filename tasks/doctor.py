@@ -6,6 +6,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
 from tasks.config import Settings
 from tasks.errors import VoxbatchError
@@ -74,26 +75,85 @@ def check_devices() -> list[Check]:
 
         providers = ort.get_available_providers()
         cuda = "CUDAExecutionProvider" in providers
-        checks.append(Check("onnxruntime providers", "ok", ", ".join(providers) + ("" if cuda else " (no CUDA)")))
+        note = "" if cuda else " (no CUDA provider: Piper runs on the CPU; onnxruntime-gpu adds it)"
+        checks.append(Check("onnxruntime providers", "ok", ", ".join(providers) + note))
     except ImportError:
         checks.append(Check("onnxruntime providers", "fail", "onnxruntime not installed", "pip install -e ."))
     torch_version = _version("torch")
     if torch_version is None:
-        checks.append(Check("torch", "ok", "not installed (only GPU/PyTorch backends need it)"))
+        checks.append(Check("torch", "fail", "not installed", "pip install -e . (torch==2.14.1)"))
         return checks
     try:
         import torch
-
-        if torch.cuda.is_available():
-            name = torch.cuda.get_device_name(0)
-            checks.append(Check("torch", "ok", f"{torch_version}, CUDA {torch.version.cuda}, {name}"))
-        else:
-            checks.append(Check("torch", "ok", f"{torch_version}, no CUDA device: synthesis runs on the CPU"))
     except Exception as exc:
+        checks.append(Check("torch", "fail", f"{torch_version} does not import: {exc}", "reinstall torch==2.14.1"))
+        return checks
+    built_for = torch.version.cuda
+    if not torch.cuda.is_available():
+        detail = f"{torch_version} (built for CUDA {built_for or 'none'}), no CUDA device: synthesis runs on the CPU"
+        checks.append(Check("torch", "ok", detail))
+        return checks
+    checks.append(Check("torch", "ok", f"{torch_version}, built for CUDA {built_for}"))
+    checks.extend(_cuda_checks(torch))
+    return checks
+
+
+def _cuda_checks(torch: Any) -> list[Check]:
+    """Driver and runtime versions, the device and its free memory, and whether torch's build fits the driver."""
+    checks = []
+    try:
+        free, total = torch.cuda.mem_get_info(0)
+        name = torch.cuda.get_device_name(0)
+        checks.append(Check("cuda device", "ok", f"{name}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free"))
+    except Exception as exc:  # a driver/runtime mismatch shows up here first
         checks.append(
-            Check("torch", "fail", f"{torch_version} does not import: {exc}", "reinstall torch==2.14.1 (CPU or CUDA)")
+            Check(
+                "cuda device",
+                "fail",
+                f"CUDA is visible but unusable: {str(exc).splitlines()[0][:200]}",
+                "the NVIDIA driver is probably older than torch's CUDA build: update the driver or install a torch "
+                "built for an older CUDA",
+            )
+        )
+        return checks
+    driver = _driver_version()
+    runtime = torch.version.cuda or "?"
+    if driver is None:
+        checks.append(Check("cuda driver", "warn", "nvidia-smi not found; driver version unknown"))
+    else:
+        supports = driver[1]
+        fits = supports is None or _as_tuple(supports) >= _as_tuple(runtime)
+        checks.append(
+            Check(
+                "cuda driver",
+                "ok" if fits else "fail",
+                f"driver {driver[0]} (supports CUDA {supports or '?'}), torch runtime CUDA {runtime}",
+                "" if fits else f"torch needs a driver for CUDA {runtime}: update the driver",
+            )
         )
     return checks
+
+
+def _driver_version() -> tuple[str, str | None] | None:
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    import re
+
+    driver = re.search(r"Driver Version:\s*([\d.]+)", out)
+    cuda = re.search(r"CUDA Version:\s*([\d.]+)", out)
+    return (driver.group(1), cuda.group(1) if cuda else None) if driver else None
+
+
+def _as_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
 def check_voice(settings: Settings) -> list[Check]:

@@ -24,6 +24,23 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EN = REPO / "data" / "sample" / "en" / "the-lighthouse.txt"
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked gpu skip, saying so, on machines without CUDA (CI has none)."""
+    if any("gpu" in item.keywords for item in items) and not _cuda_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU; none here")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """A real Prefect API server (subprocess, temporary SQLite database) for the whole session."""
