@@ -13,34 +13,26 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.plan import Plan
+from tasks.plan import Plan, PlannedChunk
 from tasks.storage import ObjectStore
 
-PLAN_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("shard", pa.int32()),
-        ("doc_id", pa.string()),
-        ("source", pa.string()),
-        ("chunk_index", pa.int32()),
-        ("line", pa.int32()),
-        ("lang", pa.string()),
-        ("chunk_id", pa.string()),
-        ("text", pa.string()),
-    ]
-)
+# The columns of a planned chunk: the plan has only these, the manifest starts with them.
+_CHUNK_FIELDS = [
+    ("run_id", pa.string()),
+    ("shard", pa.int32()),
+    ("doc_id", pa.string()),
+    ("source", pa.string()),
+    ("chunk_index", pa.int32()),
+    ("line", pa.int32()),
+    ("chunk_id", pa.string()),
+    ("text", pa.string()),
+    ("lang", pa.string()),
+]
+PLAN_SCHEMA = pa.schema(_CHUNK_FIELDS)
 
 MANIFEST_SCHEMA = pa.schema(
     [
-        ("run_id", pa.string()),
-        ("shard", pa.int32()),
-        ("doc_id", pa.string()),
-        ("source", pa.string()),
-        ("chunk_index", pa.int32()),
-        ("line", pa.int32()),
-        ("chunk_id", pa.string()),
-        ("text", pa.string()),
-        ("lang", pa.string()),
+        *_CHUNK_FIELDS,
         ("voice", pa.string()),
         ("model", pa.string()),
         ("model_sha256", pa.string()),
@@ -86,22 +78,23 @@ def to_parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+def chunk_columns(run_id: str, c: PlannedChunk) -> dict[str, Any]:
+    """A planned chunk as the plan's columns (and the first columns of its manifest row)."""
+    return {
+        "run_id": run_id,
+        "shard": c.shard,
+        "doc_id": c.doc_id,
+        "source": c.source,
+        "chunk_index": c.chunk_index,
+        "line": c.line,
+        "chunk_id": c.chunk_id,
+        "text": c.text,
+        "lang": c.lang,
+    }
+
+
 def plan_table(plan: Plan) -> pa.Table:
-    rows = [
-        {
-            "run_id": plan.run_id,
-            "shard": c.shard,
-            "doc_id": c.doc_id,
-            "source": c.source,
-            "chunk_index": c.chunk_index,
-            "line": c.line,
-            "lang": c.lang,
-            "chunk_id": c.chunk_id,
-            "text": c.text,
-        }
-        for c in plan.chunks
-    ]
-    return pa.Table.from_pylist(rows, schema=PLAN_SCHEMA)
+    return pa.Table.from_pylist([chunk_columns(plan.run_id, c) for c in plan.chunks], schema=PLAN_SCHEMA)
 
 
 def write_plan(store: ObjectStore, plan: Plan) -> str:

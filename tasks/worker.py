@@ -22,6 +22,7 @@ from tasks.chunking import chunk_paragraph, detect_lang, is_speakable
 from tasks.config import Settings
 from tasks.engine import BudgetState, Engine, EngineConfig, EngineStats, ItemResult
 from tasks.errors import StorageError
+from tasks.manifest import chunk_columns
 from tasks.oom import DeviceFatal
 from tasks.plan import Plan, PlannedChunk
 from tasks.storage import ObjectStore
@@ -78,15 +79,7 @@ class ShardStats:
 
 def _base_row(plan: Plan, c: PlannedChunk, fmt: str) -> dict[str, Any]:
     return {
-        "run_id": plan.run_id,
-        "shard": c.shard,
-        "doc_id": c.doc_id,
-        "source": c.source,
-        "chunk_index": c.chunk_index,
-        "line": c.line,
-        "chunk_id": c.chunk_id,
-        "text": c.text,
-        "lang": c.lang,
+        **chunk_columns(plan.run_id, c),
         "voice": plan.voice.name,
         "model": f"{plan.voice.backend}:{plan.voice.name}",
         "model_sha256": plan.voice.model_sha256,
