@@ -167,9 +167,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     from flows import progress
     from flows.corpus import corpus_flow
+    from tasks import faults
     from tasks.plan import prepare
     from tasks.storage import open_store
 
+    faults.from_env()  # a malformed VOXBATCH_FAULTS is an error now, not after Prefect starts
     prep = prepare(args.inputs, settings)  # fail fast on bad input, before Prefect starts
     open_store(args.out)
     bar, advance = _progress_bar(len(prep.plan.chunks))

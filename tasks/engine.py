@@ -124,10 +124,9 @@ class Engine:
         if not budget_limited:
             return  # a batch cut short by the queue or max_batch_size says nothing about the budget
         self._since_growth += 1
-        if s.smallest_bad is None:
-            if self._since_growth >= 1:
-                self._set_budget(s.budget * 2)
-                self._since_growth = 0
+        if s.smallest_bad is None:  # no ceiling known: double, like a search for the limit
+            self._set_budget(s.budget * 2)
+            self._since_growth = 0
         elif self._since_growth >= self.config.grow_after:
             if s.smallest_bad - s.budget > self.config.converged * s.smallest_bad:
                 self._set_budget((s.budget + s.smallest_bad) / 2)

@@ -62,6 +62,13 @@ def test_wrong_typed_values_are_rejected(tmp_path: Path) -> None:
     assert_clean_error(voxbatch("plan", str(SAMPLE_EN), "--config", str(config)), 2, "cfg.toml", "synthesis.batch_size")
 
 
+def test_malformed_fault_plan_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXBATCH_FAULTS", "oom_rate=2")
+    result = voxbatch("run", str(SAMPLE_EN), "--out", str(tmp_path / "out"))
+    assert_clean_error(result, EXIT_BAD_INPUT, "VOXBATCH_FAULTS", "oom_rate=2")
+    assert not (tmp_path / "out").exists()
+
+
 def test_chinese_input_with_an_english_voice_is_refused() -> None:
     assert_clean_error(voxbatch("plan", str(ZH_SAMPLE)), EXIT_BAD_INPUT, "xiaogang.txt: line 1", "speaks en")
 
