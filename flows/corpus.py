@@ -7,7 +7,12 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
@@ -69,6 +74,25 @@ def synthesize_shard(plan: Plan, shard: int, settings: Settings, store: ObjectSt
     return stats, False
 
 
+def _shard_row(stats: dict[str, Any], already_done: bool) -> dict[str, Any]:
+    """One line of the per-shard table in the Prefect UI."""
+    budgets = stats["budget_trajectory"]
+    speed = stats["audio_seconds_per_compute_second"]
+    efficiency = stats["padding_efficiency"]
+    return {
+        "shard": stats["shard"],
+        "state": "already done" if already_done else "done",
+        "ok": stats["ok"],
+        "failed": stats["failed"],
+        "audio_s": round(stats["audio_seconds"], 1),
+        "oom_backoffs": stats["ooms"],
+        "splits": stats["splits"],
+        "final_budget": round(budgets[-1][1]) if budgets else None,
+        "padding_efficiency": round(efficiency, 3) if efficiency is not None else None,
+        "audio_s_per_compute_s": round(speed, 1) if speed else None,
+    }
+
+
 @flow(name="voxbatch-run", log_prints=False)
 def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Turn text files into audio objects plus a Parquet manifest under `out`; returns the run summary."""
@@ -87,14 +111,17 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
         documents=prep.documents,
         manifests=store.uri(f"manifests/run_id={plan.run_id}"),
     )
+    shard_rows: list[dict[str, Any]] = []
     artifact = create_progress_artifact(0.0, description=f"voxbatch {plan.run_id}: shards done")
     for shard in range(plan.num_shards):
         # quote(): Prefect would otherwise walk every chunk of the plan to track task inputs, once per shard.
         stats, already_done = synthesize_shard(quote(plan), shard, prep.settings, store)
         summary.add(stats, already_done)
+        shard_rows.append(_shard_row(stats.to_dict(), already_done))
         update_progress_artifact(artifact, 100.0 * (shard + 1) / plan.num_shards)
     summary.wall_seconds = time.perf_counter() - started
     write_summary(store, summary)
+    create_table_artifact(shard_rows, key="voxbatch-shards", description=f"voxbatch {plan.run_id}: per shard")
     create_markdown_artifact(
         f"```\n{summary.text()}\n```", key="voxbatch-run-summary", description=f"voxbatch {plan.run_id}"
     )
