@@ -136,11 +136,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import signal
     import socket
     import subprocess
+    import sys
     import time
 
     import boto3
-
-    import sys
 
     # Beside this interpreter first: `make test` runs the venv's pytest without activating the venv.
     beside = Path(sys.executable).parent / "weed"
