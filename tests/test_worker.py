@@ -122,3 +122,44 @@ def test_manifest_rows_fit_the_schema(tmp_path: Path, text_file, tone_settings) 
     back = read_manifest(store, plan.run_id, 0)
     assert back is not None and [r["chunk_id"] for r in back] == [r["chunk_id"] for r in rows]
     assert audio_key(rows[0]["chunk_id"], "flac") == rows[0]["audio_key"]
+
+
+def test_fatal_device_error_commits_finished_rows_and_stops(  # type: ignore[no-untyped-def]
+    tmp_path: Path, text_file, tone_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.corpus as corpus
+    from tasks.oom import DeviceFatal
+
+    path = text_file("\n\n".join(f"Paragraph number {i} is here." for i in range(6)))
+    prep = prepare([str(path)], tone_settings)
+    store = open_store(str(tmp_path / "out"))
+    synth = FlakySynth(ToneBackend().load(prep.plan.voice, tone_settings.synthesis), fail_on="no such marker")
+    real = synth.synthesize
+    healthy_calls = [3]
+
+    def poisoned(texts):  # type: ignore[no-untyped-def]
+        if len(synth.calls) >= healthy_calls[0]:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(texts)
+
+    monkeypatch.setattr(synth, "synthesize", poisoned)
+    with pytest.raises(DeviceFatal, match="illegal memory access") as err:
+        process_shard(prep.plan, 0, tone_settings, store, lambda: synth)
+    partial = err.value.partial_rows  # type: ignore[attr-defined]
+    assert len(partial) == 3 and all(r["status"] == "ok" for r in partial)
+
+    # Through the shard task: what is finished is committed as a partial manifest before the error goes on.
+    synth.calls.clear()
+    healthy_calls[0] = 1
+    monkeypatch.setattr(corpus, "load_cached", lambda info, s: synth)
+    with pytest.raises(DeviceFatal):
+        corpus.synthesize_shard.fn(prep.plan, 0, tone_settings, store)
+    committed = read_manifest(store, prep.plan.run_id, 0)
+    assert committed is not None and len(committed) == 4  # 3 objects found again + 1 new, in the manifest
+
+    # The restarted worker does only the rest.
+    monkeypatch.setattr(synth, "synthesize", real)
+    synth.calls.clear()
+    rows, _ = process_shard(prep.plan, 0, tone_settings, store, lambda: synth, previous_rows=committed)
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    assert sum(len(c) for c in synth.calls) == 2
