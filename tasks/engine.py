@@ -92,6 +92,7 @@ class Engine:
         split: Callable[[str], list[str]] | None = None,
         gap_samples: int = 0,
         faults: Faults | None = None,
+        collect: Callable[[], object] = gc.collect,
     ) -> None:
         self.synthesize = synthesize
         self.cost = cost
@@ -101,6 +102,7 @@ class Engine:
         self.split = split
         self.gap = np.zeros(gap_samples, dtype=np.float32)
         self.faults = faults if faults is not None and faults.active else None
+        self.collect = collect
         self.stats = EngineStats(trajectory=[(0, state.budget)])
         self._since_growth = 0
         self._since_oom = 0
@@ -194,7 +196,7 @@ class Engine:
                 raise own
             if isinstance(own, DeviceOutOfMemory):
                 own = None  # drop the last reference before freeing memory
-                gc.collect()
+                self.collect()
                 self.release()
                 self._on_oom(padded)
                 for it in batch:
