@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tasks.config import cache_home
 from tasks.engine import BudgetState
 
 
 def default_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "voxbatch" / "budgets"
+    return cache_home() / "budgets"
 
 
 def _path(state_dir: Path, key: dict[str, Any]) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -142,6 +143,12 @@ class Settings(_Section):
                 "STFT kernels on the CPU; use dtype 'fp32' (or a CUDA device)"
             )
         return self
+
+
+def cache_home() -> Path:
+    """voxbatch's cache folder: $XDG_CACHE_HOME/voxbatch, else ~/.cache/voxbatch (learned budgets, models)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "voxbatch"
 
 
 def _describe(err: dict[str, Any]) -> str:

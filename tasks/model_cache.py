@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from filelock import FileLock
 
+from tasks.config import cache_home
 from tasks.errors import ModelError
 
 REMOTE_SCHEMES = ("s3", "file")
@@ -32,8 +33,7 @@ def is_remote(location: str) -> bool:
 
 
 def default_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "voxbatch" / "models"
+    return cache_home() / "models"
 
 
 def _key(text: str) -> str:
