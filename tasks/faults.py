@@ -55,29 +55,23 @@ class Faults:
 
 def parse(spec: str) -> Faults:
     """Parse the VOXBATCH_FAULTS value; a bad value is a ConfigError naming the variable."""
-    faults = Faults()
-    if not spec.strip():
-        return faults
-    for part in spec.split(","):
-        key, _, value = part.partition("=")
-        key, value = key.strip(), value.strip()
+    values: dict[str, float | int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, value = (x.strip() for x in part.partition("="))
         try:
             if key == "oom_rate":
-                faults.oom_rate = float(value)
-                if not 0.0 <= faults.oom_rate < 1.0:
+                values[key] = float(value)
+                if not 0.0 <= values[key] < 1.0:
                     raise ValueError("must be in [0, 1)")
-            elif key == "memory_budget":
-                faults.memory_budget = int(value)
-                if faults.memory_budget <= 0:
+            elif key in ("memory_budget", "seed"):
+                values[key] = int(value)
+                if key == "memory_budget" and values[key] <= 0:
                     raise ValueError("must be positive")
-            elif key == "seed":
-                faults.seed = int(value)
             else:
                 raise ValueError("unknown key (known: oom_rate, memory_budget, seed)")
         except ValueError as exc:
-            raise ConfigError(f"{ENV}: {part.strip()!r}: {exc}") from None
-    faults.__post_init__()
-    return faults
+            raise ConfigError(f"{ENV}: {part!r}: {exc}") from None
+    return Faults(**values)  # type: ignore[arg-type]
 
 
 def from_env() -> Faults:

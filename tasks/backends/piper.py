@@ -229,8 +229,13 @@ class PiperSynthesizer:
         return out
 
     def _synthesize_one(self, text: str) -> np.ndarray:
-        parts = [c.audio_float_array for c in self.voice.synthesize(text, syn_config=self.synth_config)]
-        return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        # From the phoneme ids cost() already made: espeak runs once per chunk, not twice. Same steps as
+        # PiperVoice.synthesize with normalize_audio off and volume 1: model output clipped to [-1, 1].
+        parts = [
+            np.clip(self.voice.phoneme_ids_to_audio(ids, self.synth_config), -1.0, 1.0).astype(np.float32)
+            for ids in self._ids(text)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     def _synthesize_batched(self, texts: Sequence[str]) -> list[np.ndarray]:
         """All sentences of all texts in one padded ONNX run; each cut to its own length, texts reassembled."""

@@ -124,10 +124,11 @@ class VitsSynthesizer:
     def synthesize(self, texts: Sequence[str]) -> list[np.ndarray]:
         import torch
 
-        for text in texts:
-            if self.cost(text) == 0:
+        inputs = self.tokenizer(list(texts), return_tensors="pt", padding=True)
+        for text, tokens in zip(texts, inputs.attention_mask.sum(dim=1).tolist(), strict=True):
+            if tokens == 0:
                 raise ValueError(f"no character of {text[:40]!r} is in the voice's vocabulary")
-        inputs = self.tokenizer(list(texts), return_tensors="pt", padding=True).to(self.device)
+        inputs = inputs.to(self.device)
         autocast = torch.autocast(
             device_type="cuda",
             dtype=torch.bfloat16 if self.dtype == "bf16" else torch.float16,
