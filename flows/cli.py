@@ -9,6 +9,7 @@ import traceback
 from collections import Counter
 from typing import Any
 
+from tasks.backends import backend_names
 from tasks.config import Settings, dump_toml, load_settings
 from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, VoxbatchError
 
@@ -25,7 +26,7 @@ def _rate(value: str) -> int | str:
 def _settings_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("settings (override --config)")
     g.add_argument("--config", metavar="FILE", help="settings file (.toml, .yaml or .json); see `voxbatch config`")
-    g.add_argument("--backend", choices=["piper", "vits", "tone"], help="synthesizer backend")
+    g.add_argument("--backend", choices=backend_names(), help="synthesizer backend")
     g.add_argument("--voice", help="bundled voice name (joe) or path to a Piper .onnx file")
     g.add_argument("--lang", choices=["auto", "en", "zh"], help="input language")
     g.add_argument("--encoding", help="input encoding (default: auto)")
@@ -70,8 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="synthesize text files (a Prefect flow; resumes when rerun)")
-    run.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt/.md files, folders or globs")
-    run.add_argument("--out", required=True, help="output folder or file:// URI")
+    run.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help=".txt/.md files, folders, globs or s3://bucket/prefix/ (text files under it)",
+    )
+    run.add_argument("--out", required=True, help="output folder, file:// or s3://bucket/prefix URI")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     _settings_flags(run)
     plan = sub.add_parser("plan", help="dry run: chunk the input, print counts and an estimate")
@@ -80,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(plan)
     config = sub.add_parser("config", help="print the effective settings as TOML")
     _settings_flags(config)
+    status = sub.add_parser("status", help="a run's progress from storage alone: shards, chunks, failures")
+    status.add_argument("out", metavar="OUT", help="output folder or URI of the run")
+    status.add_argument("--run-id", help="which run (default: the only one, or the latest planned)")
+    export = sub.add_parser("export", help="export a finished run as a Hugging Face or NeMo dataset")
+    export.add_argument("out", metavar="OUT", help="output folder or URI of the run")
+    export.add_argument("--format", required=True, choices=["hf", "nemo"], dest="export_format")
+    export.add_argument("--run-id", help="which run (default: the only one, or the latest planned)")
+    export.add_argument("--to", metavar="DEST", help="where to write it (default: OUT/exports/<run_id>/<format>/)")
     doctor = sub.add_parser("doctor", help="check versions, devices, voice files and output space")
     doctor.add_argument("--out", default=".", help="output location to check (default: .)")
     _settings_flags(doctor)
@@ -92,8 +106,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tasks.manifest import write_plan
     from tasks.plan import prepare
+    from tasks.plan_store import write_plan
     from tasks.storage import open_store
 
     prep = prepare(args.inputs, settings_from_args(args))
@@ -114,6 +128,59 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.out:
         store = open_store(args.out)
         print(f"plan written to {store.uri(write_plan(store, plan))}")
+    return EXIT_OK
+
+
+def _pick_run(store: Any, run_id: str | None) -> str:
+    from tasks.errors import ConfigError, StorageError
+    from tasks.plan_store import list_runs
+
+    if run_id:
+        return run_id
+    runs = list_runs(store)
+    if not runs:
+        raise StorageError(f"{store.uri('')}: no voxbatch run here (no runs/<run_id>/plan.parquet)")
+    if len(runs) > 1:
+        raise ConfigError(f"{store.uri('')}: {len(runs)} runs here: {', '.join(runs)}", hint="pick one with --run-id")
+    return runs[0]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tasks.errors import EXIT_PENDING
+    from tasks.run_state import load_run_state
+    from tasks.storage import open_store
+    from tasks.summary import hms
+
+    store = open_store(args.out)
+    state = load_run_state(store, _pick_run(store, args.run_id))
+    plan, counts = state.plan, state.counts()
+    done = len(state.committed)
+    print(f"run {plan.run_id}: {len(plan.chunks)} chunks in {plan.num_shards} shard(s) at {store.uri('')}")
+    print(f"  shards committed {done}, pending {len(state.pending)}")
+    if state.pending:
+        shown = ", ".join(str(n) for n in state.pending[:20]) + (" …" if len(state.pending) > 20 else "")
+        print(f"  pending shards: {shown}")
+    print(f"  chunks ok {counts['ok']}, failed {counts['failed']}, skipped {counts['skipped']}")
+    hours = state.audio_seconds() / 3600
+    print(f"  audio {hms(state.audio_seconds())} ({hours:.3f} h), voice {plan.voice.backend}:{plan.voice.name}")
+    for reason, n, rows in state.failures():
+        print(f"  failed x{n}: {reason}")
+        for r in rows:
+            print(f"    {r.source}:{r.line} chunk {r.chunk_index} ({r.chunk_id}): {(r.error or '')[:160]}")
+    if state.pending:
+        print("  incomplete: run the same `voxbatch run` command again to finish it")
+        return EXIT_PENDING
+    return EXIT_CHUNKS_FAILED if counts["failed"] else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tasks.export import export_run
+
+    from tasks.storage import open_store
+
+    store = open_store(args.out)
+    written = export_run(store, _pick_run(store, args.run_id), args.export_format, args.to)
+    print(f"exported {written.rows} chunk(s) as {args.export_format} to {written.location}")
     return EXIT_OK
 
 
@@ -202,7 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_prefect(getattr(args, "verbose", False))
-    commands = {"run": cmd_run, "plan": cmd_plan, "config": cmd_config, "doctor": cmd_doctor}
+    commands = {
+        "run": cmd_run,
+        "plan": cmd_plan,
+        "config": cmd_config,
+        "doctor": cmd_doctor,
+        "status": cmd_status,
+        "export": cmd_export,
+    }
     try:
         return commands[args.command](args)
     except VoxbatchError as exc:

@@ -1,8 +1,7 @@
-"""The corpus flow: ingest, plan, then one task per shard (in-process here), then the run summary."""
+"""The corpus flow: plan, run every shard (in-process here), consolidate, summarize. Thin over tasks/."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -14,74 +13,48 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 
 from flows import progress
-from tasks.backends import load_cached
-from tasks.config import Settings, validate_settings
-from tasks.manifest import read_manifest, write_manifest, write_plan
-from tasks.oom import DeviceFatal
-from tasks.plan import Plan, prepare
-from tasks.storage import ObjectStore, open_store
-from tasks.summary import RunSummary, shard_stats_key, write_summary
-from tasks.worker import ShardStats, process_shard
-
-
-def _shard_is_complete(rows: list[dict[str, Any]] | None, plan: Plan, shard: int) -> bool:
-    if not rows:
-        return False
-    planned = [c.chunk_id for c in plan.shard(shard)]
-    return [r["chunk_id"] for r in rows] == planned and all(r["status"] in ("ok", "skipped") for r in rows)
+from tasks.config import validate_settings
+from tasks.layout import manifests_prefix, run_manifest_key
+from tasks.plan import prepare
+from tasks.plan_store import write_plan
+from tasks.run_state import consolidate, load_run_state
+from tasks.shard import ShardOutcome, run_shard_at
+from tasks.storage import open_store
+from tasks.summary import RunSummary, write_summary
 
 
 @task(name="synthesize-shard", task_run_name="shard-{shard}", cache_policy=NO_CACHE)
-def synthesize_shard(plan: Plan, shard: int, settings: Settings, store: ObjectStore) -> tuple[ShardStats, bool]:
-    """One shard: skipped whole if its manifest says it is done; otherwise do what is left and commit."""
-    previous = read_manifest(store, plan.run_id, shard)
-    if previous is not None and _shard_is_complete(previous, plan, shard):
-        stats = ShardStats(shard)
-        for row in previous:
-            stats.add(row)
-        progress.report(len(previous), stats.audio_seconds)
-        return stats, True
-    try:
-        rows, stats = process_shard(
-            plan,
-            shard,
-            settings,
-            store,
-            load_synthesizer=lambda: load_cached(plan.voice, settings.synthesis),
-            previous_rows=previous,
-            on_progress=progress.report,
-        )
-    except DeviceFatal as exc:
-        # Commit what is done (a partial manifest: the next run does only the rest), then let the worker die.
-        write_manifest(store, plan.run_id, shard, getattr(exc, "partial_rows", []))
-        raise
-    store.put(shard_stats_key(plan.run_id, shard), json.dumps(stats.to_dict(), indent=2).encode(), overwrite=True)
-    write_manifest(store, plan.run_id, shard, rows)  # last: the shard's commit record
-    e = stats.engine
+def synthesize_shard(out: str, run_id: str, shard: int) -> ShardOutcome:
+    """One shard, addressed by (output, run id, shard number); a fatal device error fails the task after commit."""
+    outcome = run_shard_at(out, run_id, shard, on_progress=progress.report)
+    s, e = outcome.stats, outcome.stats.engine
     get_run_logger().info(
-        "shard %d: %d ok, %d failed, %d skipped, %.1f s audio, %d out-of-memory backoffs, budget %s",
+        "shard %d: %s; %d ok, %d failed, %d skipped, %.1f s audio, %d OOM backoffs, %.2f s waiting on storage",
         shard,
-        stats.ok,
-        stats.failed,
-        stats.skipped,
-        stats.audio_seconds,
+        "already done" if outcome.already_done else "done",
+        s.ok,
+        s.failed,
+        s.skipped,
+        s.audio_seconds,
         e.ooms if e else 0,
-        f"{e.trajectory[-1][1]:.0f}" if e else "-",
+        s.storage_wait_seconds,
     )
-    return stats, False
+    if outcome.fatal is not None:
+        raise outcome.fatal
+    return outcome
 
 
-def _shard_row(stats: dict[str, Any], already_done: bool) -> dict[str, Any]:
+def _shard_row(outcome: ShardOutcome) -> dict[str, Any]:
     """One line of the per-shard table in the Prefect UI."""
+    stats = outcome.stats.to_dict()
     budgets = stats["budget_trajectory"]
     speed = stats["audio_seconds_per_compute_second"]
     efficiency = stats["padding_efficiency"]
     return {
         "shard": stats["shard"],
-        "state": "already done" if already_done else "done",
+        "state": "already done" if outcome.already_done else "done",
         "ok": stats["ok"],
         "failed": stats["failed"],
         "audio_s": round(stats["audio_seconds"], 1),
@@ -90,6 +63,7 @@ def _shard_row(stats: dict[str, Any], already_done: bool) -> dict[str, Any]:
         "final_budget": round(budgets[-1][1]) if budgets else None,
         "padding_efficiency": round(efficiency, 3) if efficiency is not None else None,
         "audio_s_per_compute_s": round(speed, 1) if speed else None,
+        "storage_wait_s": round(stats["storage_wait_seconds"], 2),
     }
 
 
@@ -100,6 +74,9 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
     logger = get_run_logger()
     prep = prepare(inputs, validate_settings(settings or {}))
     plan, store = prep.plan, open_store(out)
+    cleaned = store.cleanup()  # a killed run's temporary files / incomplete uploads
+    if cleaned:
+        logger.info("removed %d leftover temporary object(s) of an earlier, killed run", cleaned)
     write_plan(store, plan)
     logger.info("run %s: %d chunks in %d shard(s)", plan.run_id, len(plan.chunks), plan.num_shards)
     summary = RunSummary(
@@ -109,16 +86,17 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
         sample_rate=plan.sample_rate,
         format=prep.settings.audio.format,
         documents=prep.documents,
-        manifests=store.uri(f"manifests/run_id={plan.run_id}"),
+        manifests=store.uri(manifests_prefix(plan.run_id)),
     )
     shard_rows: list[dict[str, Any]] = []
     artifact = create_progress_artifact(0.0, description=f"voxbatch {plan.run_id}: shards done")
     for shard in range(plan.num_shards):
-        # quote(): Prefect would otherwise walk every chunk of the plan to track task inputs, once per shard.
-        stats, already_done = synthesize_shard(quote(plan), shard, prep.settings, store)
-        summary.add(stats, already_done)
-        shard_rows.append(_shard_row(stats.to_dict(), already_done))
+        outcome = synthesize_shard(out, plan.run_id, shard)
+        summary.add(outcome.stats, outcome.already_done)
+        shard_rows.append(_shard_row(outcome))
         update_progress_artifact(artifact, 100.0 * (shard + 1) / plan.num_shards)
+    if consolidate(store, load_run_state(store, plan.run_id)):
+        summary.run_manifest = store.uri(run_manifest_key(plan.run_id))
     summary.wall_seconds = time.perf_counter() - started
     write_summary(store, summary)
     create_table_artifact(shard_rows, key="voxbatch-shards", description=f"voxbatch {plan.run_id}: per shard")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 from tasks.config import cache_home
 from tasks.engine import BudgetState
+
+logger = logging.getLogger("voxbatch")
 
 
 def default_dir() -> Path:
@@ -37,21 +40,31 @@ def load(state_dir: Path, key: dict[str, Any]) -> BudgetState | None:
         return None  # missing or unreadable: start from the configured budget
 
 
-def save(state_dir: Path, key: dict[str, Any], state: BudgetState) -> Path:
+def save(state_dir: Path, key: dict[str, Any], state: BudgetState) -> Path | None:
+    """Save the learned budget; on a read-only home (common in Kubernetes pods) warn and go on: the budget is
+    an optimisation, and a finished shard must not be lost over it. Returns the path, or None if not saved."""
     path = _path(state_dir, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "key": key,
         "budget": state.budget,
         "largest_ok": state.largest_ok,
         "smallest_bad": state.smallest_bad,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, indent=2)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        logger.warning(
+            "cannot save the learned batch budget in %s (%s); set engine.state_dir to a writable folder to keep it",
+            state_dir,
+            exc.strerror or exc,
+        )
+        return None
     return path

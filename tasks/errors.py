@@ -51,3 +51,4 @@ EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 EXIT_CHUNKS_FAILED = 3
 EXIT_ENVIRONMENT = 4
+EXIT_PENDING = 5  # `voxbatch status`: some shards are not committed yet

@@ -1,75 +1,111 @@
-"""Parquet manifests: the Arrow schemas of the plan and of the per-chunk manifest, and their atomic writes.
+"""The manifest: one typed row per chunk (the Arrow schema is generated from it), and its Parquet objects.
 
-Layout under the output root (hive-style, so DuckDB and pyarrow datasets see run_id and shard):
-    plans/run_id=<id>/plan.parquet
-    manifests/run_id=<id>/shard=<n>/part-0.parquet    one writer per file, written last: the shard's commit
+A shard's manifest is written in one piece, after all its audio, and only when it lists every planned chunk
+of the shard: its existence is the shard's commit record. Until then, a checkpoint under runs/ holds the
+rows whose audio is stored, so a killed worker's successor redoes only the rest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.plan import Plan, PlannedChunk
-from tasks.storage import ObjectStore
+from tasks.errors import StorageError
+from tasks.layout import checkpoint_key, content_type, manifest_key, run_manifest_key
+from tasks.storage import ObjectMissing, ObjectStore
 
-# The columns of a planned chunk: the plan has only these, the manifest starts with them.
-_CHUNK_FIELDS = [
-    ("run_id", pa.string()),
-    ("shard", pa.int32()),
-    ("doc_id", pa.string()),
-    ("source", pa.string()),
-    ("chunk_index", pa.int32()),
-    ("line", pa.int32()),
-    ("chunk_id", pa.string()),
-    ("text", pa.string()),
-    ("lang", pa.string()),
-]
-PLAN_SCHEMA = pa.schema(_CHUNK_FIELDS)
-
-MANIFEST_SCHEMA = pa.schema(
-    [
-        *_CHUNK_FIELDS,
-        ("voice", pa.string()),
-        ("model", pa.string()),
-        ("model_sha256", pa.string()),
-        ("params_json", pa.string()),
-        ("audio_uri", pa.string()),
-        ("audio_key", pa.string()),
-        ("format", pa.string()),
-        ("sample_rate", pa.int32()),
-        ("num_samples", pa.int64()),
-        ("duration_s", pa.float64()),
-        ("audio_bytes", pa.int64()),
-        ("audio_checksum", pa.string()),
-        ("batch_size", pa.int32()),
-        ("attempts", pa.int32()),
-        ("oom_retries", pa.int32()),
-        ("device", pa.string()),
-        ("synth_seconds", pa.float64()),
-        ("reused", pa.bool_()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("peak_dbfs", pa.float64()),
-        ("rms_dbfs", pa.float64()),
-        ("clipped_fraction", pa.float64()),
-        ("chars_per_second", pa.float64()),
-        ("loudness_lufs", pa.float64()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
 STATUSES = ("ok", "failed", "skipped")
+DONE_STATUSES = ("ok", "skipped")  # a chunk in one of these is never synthesized again
+
+_PY_TO_ARROW: dict[Any, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    datetime: pa.timestamp("us", tz="UTC"),
+}
 
 
-def plan_key(run_id: str) -> str:
-    return f"plans/run_id={run_id}/plan.parquet"
+def int32(default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field stored as Arrow int32."""
+    return field(default=default, metadata={"arrow": pa.int32()})
 
 
-def manifest_key(run_id: str, shard: int) -> str:
-    return f"manifests/run_id={run_id}/shard={shard}/part-0.parquet"
+def arrow_schema(cls: type) -> pa.Schema:
+    """The Arrow schema of a dataclass: field order, types from the annotations (X | None is nullable)."""
+    hints = typing.get_type_hints(cls)
+    fields = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        nullable = isinstance(hint, types.UnionType) and type(None) in args
+        base = next(a for a in args if a is not type(None)) if nullable else hint
+        fields.append(pa.field(f.name, f.metadata.get("arrow") or _PY_TO_ARROW[base], nullable=nullable))
+    return pa.schema(fields)
+
+
+@dataclass
+class ManifestRow:
+    """What was made from one chunk; the README's "Manifest columns" table documents every field."""
+
+    run_id: str
+    shard: int = int32()
+    doc_id: str = ""
+    source: str = ""
+    chunk_index: int = int32(0)
+    line: int = int32(0)
+    chunk_id: str = ""
+    text: str = ""
+    lang: str = ""
+    voice: str = ""  # the voice key in the plan (per chunk, so rows of one run may use different voices)
+    model: str = ""
+    model_sha256: str = ""
+    params_json: str = ""
+    audio_uri: str | None = None
+    audio_key: str | None = None
+    format: str = ""
+    sample_rate: int = int32(0)
+    num_samples: int | None = None
+    duration_s: float | None = None
+    audio_bytes: int | None = None
+    audio_checksum: str | None = None
+    batch_size: int | None = int32(None)
+    attempts: int = int32(0)
+    oom_retries: int = int32(0)
+    device: str | None = None
+    synth_seconds: float = 0.0
+    reused: bool = False
+    status: str = "ok"
+    error: str | None = None
+    peak_dbfs: float | None = None
+    rms_dbfs: float | None = None
+    clipped_fraction: float | None = None
+    chars_per_second: float | None = None
+    loudness_lufs: float | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+
+MANIFEST_SCHEMA = arrow_schema(ManifestRow)
+
+
+def shard_is_complete(rows: list[ManifestRow] | None, planned_ids: list[str]) -> bool:
+    """The one rule for "this shard needs no more work": every planned chunk, in order, ok or skipped."""
+    return rows is not None and [r.chunk_id for r in rows] == planned_ids and all(r.done for r in rows)
 
 
 def to_parquet_bytes(table: pa.Table) -> bytes:
@@ -78,40 +114,55 @@ def to_parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def chunk_columns(run_id: str, c: PlannedChunk) -> dict[str, Any]:
-    """A planned chunk as the plan's columns (and the first columns of its manifest row)."""
-    return {
-        "run_id": run_id,
-        "shard": c.shard,
-        "doc_id": c.doc_id,
-        "source": c.source,
-        "chunk_index": c.chunk_index,
-        "line": c.line,
-        "chunk_id": c.chunk_id,
-        "text": c.text,
-        "lang": c.lang,
-    }
+def rows_table(rows: list[ManifestRow]) -> pa.Table:
+    return pa.Table.from_pylist([r.to_dict() for r in rows], schema=MANIFEST_SCHEMA)
 
 
-def plan_table(plan: Plan) -> pa.Table:
-    return pa.Table.from_pylist([chunk_columns(plan.run_id, c) for c in plan.chunks], schema=PLAN_SCHEMA)
+def rows_from_table(table: pa.Table, source: str) -> list[ManifestRow]:
+    names = set(MANIFEST_SCHEMA.names)
+    if not names <= set(table.column_names):
+        missing = ", ".join(sorted(names - set(table.column_names)))
+        raise StorageError(f"{source}: not a voxbatch manifest of this version (missing columns: {missing})")
+    return [ManifestRow(**{k: v for k, v in d.items() if k in names}) for d in table.to_pylist()]
 
 
-def write_plan(store: ObjectStore, plan: Plan) -> str:
-    key = plan_key(plan.run_id)
-    store.put(key, to_parquet_bytes(plan_table(plan)), overwrite=True)
+def _write(store: ObjectStore, key: str, rows: list[ManifestRow]) -> str:
+    store.put(key, to_parquet_bytes(rows_table(rows)), overwrite=True, content_type=content_type(key))
     return key
 
 
-def write_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[dict[str, Any]]) -> str:
-    """Write a shard's manifest in one piece (temp file + rename): readers see all rows or none."""
-    key = manifest_key(run_id, shard)
-    store.put(key, to_parquet_bytes(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)), overwrite=True)
-    return key
-
-
-def read_manifest(store: ObjectStore, run_id: str, shard: int) -> list[dict[str, Any]] | None:
-    key = manifest_key(run_id, shard)
-    if not store.exists(key):
+def _read(store: ObjectStore, key: str) -> list[ManifestRow] | None:
+    try:
+        data = store.get(key)
+    except ObjectMissing:
         return None
-    return pq.read_table(io.BytesIO(store.get(key))).to_pylist()
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StorageError(f"{store.uri(key)}: unreadable Parquet ({exc})", hint="delete it and rerun") from exc
+    return rows_from_table(table, store.uri(key))
+
+
+def write_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[ManifestRow]) -> str:
+    """Commit a shard: its manifest in one atomic write (readers see all rows or none)."""
+    return _write(store, manifest_key(run_id, shard), rows)
+
+
+def read_manifest(store: ObjectStore, run_id: str, shard: int) -> list[ManifestRow] | None:
+    return _read(store, manifest_key(run_id, shard))
+
+
+def write_checkpoint(store: ObjectStore, run_id: str, shard: int, rows: list[ManifestRow]) -> str:
+    return _write(store, checkpoint_key(run_id, shard), rows)
+
+
+def read_checkpoint(store: ObjectStore, run_id: str, shard: int) -> list[ManifestRow] | None:
+    return _read(store, checkpoint_key(run_id, shard))
+
+
+def write_run_manifest(store: ObjectStore, run_id: str, rows: list[ManifestRow]) -> str:
+    return _write(store, run_manifest_key(run_id), rows)
+
+
+def read_run_manifest(store: ObjectStore, run_id: str) -> list[ManifestRow] | None:
+    return _read(store, run_manifest_key(run_id))

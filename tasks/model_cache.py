@@ -17,11 +17,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 from filelock import FileLock
 
+from tasks import s3
 from tasks.config import cache_home
 from tasks.errors import ModelError
 
@@ -60,13 +60,13 @@ class _Source:
             except FileNotFoundError:
                 return None
             return f"{st.st_size}:{st.st_mtime_ns}"
-        client = s3_client()
+        client = s3.client(probe=True)  # two attempts: an unreachable endpoint fails in seconds
         try:
             head = client.head_object(Bucket=self.bucket, Key=self.key)
         except Exception as exc:
-            if _s3_not_found(exc):
+            if s3.is_not_found(exc):
                 return None
-            raise _s3_error(self.uri, exc) from None
+            raise _s3_error(self.uri, exc) from exc
         return f"{head['ContentLength']}:{head['ETag']}"
 
     def download(self, dst: Path) -> str:
@@ -80,38 +80,23 @@ class _Source:
                         out.write(block)
             else:
                 try:
-                    body = s3_client().get_object(Bucket=self.bucket, Key=self.key)["Body"]
+                    body = s3.client().get_object(Bucket=self.bucket, Key=self.key)["Body"]
                     for block in body.iter_chunks(1 << 20):
                         h.update(block)
                         out.write(block)
                 except Exception as exc:
-                    raise _s3_error(self.uri, exc) from None
+                    raise _s3_error(self.uri, exc) from exc
             out.flush()
             os.fsync(out.fileno())
         return h.hexdigest()
 
 
-def s3_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    # Endpoint, credentials and region from the standard AWS environment/config; short timeouts so an
-    # unreachable endpoint is reported in seconds, not minutes.
-    return boto3.client("s3", config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3}))
-
-
-def _s3_not_found(exc: Exception) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-    return code in ("404", "NoSuchKey", "NotFound")
-
-
 def _s3_error(uri: str, exc: Exception) -> ModelError:
-    # Only the error's class and code: botocore messages can echo request details, never credentials here.
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-    what = f"{type(exc).__name__}" + (f" ({code})" if code else "")
-    if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
-        what += f": cannot reach the S3 endpoint {os.environ.get('AWS_ENDPOINT_URL', '(AWS default)')}"
-    return ModelError(f"{uri}: cannot read model file: {what}", hint="check AWS_ENDPOINT_URL, credentials and the URI")
+    bucket, _ = s3.split_uri(uri)
+    return ModelError(
+        f"{uri}: cannot read model file: {s3.describe(exc, bucket)}",
+        hint="check AWS_ENDPOINT_URL, credentials and the URI",
+    )
 
 
 class ModelCache:
@@ -199,10 +184,10 @@ def list_prefix(uri: str) -> list[str]:
         return [p.resolve().as_uri() for p in sorted(directory.iterdir()) if p.is_file()]
     prefix = parsed.path.lstrip("/")
     try:
-        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=prefix)
+        pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=prefix)
         keys = [o["Key"] for page in pages for o in page.get("Contents", []) if "/" not in o["Key"][len(prefix) :]]
     except Exception as exc:
-        raise _s3_error(uri, exc) from None
+        raise _s3_error(uri, exc) from exc
     if not keys:
         raise ModelError(f"{uri}: no files under this prefix")
     return [f"s3://{parsed.netloc}/{k}" for k in sorted(keys)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tasks.backends.base import VoiceInfo, digest_of
@@ -11,6 +11,7 @@ from tasks.chunking import chunk_paragraph, detect_lang
 from tasks.config import Settings
 from tasks.errors import InputError
 from tasks.ingest import Document, read_documents
+from tasks.manifest import int32
 
 # Typical speaking rates, for the dry run's duration estimate only.
 CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}
@@ -18,24 +19,34 @@ CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}
 
 @dataclass(frozen=True)
 class PlannedChunk:
-    doc_id: str
-    source: str
-    chunk_index: int  # position within its document
-    line: int  # 1-based source line of the paragraph the chunk starts in
-    lang: str
-    text: str
-    chunk_id: str
-    shard: int
+    """One chunk as the plan records it: everything a worker needs to make its audio (columns of plan.parquet)."""
+
+    shard: int = int32()
+    doc_id: str = ""
+    source: str = ""
+    chunk_index: int = int32(0)  # position within its document
+    line: int = int32(0)  # 1-based source line of the paragraph the chunk starts in
+    chunk_id: str = ""
+    text: str = ""
+    lang: str = ""
+    voice: str = ""  # key into Plan.voices
+    params_json: str = ""  # the settings besides text and voice that shape its audio
 
 
 @dataclass(frozen=True)
 class Plan:
     run_id: str
-    voice: VoiceInfo
+    voices: dict[str, VoiceInfo]  # voice key -> identity (backend, name, spec, sha256)
     sample_rate: int  # output rate
-    params_json: str  # what besides text and voice determines the audio
     chunks: tuple[PlannedChunk, ...]  # in shard order
     shard_size: int
+    settings: dict[str, Any] = field(default_factory=dict)  # the run's settings (a worker starts from them)
+    checksum: str = ""  # over the work: chunks, voices, shard size, rate (not over the settings)
+
+    @property
+    def voice(self) -> VoiceInfo:
+        """The run's voice (one per run until per-row voices arrive)."""
+        return next(iter(self.voices.values()))
 
     @property
     def num_shards(self) -> int:
@@ -76,6 +87,8 @@ def chunk_id(text: str, voice: VoiceInfo, params: dict[str, Any]) -> str:
 def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Plan:
     t = settings.text
     params = audio_params(settings, voice)
+    params_json = json.dumps(params, sort_keys=True)
+    key = voice.name
     chunks: list[PlannedChunk] = []
     for doc in docs:
         index = 0
@@ -90,13 +103,29 @@ def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Pla
             limit = t.max_chars_zh if lang == "zh" else t.max_chars_en
             for c in chunk_paragraph(paragraph.text, lang, limit):
                 cid = chunk_id(c.text, voice, params)
-                chunks.append(PlannedChunk(doc.doc_id, doc.source, index, paragraph.line, lang, c.text, cid, 0))
+                chunks.append(
+                    PlannedChunk(0, doc.doc_id, doc.source, index, paragraph.line, cid, c.text, lang, key, params_json)
+                )
                 index += 1
     size = settings.run.shard_size
     chunks = [replace(c, shard=i // size) for i, c in enumerate(chunks)]
     run_id = settings.run.run_id or "run-" + digest_of([c.chunk_id for c in chunks], size)[:12]
-    params_json = json.dumps(params, sort_keys=True)
-    return Plan(run_id, voice, output_rate(settings, voice), params_json, tuple(chunks), size)
+    rate = output_rate(settings, voice)
+    voices = {key: voice}
+    return Plan(
+        run_id, voices, rate, tuple(chunks), size, settings.model_dump(), plan_checksum(chunks, voices, size, rate)
+    )
+
+
+def plan_checksum(
+    chunks: list[PlannedChunk] | tuple[PlannedChunk, ...],
+    voices: dict[str, VoiceInfo],
+    shard_size: int,
+    sample_rate: int,
+) -> str:
+    """Digest of the work a plan describes; a plan read back from storage must reproduce it."""
+    identities = {k: v.identity for k, v in sorted(voices.items())}
+    return digest_of("plan/v1", identities, shard_size, sample_rate, [asdict(c) for c in chunks])
 
 
 @dataclass(frozen=True)
@@ -108,8 +137,8 @@ class Prepared:
 
 def prepare(inputs: list[str], settings: Settings) -> Prepared:
     """Inputs to a plan; every bad input, setting or voice file fails here, before any synthesis."""
-    from tasks.backends import get_backend
+    from tasks.backends import resolve_voice
 
     docs = read_documents(inputs, settings.text.encoding)
-    voice = get_backend(settings.synthesis.backend).resolve(settings.synthesis)
+    voice = resolve_voice(settings.synthesis)
     return Prepared(settings, make_plan(docs, settings, voice), len(docs))

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tasks.layout import content_type, summary_key
 from tasks.storage import ObjectStore
 from tasks.worker import ShardStats
 
@@ -29,7 +30,9 @@ class RunSummary:
     shards: int = 0
     shards_already_done: int = 0
     oom_backoffs: int = 0
+    storage_wait_seconds: float = 0.0
     manifests: str = ""
+    run_manifest: str = ""
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -48,6 +51,7 @@ class RunSummary:
         self.synthesized += stats.synthesized
         self.oom_backoffs += stats.engine.ooms if stats.engine else 0
         self.audio_seconds += stats.audio_seconds
+        self.storage_wait_seconds += stats.storage_wait_seconds
         self.errors.extend(stats.errors[: max(0, 10 - len(self.errors))])
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,33 +63,27 @@ class RunSummary:
             f"run {self.run_id}: {self.chunks} chunks in {self.documents} document(s), {self.shards} shard(s)",
             f"  ok {self.ok}, failed {self.failed}, skipped {self.skipped} "
             f"(synthesized now {self.synthesized}, already done {self.chunks - self.synthesized - self.skipped})",
-            f"  audio {_hms(self.audio_seconds)} in {_hms(self.wall_seconds)} wall: real-time factor "
+            f"  audio {hms(self.audio_seconds)} in {hms(self.wall_seconds)} wall: real-time factor "
             f"{self.realtime_factor:.3f} ({speed})",
             f"  voice {self.voice}, {self.format} at {self.sample_rate} Hz; out-of-memory backoffs {self.oom_backoffs}",
             f"  output {self.output}",
             f"  manifests {self.manifests}",
         ]
+        if self.run_manifest:
+            lines.append(f"  run manifest {self.run_manifest}")
         if self.failed:
             lines.append("  failed chunks (first ones; every failed row has its error in the manifest):")
             lines.extend(f"    {e}" for e in self.errors)
         return "\n".join(lines)
 
 
-def _hms(seconds: float) -> str:
+def hms(seconds: float) -> str:
     m, s = divmod(seconds, 60)
     h, m = divmod(int(m), 60)
     return f"{h}:{m:02d}:{s:04.1f}"
 
 
-def summary_key(run_id: str) -> str:
-    return f"runs/run_id={run_id}/summary.json"
-
-
-def shard_stats_key(run_id: str, shard: int) -> str:
-    return f"runs/run_id={run_id}/shards/shard={shard}.json"
-
-
 def write_summary(store: ObjectStore, summary: RunSummary) -> str:
     key = summary_key(summary.run_id)
-    store.put(key, json.dumps(summary.to_dict(), indent=2).encode(), overwrite=True)
+    store.put(key, json.dumps(summary.to_dict(), indent=2).encode(), overwrite=True, content_type=content_type(key))
     return key

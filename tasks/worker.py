@@ -1,17 +1,18 @@
-"""One shard's work: skip finished chunks, synthesize the rest, post-process, check, store, and build its rows.
+"""One shard's chunks: skip what is done, synthesize the rest, post-process, check, store, and build their rows.
 
-Plain Python, no Prefect: the flow wraps it in a task. Audio objects are keyed by chunk id, so a chunk whose
-object already exists (from a killed run, or another run with the same settings) is not synthesized again.
+Plain Python, no Prefect, no commit: tasks.shard decides what is done before and commits after. Audio objects
+are keyed by chunk id and written once, so a chunk whose object exists (a killed run, another run with the
+same settings) is never stored twice; storage writes overlap synthesis on a thread pool (tasks.upload).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,16 @@ from tasks.backends.base import Synthesizer
 from tasks.chunking import chunk_paragraph, detect_lang, is_speakable
 from tasks.config import Settings
 from tasks.engine import BudgetState, Engine, EngineConfig, EngineStats, ItemResult
-from tasks.errors import StorageError
-from tasks.manifest import chunk_columns
+from tasks.layout import audio_key, content_type
+from tasks.manifest import ManifestRow
 from tasks.oom import DeviceFatal
 from tasks.plan import Plan, PlannedChunk
 from tasks.storage import ObjectStore
+from tasks.upload import Uploader
 
 ProgressFn = Callable[[int, float], None]  # (chunks finished, audio seconds they hold)
-
-
-def audio_key(chunk_id: str, fmt: str) -> str:
-    # A hash-leading key spreads objects across folders (and S3 prefixes).
-    return f"audio/{chunk_id[:2]}/{chunk_id}.{fmt}"
+CheckpointFn = Callable[[list[ManifestRow]], None]  # rows whose audio is stored, so far
+CHECKPOINT_EVERY_SECONDS = 10.0
 
 
 @dataclass
@@ -45,9 +44,11 @@ class ShardStats:
     skipped: int = 0
     reused: int = 0
     synthesized: int = 0  # chunks this call sent to the synthesizer (ok or failed)
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # of ok chunks only: audio that failed QA is not delivered
     synth_seconds: float = 0.0
     wall_seconds: float = 0.0
+    storage_wait_seconds: float = 0.0  # time synthesis stood still waiting for storage writes
+    checkpoints: int = 0
     errors: list[str] = field(default_factory=list)
     engine: EngineStats | None = None
 
@@ -67,105 +68,108 @@ class ShardStats:
             ),
         }
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: ManifestRow) -> None:
         self.chunks += 1
-        status = row["status"]
-        setattr(self, status, getattr(self, status) + 1)
-        self.reused += bool(row["reused"])
-        self.audio_seconds += row["duration_s"] or 0.0
-        self.synth_seconds += row["synth_seconds"] or 0.0
-        if status == "failed" and len(self.errors) < 5:
-            self.errors.append(f"{row['source']}:{row['line']} chunk {row['chunk_index']}: {row['error']}")
+        setattr(self, row.status, getattr(self, row.status) + 1)
+        self.reused += bool(row.reused)
+        if row.status == "ok":
+            self.audio_seconds += row.duration_s or 0.0
+        self.synth_seconds += row.synth_seconds or 0.0
+        if row.status == "failed" and len(self.errors) < 5:
+            self.errors.append(f"{row.source}:{row.line} chunk {row.chunk_index}: {row.error}")
 
 
-def _base_row(plan: Plan, c: PlannedChunk, fmt: str) -> dict[str, Any]:
-    return {
-        **chunk_columns(plan.run_id, c),
-        "voice": plan.voice.name,
-        "model": f"{plan.voice.backend}:{plan.voice.name}",
-        "model_sha256": plan.voice.model_sha256,
-        "params_json": plan.params_json,
-        "audio_uri": None,
-        "audio_key": None,
-        "format": fmt,
-        "sample_rate": plan.sample_rate,
-        "num_samples": None,
-        "duration_s": None,
-        "audio_bytes": None,
-        "audio_checksum": None,
-        "batch_size": None,
-        "attempts": 0,
-        "oom_retries": 0,
-        "device": None,
-        "synth_seconds": 0.0,
-        "reused": False,
-        "status": "ok",
-        "error": None,
-        "peak_dbfs": None,
-        "rms_dbfs": None,
-        "clipped_fraction": None,
-        "chars_per_second": None,
-        "loudness_lufs": None,
-        "created_at": datetime.now(UTC),
-    }
+@dataclass
+class ShardResult:
+    """Rows in plan order (all of them unless `fatal`: then those finished), stats, and a fatal device error."""
+
+    rows: list[ManifestRow]
+    stats: ShardStats
+    fatal: DeviceFatal | None = None
 
 
-def _with_audio(row: dict[str, Any], store: ObjectStore, key: str, data: bytes) -> dict[str, Any]:
-    rate, frames = audio.probe(data)
-    row.update(
-        audio_uri=store.uri(key),
-        audio_key=key,
-        sample_rate=rate,
-        num_samples=frames,
-        duration_s=frames / rate,
-        audio_bytes=len(data),
-        audio_checksum="sha256:" + hashlib.sha256(data).hexdigest(),
+def _base_row(plan: Plan, c: PlannedChunk, fmt: str) -> ManifestRow:
+    voice = plan.voices[c.voice]
+    return ManifestRow(
+        run_id=plan.run_id,
+        shard=c.shard,
+        doc_id=c.doc_id,
+        source=c.source,
+        chunk_index=c.chunk_index,
+        line=c.line,
+        chunk_id=c.chunk_id,
+        text=c.text,
+        lang=c.lang,
+        voice=c.voice,
+        model=f"{voice.backend}:{voice.name}",
+        model_sha256=voice.model_sha256,
+        params_json=c.params_json,
+        format=fmt,
+        sample_rate=plan.sample_rate,
     )
+
+
+def _levels(row: ManifestRow, samples: np.ndarray, rate: int) -> None:
+    """Levels of the audio as stored (the same source for new and reused rows)."""
+    m = qa.measure(samples, row.duration_s or 0.0, row.text)
+    row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
+    row.chars_per_second = m.chars_per_second if np.isfinite(m.chars_per_second) else None
+    row.loudness_lufs = qa.loudness_lufs(samples, rate)
+
+
+def _with_audio(row: ManifestRow, store: ObjectStore, key: str, data: bytes) -> ManifestRow:
+    rate, frames = audio.probe(data)
+    row.audio_uri, row.audio_key, row.sample_rate, row.num_samples = store.uri(key), key, rate, frames
+    row.duration_s, row.audio_bytes = frames / rate, len(data)
+    row.audio_checksum = "sha256:" + hashlib.sha256(data).hexdigest()
     return row
 
 
-def _reused_row(row: dict[str, Any], store: ObjectStore, key: str, text: str) -> dict[str, Any]:
-    """A row for audio that already exists: levels are measured on the stored audio."""
+def _reused_row(row: ManifestRow, store: ObjectStore, key: str) -> ManifestRow:
+    """A row for audio that is stored already (a killed run's object, or another run's)."""
     data = store.get(key)
     _with_audio(row, store, key, data)
+    row.reused = True
     samples, rate = audio.decode(data)
-    m = qa.measure(samples, row["duration_s"], text)
-    row.update(
-        reused=True,
-        loudness_lufs=qa.loudness_lufs(samples, rate),
-        peak_dbfs=m.peak_dbfs,
-        rms_dbfs=m.rms_dbfs,
-        clipped_fraction=m.clipped_fraction,
-        chars_per_second=m.chars_per_second,
-    )
+    _levels(row, samples, rate)
     return row
 
 
-def _finish(
-    row: dict[str, Any], raw: np.ndarray, plan: Plan, settings: Settings, store: ObjectStore, key: str
-) -> dict[str, Any]:
-    """Post-process one chunk's raw audio, check it, and store it if it passes."""
-    a = settings.audio
-    out = audio.trim_silence(raw, plan.voice.sample_rate, a.pad_seconds) if a.trim_silence else raw
-    out = audio.resample(out, plan.voice.sample_rate, plan.sample_rate, a.resampler)
-    m = qa.measure(raw, out.size / plan.sample_rate, row["text"])
-    row.update(
-        peak_dbfs=m.peak_dbfs,
-        rms_dbfs=m.rms_dbfs,
-        clipped_fraction=m.clipped_fraction,
-        chars_per_second=m.chars_per_second if np.isfinite(m.chars_per_second) else None,
-    )
-    found = qa.problems(m, row["text"], row["lang"], settings.qa)
-    if found:
-        row.update(status="failed", error="qa: " + "; ".join(found), duration_s=m.duration_s)
+def _store_chunk(store: ObjectStore, row: ManifestRow, key: str, data: bytes, final: np.ndarray) -> ManifestRow:
+    """Write one chunk's audio once (runs on an upload thread); an existing object is kept, never overwritten."""
+    if store.put(key, data, content_type=content_type(key)):
+        _with_audio(row, store, key, data)
+        _levels(row, final, row.sample_rate)
         return row
+    return _reused_row(row, store, key)  # another worker or a killed run stored it first: that object stays
+
+
+def _finish(row: ManifestRow, raw: np.ndarray, plan: Plan, settings: Settings) -> tuple[np.ndarray, bytes] | None:
+    """Post-process one chunk's raw audio and check it; returns (final samples, encoded bytes), or None if failed."""
+    a = settings.audio
+    rate_in = plan.voices[row.voice].sample_rate
+    out = audio.trim_silence(raw, rate_in, a.pad_seconds) if a.trim_silence else raw
+    out = audio.resample(out, rate_in, plan.sample_rate, a.resampler)
+    m = qa.measure(raw, out.size / plan.sample_rate, row.text)  # judged on the raw output, before any gain
+    found = qa.problems(m, row.text, row.lang, settings.qa)
+    if found:
+        row.status, row.error, row.duration_s = "failed", "qa: " + "; ".join(found), m.duration_s
+        row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
+        return None
     final = audio.set_peak(out, a.peak_dbfs)
-    row["loudness_lufs"] = qa.loudness_lufs(final, plan.sample_rate)
-    data = audio.encode(final, plan.sample_rate, a.format)
-    if not store.put(key, data):  # another worker finished the same chunk first: keep its object
-        data = store.get(key)
-        row["reused"] = True
-    return _with_audio(row, store, key, data)
+    return final, audio.encode(final, plan.sample_rate, a.format)
+
+
+def _post_process(
+    row: ManifestRow, raw: np.ndarray | None, plan: Plan, settings: Settings
+) -> tuple[np.ndarray, bytes] | None:
+    if raw is None:
+        return None
+    try:
+        return _finish(row, raw, plan, settings)
+    except Exception as exc:  # post-processing of one chunk failed: record it, go on
+        row.status, row.error = "failed", f"post-processing: {type(exc).__name__}: {exc}"[:2000]
+        return None
 
 
 def split_for_retry(text: str) -> list[str]:
@@ -209,74 +213,83 @@ def process_shard(
     settings: Settings,
     store: ObjectStore,
     load_synthesizer: Callable[[], Synthesizer],
-    previous_rows: list[dict[str, Any]] | None = None,
+    previous_rows: list[ManifestRow] | None = None,
     on_progress: ProgressFn | None = None,
-) -> tuple[list[dict[str, Any]], ShardStats]:
-    """Do one shard; returns its manifest rows (in plan order) and stats. Never raises for one bad chunk.
-
-    A fatal device error (DeviceFatal) is raised with `partial_rows` attached: the rows finished so far,
-    for the caller to commit before the worker exits.
-    """
+    checkpoint: CheckpointFn | None = None,
+) -> ShardResult:
+    """Do one shard's missing work. One bad chunk becomes a failed row; a storage failure raises StorageError;
+    a fatal device error stops synthesis and is returned in the result with the rows finished so far."""
     started = time.perf_counter()
     progress = on_progress or (lambda n, s: None)
     fmt = settings.audio.format
-    done_before = {r["chunk_id"]: r for r in previous_rows or [] if r["status"] in ("ok", "skipped")}
-    rows: dict[int, dict[str, Any]] = {}
-    todo: list[int] = []
     chunks = plan.shard(shard)
+    keys = [audio_key(c.chunk_id, fmt) for c in chunks]
+    done_before = {r.chunk_id: r for r in previous_rows or [] if r.done}
+    rows: dict[int, ManifestRow] = {}
+
+    def finished(i: int, row: ManifestRow) -> None:
+        rows[i] = row
+        progress(1, (row.duration_s or 0.0) if row.status == "ok" else 0.0)
+
+    unknown = [i for i, c in enumerate(chunks) if c.chunk_id not in done_before and is_speakable(c.text)]
+    found = store.existing([keys[i] for i in unknown])  # a local stat each; remote stores confirm none
+    todo: list[int] = []
     for i, c in enumerate(chunks):
-        key = audio_key(c.chunk_id, fmt)
         prior = done_before.get(c.chunk_id)
-        if prior is not None and (prior["status"] == "skipped" or store.exists(key)):
-            rows[i] = {**_base_row(plan, c, fmt), **{k: prior[k] for k in prior if k not in ("run_id", "shard")}}
+        if prior is not None:
+            finished(i, dataclasses.replace(prior, run_id=plan.run_id, shard=c.shard))
         elif not is_speakable(c.text):
-            rows[i] = {**_base_row(plan, c, fmt), "status": "skipped", "error": "no speakable text"}
-        elif store.exists(key):
-            rows[i] = _reused_row(_base_row(plan, c, fmt), store, key, c.text)
+            finished(i, dataclasses.replace(_base_row(plan, c, fmt), status="skipped", error="no speakable text"))
+        elif keys[i] in found:
+            finished(i, _reused_row(_base_row(plan, c, fmt), store, keys[i]))
         else:
             todo.append(i)
-            continue
-        progress(1, rows[i]["duration_s"] or 0.0)
 
     stats = ShardStats(shard, synthesized=len(todo))
+    fatal: DeviceFatal | None = None
     if todo:
         synth = load_synthesizer()  # loaded only when there is work: a finished shard costs no model load
-        engine, state_dir, key = _engine_for(synth, settings)
+        engine, state_dir, memory_key = _engine_for(synth, settings)
+        uploads: Uploader[ManifestRow] = Uploader()
+        last_checkpoint = time.perf_counter()
         try:
             for result in engine.run([(i, chunks[i].text) for i in todo]):
-                rows[result.index] = row = _row_for(result, chunks[result.index], plan, settings, store, synth)
-                progress(1, row["duration_s"] or 0.0)
+                i = result.index
+                row = _row_for(result, chunks[i], plan, synth, fmt)
+                made = _post_process(row, result.audio, plan, settings)
+                if made is None:
+                    finished(i, row)
+                    continue
+                final, data = made
+                done = uploads.submit(i, lambda r=row, k=keys[i], d=data, f=final: _store_chunk(store, r, k, d, f))
+                for j, stored in done:
+                    finished(j, stored)
+                if checkpoint is not None and time.perf_counter() - last_checkpoint > CHECKPOINT_EVERY_SECONDS:
+                    checkpoint([rows[j] for j in sorted(rows) if rows[j].done])
+                    stats.checkpoints += 1
+                    last_checkpoint = time.perf_counter()
         except DeviceFatal as exc:
-            exc.partial_rows = [rows[i] for i in sorted(rows)]  # type: ignore[attr-defined]
-            raise
+            fatal = exc  # returned as a value: the caller commits what is finished, then stops the worker
         finally:
-            budget_store.save(state_dir, key, engine.state)
+            for j, stored in uploads.finish():
+                finished(j, stored)
+            budget_store.save(state_dir, memory_key, engine.state)
             stats.engine = engine.stats
+            stats.storage_wait_seconds = uploads.wait_seconds
+        if uploads.errors:
+            raise uploads.errors[0]  # the output location is broken: the checkpoint keeps what was stored
 
-    ordered = [rows[i] for i in range(len(chunks))]
+    ordered = [rows[i] for i in sorted(rows)] if fatal else [rows[i] for i in range(len(chunks))]
     for row in ordered:
         stats.add(row)
     stats.wall_seconds = time.perf_counter() - started
-    return ordered, stats
+    return ShardResult(ordered, stats, fatal)
 
 
-def _row_for(
-    result: ItemResult, c: PlannedChunk, plan: Plan, settings: Settings, store: ObjectStore, synth: Synthesizer
-) -> dict[str, Any]:
-    fmt = settings.audio.format
+def _row_for(result: ItemResult, c: PlannedChunk, plan: Plan, synth: Synthesizer, fmt: str) -> ManifestRow:
     row = _base_row(plan, c, fmt)
-    row.update(
-        batch_size=result.batch_size,
-        attempts=result.attempts,
-        oom_retries=result.oom_retries,
-        device=synth.device,
-        synth_seconds=result.seconds,
-    )
+    row.batch_size, row.attempts, row.oom_retries = result.batch_size, result.attempts, result.oom_retries
+    row.device, row.synth_seconds = synth.device, result.seconds
     if result.audio is None:
-        return {**row, "status": "failed", "error": result.error}
-    try:
-        return _finish(row, result.audio, plan, settings, store, audio_key(c.chunk_id, fmt))
-    except StorageError:
-        raise  # the output location is broken: every later chunk would fail the same way
-    except Exception as exc:  # post-processing of one chunk failed: record it, go on
-        return {**row, "status": "failed", "error": f"post-processing: {type(exc).__name__}: {exc}"[:2000]}
+        row.status, row.error = "failed", result.error
+    return row

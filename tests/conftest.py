@@ -187,4 +187,19 @@ def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-never-printed")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    from tasks import s3
+
+    s3.reset_client()  # the process's client was made for other settings
     return s3_server
+
+
+@pytest.fixture
+def s3_bucket(s3_env: str) -> str:
+    """A new, empty bucket on the test server."""
+    import uuid
+
+    import boto3
+
+    name = "t-" + uuid.uuid4().hex[:12]
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name

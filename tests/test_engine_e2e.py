@@ -10,8 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks import audio
-from tasks.manifest import manifest_key
-from tasks.summary import shard_stats_key
+from tasks.layout import manifest_key, shard_stats_key
 from tests.conftest import SAMPLE_EN
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks import audio
-from tasks.manifest import manifest_key, plan_key
+from tasks.layout import manifest_key, plan_key
 from tests.conftest import SAMPLE_EN
 
 pytestmark = pytest.mark.slow
@@ -75,8 +75,8 @@ def test_the_audio_says_the_text(first_run: tuple[Path, dict[str, Any]]) -> None
 def test_duckdb_reads_the_manifests_directly(first_run: tuple[Path, dict[str, Any]]) -> None:
     out, summary = first_run
     got = duckdb.sql(
-        f"select shard, count(*) as n, sum(duration_s) as s from read_parquet('{out}/manifests/**/*.parquet', "
-        "hive_partitioning=true) group by shard order by shard"
+        f"select shard, count(*) as n, sum(duration_s) as s from read_parquet('{out}/manifests/**/*.parquet') "
+        "group by shard order by shard"
     ).fetchall()
     assert [n for _, n, _ in got] == [4, 4, summary["chunks"] - 8]
     assert sum(s for _, _, s in got) == pytest.approx(summary["audio_seconds"])

@@ -11,10 +11,13 @@ import pytest
 
 from tasks.backends.tone import ToneBackend, ToneSynthesizer
 from tasks.config import Settings
-from tasks.manifest import MANIFEST_SCHEMA, read_manifest, write_manifest
+from tasks.layout import audio_key
+from tasks.manifest import MANIFEST_SCHEMA, read_checkpoint, read_manifest, write_manifest
 from tasks.plan import prepare
+from tasks.plan_store import write_plan
+from tasks.shard import run_shard
 from tasks.storage import open_store
-from tasks.worker import audio_key, process_shard
+from tasks.worker import process_shard
 
 TEXT = "The keeper climbed the stairs at dusk. She carried a lantern and a notebook.\n\n* * *\n\nThe storm came early."
 
@@ -65,30 +68,57 @@ def test_one_bad_chunk_fails_alone_and_the_rest_is_stored(tmp_path: Path, text_f
         update={"synthesis": tone_settings.synthesis.model_copy(update={"batch_size": 8})}
     )
     plan, store, synth = _setup(tmp_path, text_file, settings)
-    rows, stats = process_shard(plan, 0, settings, store, lambda: synth)
-    assert [r["status"] for r in rows] == ["ok", "skipped", "failed"]
-    assert rows[2]["error"] == "RuntimeError: synthesizer exploded"
-    assert rows[1]["error"] == "no speakable text"
+    result = process_shard(plan, 0, settings, store, lambda: synth)
+    rows, stats = result.rows, result.stats
+    assert [r.status for r in rows] == ["ok", "skipped", "failed"]
+    assert rows[2].error == "RuntimeError: synthesizer exploded"
+    assert rows[1].error == "no speakable text"
     # The failing batch was retried one chunk at a time.
-    assert synth.calls[0] == [rows[0]["text"], rows[2]["text"]] and len(synth.calls) == 3
-    assert store.exists(rows[0]["audio_key"]) and rows[2]["audio_key"] is None
+    assert synth.calls[0] == [rows[0].text, rows[2].text] and len(synth.calls) == 3
+    assert rows[0].audio_key and store.exists(rows[0].audio_key) and rows[2].audio_key is None
     assert (stats.ok, stats.failed, stats.skipped) == (1, 1, 1)
-    assert rows[0]["duration_s"] == pytest.approx(rows[0]["num_samples"] / rows[0]["sample_rate"])
-    assert rows[0]["audio_checksum"].startswith("sha256:")
+    assert rows[0].duration_s == pytest.approx(rows[0].num_samples / rows[0].sample_rate)
+    assert rows[0].audio_checksum.startswith("sha256:")
+    assert stats.audio_seconds == pytest.approx(rows[0].duration_s)  # the failed chunk's audio is not counted
+
+
+def test_qa_failed_audio_is_not_counted_as_delivered(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
+    strict = tone_settings.model_copy(
+        update={"qa": tone_settings.qa.model_copy(update={"max_chars_per_second_en": 1.0})}
+    )
+    plan, store, synth = _setup(tmp_path, text_file, strict)
+    synth.fail_on = "no such marker"
+    result = process_shard(plan, 0, strict, store, lambda: synth)
+    assert [r.status for r in result.rows] == ["failed", "skipped", "failed"]
+    assert all(r.duration_s for r in result.rows if r.status == "failed")  # measured, recorded ...
+    assert result.stats.audio_seconds == 0.0  # ... but not delivered
+
+
+def test_levels_describe_the_stored_audio_for_new_and_reused_rows(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
+    plan, store, synth = _setup(tmp_path, text_file, tone_settings)
+    synth.fail_on = "no such marker"
+    new = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
+    reused = process_shard(plan, 0, tone_settings, store, lambda: synth).rows  # objects exist: measured from them
+    assert [r.reused for r in reused] == [True, False, True]
+    for a, b in ((new[0], reused[0]), (new[2], reused[2])):
+        assert a.peak_dbfs == pytest.approx(tone_settings.audio.peak_dbfs, abs=0.1)  # after gain, as stored
+        assert a.peak_dbfs == pytest.approx(b.peak_dbfs, abs=0.05)
+        assert a.rms_dbfs == pytest.approx(b.rms_dbfs, abs=0.05)
+        assert a.loudness_lufs == pytest.approx(b.loudness_lufs, abs=0.05)
 
 
 def test_rerun_synthesizes_only_what_failed_and_reuses_objects(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
     plan, store, synth = _setup(tmp_path, text_file, tone_settings)
-    rows, _ = process_shard(plan, 0, tone_settings, store, lambda: synth)
+    rows = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
     write_manifest(store, plan.run_id, 0, rows)
     previous = read_manifest(store, plan.run_id, 0)
     synth.fail_on = "no such marker"
     synth.calls.clear()
-    rows2, stats2 = process_shard(plan, 0, tone_settings, store, lambda: synth, previous_rows=previous)
-    assert synth.calls == [[rows[2]["text"]]]
-    assert [r["status"] for r in rows2] == ["ok", "skipped", "ok"]
-    assert rows2[0]["audio_checksum"] == rows[0]["audio_checksum"]
-    assert stats2.failed == 0
+    result = process_shard(plan, 0, tone_settings, store, lambda: synth, previous_rows=previous)
+    assert synth.calls == [[rows[2].text]]
+    assert [r.status for r in result.rows] == ["ok", "skipped", "ok"]
+    assert result.rows[0].audio_checksum == rows[0].audio_checksum
+    assert result.stats.failed == 0
 
 
 def test_objects_left_by_a_killed_run_are_reused_without_a_manifest(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
@@ -96,43 +126,42 @@ def test_objects_left_by_a_killed_run_are_reused_without_a_manifest(tmp_path: Pa
     synth.fail_on = "no such marker"
     process_shard(plan, 0, tone_settings, store, lambda: synth)  # no manifest written: as if killed here
     synth.calls.clear()
-    rows, stats = process_shard(plan, 0, tone_settings, store, lambda: synth)
+    result = process_shard(plan, 0, tone_settings, store, lambda: synth)
     assert synth.calls == []
-    assert [r["reused"] for r in rows] == [True, False, True]
-    assert stats.reused == 2
+    assert [r.reused for r in result.rows] == [True, False, True]
+    assert result.stats.reused == 2
 
 
 def test_nothing_to_do_loads_no_model(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
     plan, store, synth = _setup(tmp_path, text_file, tone_settings)
     synth.fail_on = "no such marker"
-    rows, _ = process_shard(plan, 0, tone_settings, store, lambda: synth)
+    rows = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
 
     def must_not_load():  # type: ignore[no-untyped-def]
         raise AssertionError("model loaded although every chunk was done")
 
-    rows2, _ = process_shard(plan, 0, tone_settings, store, must_not_load, previous_rows=rows)
-    assert [r["status"] for r in rows2] == ["ok", "skipped", "ok"]
+    again = process_shard(plan, 0, tone_settings, store, must_not_load, previous_rows=rows).rows
+    assert [r.status for r in again] == ["ok", "skipped", "ok"]
 
 
 def test_manifest_rows_fit_the_schema(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
     plan, store, synth = _setup(tmp_path, text_file, tone_settings)
-    rows, _ = process_shard(plan, 0, tone_settings, store, lambda: synth)
-    assert set(rows[0]) == set(MANIFEST_SCHEMA.names)
+    rows = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
+    assert set(rows[0].to_dict()) == set(MANIFEST_SCHEMA.names)
     write_manifest(store, plan.run_id, 0, rows)
     back = read_manifest(store, plan.run_id, 0)
-    assert back is not None and [r["chunk_id"] for r in back] == [r["chunk_id"] for r in rows]
-    assert audio_key(rows[0]["chunk_id"], "flac") == rows[0]["audio_key"]
+    assert back is not None and [r.chunk_id for r in back] == [r.chunk_id for r in rows]
+    assert back[0] == rows[0]  # every field survives the Parquet round trip with its type
+    assert audio_key(rows[0].chunk_id, "flac") == rows[0].audio_key
 
 
-def test_fatal_device_error_commits_finished_rows_and_stops(  # type: ignore[no-untyped-def]
+def test_fatal_device_error_returns_finished_rows_and_the_lifecycle_keeps_them(  # type: ignore[no-untyped-def]
     tmp_path: Path, text_file, tone_settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flows.corpus as corpus
-    from tasks.oom import DeviceFatal
-
     path = text_file("\n\n".join(f"Paragraph number {i} is here." for i in range(6)))
     prep = prepare([str(path)], tone_settings)
     store = open_store(str(tmp_path / "out"))
+    write_plan(store, prep.plan)
     synth = FlakySynth(ToneBackend().load(prep.plan.voice, tone_settings.synthesis), fail_on="no such marker")
     real = synth.synthesize
     healthy_calls = [3]
@@ -143,23 +172,23 @@ def test_fatal_device_error_commits_finished_rows_and_stops(  # type: ignore[no-
         return real(texts)
 
     monkeypatch.setattr(synth, "synthesize", poisoned)
-    with pytest.raises(DeviceFatal, match="illegal memory access") as err:
-        process_shard(prep.plan, 0, tone_settings, store, lambda: synth)
-    partial = err.value.partial_rows  # type: ignore[attr-defined]
-    assert len(partial) == 3 and all(r["status"] == "ok" for r in partial)
+    result = process_shard(prep.plan, 0, tone_settings, store, lambda: synth)
+    assert result.fatal is not None and "illegal memory access" in str(result.fatal)
+    assert len(result.rows) == 3 and all(r.status == "ok" for r in result.rows)
 
-    # Through the shard task: what is finished is committed as a partial manifest before the error goes on.
+    # Through the lifecycle: the finished rows go to the checkpoint, no manifest is committed.
     synth.calls.clear()
     healthy_calls[0] = 1
-    monkeypatch.setattr(corpus, "load_cached", lambda info, s: synth)
-    with pytest.raises(DeviceFatal):
-        corpus.synthesize_shard.fn(prep.plan, 0, tone_settings, store)
-    committed = read_manifest(store, prep.plan.run_id, 0)
-    assert committed is not None and len(committed) == 4  # 3 objects found again + 1 new, in the manifest
+    outcome = run_shard(store, prep.plan, 0, tone_settings, load_synthesizer=lambda: synth)
+    assert outcome.fatal is not None
+    assert read_manifest(store, prep.plan.run_id, 0) is None
+    kept = read_checkpoint(store, prep.plan.run_id, 0)
+    assert kept is not None and len(kept) == 4  # 3 objects found again + 1 new
 
-    # The restarted worker does only the rest.
+    # The restarted worker does only the rest, and commits.
     monkeypatch.setattr(synth, "synthesize", real)
     synth.calls.clear()
-    rows, _ = process_shard(prep.plan, 0, tone_settings, store, lambda: synth, previous_rows=committed)
-    assert [r["status"] for r in rows] == ["ok"] * 6
-    assert sum(len(c) for c in synth.calls) == 2
+    outcome = run_shard(store, prep.plan, 0, tone_settings, load_synthesizer=lambda: synth)
+    assert outcome.fatal is None and sum(len(c) for c in synth.calls) == 2
+    committed = read_manifest(store, prep.plan.run_id, 0)
+    assert committed is not None and [r.status for r in committed] == ["ok"] * 6

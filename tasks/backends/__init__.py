@@ -1,7 +1,15 @@
-"""Synthesizer backends behind one small interface, looked up by name."""
+"""Synthesizer backends behind one small interface, in a registry by name.
+
+The settings model, the CLI and `doctor` read the names from here; a backend module is imported only when it
+is chosen, so its heavy or optional dependencies (torch, piper-tts) load only then.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import importlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tasks.backends.base import Backend, Synthesizer, VoiceInfo
@@ -10,25 +18,55 @@ from tasks.errors import ConfigError
 if TYPE_CHECKING:
     from tasks.config import SynthesisSettings
 
-# Loaded voices, one per (voice, settings) in this process: a worker loads a voice once for all its shards.
-_LOADED: dict[tuple[str, str], Synthesizer] = {}
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    target: str  # "module:Class" implementing Backend
+    summary: str
+
+
+_REGISTRY: dict[str, BackendEntry] = {}
+
+
+def register_backend(name: str, target: str, summary: str) -> None:
+    _REGISTRY[name] = BackendEntry(name, target, summary)
+
+
+def backend_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def backend_summaries() -> str:
+    return "; ".join(f"{e.name}: {e.summary}" for e in _REGISTRY.values())
+
+
+register_backend("piper", "tasks.backends.piper:PiperBackend", "Piper voices on ONNX Runtime")
+register_backend("vits", "tasks.backends.vits:VitsBackend", "VITS checkpoints on PyTorch (transformers VitsModel)")
+register_backend("tone", "tasks.backends.tone:ToneBackend", "a test signal whose length follows the text")
 
 
 def get_backend(name: str) -> Backend:
-    # Imported lazily: a backend's heavy or optional dependencies load only when it is chosen.
-    if name == "piper":
-        from tasks.backends.piper import PiperBackend
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise ConfigError(f"synthesis.backend: unknown backend {name!r} (known: {', '.join(backend_names())})")
+    module, cls = entry.target.split(":")
+    backend: Backend = getattr(importlib.import_module(module), cls)()
+    return backend
 
-        return PiperBackend()
-    if name == "vits":
-        from tasks.backends.vits import VitsBackend
 
-        return VitsBackend()
-    if name == "tone":
-        from tasks.backends.tone import ToneBackend
+# Resolved and loaded voices of this process: a worker hashes and loads a voice once for all its shards.
+_RESOLVED: dict[str, VoiceInfo] = {}
+_LOADED: dict[tuple[str, str], Synthesizer] = {}
 
-        return ToneBackend()
-    raise ConfigError(f"synthesis.backend: unknown backend {name!r} (known: piper, vits, tone)")
+
+def resolve_voice(settings: SynthesisSettings) -> VoiceInfo:
+    """The voice's identity (checksums verified), cached per settings; `spec` records the voice as given."""
+    key = settings.model_dump_json()
+    if key not in _RESOLVED:
+        info = get_backend(settings.backend).resolve(settings)
+        _RESOLVED[key] = dataclasses.replace(info, spec=settings.voice)
+    return _RESOLVED[key]
 
 
 def load_cached(info: VoiceInfo, settings: SynthesisSettings) -> Synthesizer:
@@ -38,4 +76,23 @@ def load_cached(info: VoiceInfo, settings: SynthesisSettings) -> Synthesizer:
     return _LOADED[key]
 
 
-__all__ = ["Backend", "Synthesizer", "VoiceInfo", "get_backend", "load_cached"]
+def evict(synth: Synthesizer) -> None:
+    """Forget a loaded voice that is broken (a failed recovery), so the next shard loads it afresh."""
+    for key, value in list(_LOADED.items()):
+        if value is synth:
+            del _LOADED[key]
+    with contextlib.suppress(Exception):  # closing a broken voice must not hide why it broke
+        synth.close()
+
+
+__all__ = [
+    "Backend",
+    "Synthesizer",
+    "VoiceInfo",
+    "backend_names",
+    "evict",
+    "get_backend",
+    "load_cached",
+    "register_backend",
+    "resolve_voice",
+]

@@ -28,6 +28,7 @@ class VoiceInfo:
     sample_rate: int
     languages: tuple[str, ...]
     identity: str  # digest of model + config bytes + backend version that determine the audio
+    spec: str = ""  # the voice as the settings name it (bundled name, path or URI): a worker resolves it again
 
 
 class Synthesizer(Protocol):
@@ -69,7 +70,7 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
             while block := f.read(chunk_size):
                 h.update(block)
     except OSError as exc:
-        raise ModelError(f"{path}: cannot read model file: {exc.strerror}") from None
+        raise ModelError(f"{path}: cannot read model file: {exc.strerror}") from exc
     return h.hexdigest()
 
 

@@ -34,8 +34,8 @@ PIPER_EXTRA_HINT = (
 def _piper_version() -> str:
     try:
         return metadata.version("piper-tts")
-    except metadata.PackageNotFoundError:
-        raise ModelError("piper-tts is not installed", hint=PIPER_EXTRA_HINT) from None
+    except metadata.PackageNotFoundError as exc:
+        raise ModelError("piper-tts is not installed", hint=PIPER_EXTRA_HINT) from exc
 
 
 def voice_files(voice: str) -> tuple[Path, Path, dict[str, str]]:
@@ -44,10 +44,10 @@ def voice_files(voice: str) -> tuple[Path, Path, dict[str, str]]:
     if bundled is not None:
         try:
             module = __import__(bundled["module"])
-        except ImportError:
+        except ImportError as exc:
             raise ModelError(
                 f"synthesis.voice: the bundled voice {voice!r} is not installed", hint=PIPER_EXTRA_HINT
-            ) from None
+            ) from exc
         return Path(module.model_path()), Path(module.config_path()), bundled
     if model_cache.is_remote(voice):
         return _fetch_remote_voice(voice)
@@ -87,10 +87,10 @@ def _read_config(path: Path) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
         int(config["audio"]["sample_rate"])
         return config
-    except FileNotFoundError:
-        raise ModelError(f"{path}: voice config not found (Piper needs MODEL.onnx.json beside MODEL.onnx)") from None
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: voice config not found (Piper needs MODEL.onnx.json beside MODEL.onnx)") from exc
     except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{path}: not a valid Piper voice config: {exc!r}") from None
+        raise ModelError(f"{path}: not a valid Piper voice config: {exc!r}") from exc
 
 
 class PiperBackend:
@@ -207,7 +207,7 @@ class PiperSynthesizer:
             raise ModelError(
                 f"{model}: ONNX Runtime cannot load the voice model: {str(exc).splitlines()[0][:300]}",
                 hint="the file is probably truncated or not a Piper model; copy it again",
-            ) from None
+            ) from exc
         self.voice = PiperVoice(session=session, config=self.config)
 
     def _ids(self, text: str) -> list[list[int]]:
@@ -277,7 +277,7 @@ class PiperSynthesizer:
         self._shrink_next_run = True
         if self.use_cuda and self._ooms_since_success >= 3:
             self.voice = None  # the arena may be fragmented past recovery: start a new session
-            self.open()
+            self.open()  # a ModelError here reaches the engine, which stops the worker; the voice is evicted
             self._ooms_since_success = 0
 
     def memory_key(self) -> dict[str, Any]:

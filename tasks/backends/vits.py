@@ -67,7 +67,7 @@ class VitsBackend:
             config = json.loads((directory / "config.json").read_text())
             rate = int(config["sampling_rate"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{directory / 'config.json'}: not a valid VITS config: {exc!r}") from None
+            raise ModelError(f"{directory / 'config.json'}: not a valid VITS config: {exc!r}") from exc
         lang = config.get("language")
         versions = library_versions("torch", "transformers")
         return VoiceInfo(
@@ -102,7 +102,7 @@ class VitsBackend:
         except Exception as exc:  # transformers/safetensors raise many types for a bad checkpoint
             raise ModelError(
                 f"{directory}: cannot load the VITS checkpoint: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            ) from None
+            ) from exc
         model.speaking_rate = 1.0 / settings.length_scale
         model.noise_scale = settings.noise_scale
         model.noise_scale_duration = settings.noise_w
