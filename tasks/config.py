@@ -123,6 +123,13 @@ class EngineSettings(_Section):
 
 class RunSettings(_Section):
     shard_size: int = Field(200, ge=1, le=1_000_000, description="Chunks per shard (one unit of work).")
+    checkpoint_seconds: float = Field(
+        10.0,
+        gt=0.0,
+        le=3600.0,
+        description="How often an unfinished shard records which chunks are stored, so a killed worker's "
+        "successor redoes at most this much work.",
+    )
     run_id: str = Field(
         "",
         pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",

@@ -8,9 +8,9 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from tasks.errors import InputError
+from tasks.errors import InputError, StorageError
 from tasks.normalize import Paragraph, is_cjk, to_paragraphs
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
@@ -37,10 +37,34 @@ class Document:
         return sum(len(p.text) for p in self.paragraphs)
 
 
-def expand_inputs(patterns: list[str]) -> list[Path]:
-    """Paths and globs to a de-duplicated, ordered list of files; a directory contributes its text files."""
-    found: list[Path] = []
+Input = Path | str  # a local path, or an s3:// URI of one object
+
+
+def _expand_s3(uri: str) -> list[str]:
+    """Text objects under an s3://bucket/prefix/ (or one object), in key order."""
+    from tasks import s3
+
+    bucket, prefix = s3.split_uri(uri)
+    try:
+        pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    except Exception as exc:
+        raise StorageError(f"{uri}: cannot list the input prefix: {s3.describe(exc, bucket)}") from exc
+    if prefix in keys:
+        return [uri]
+    found = sorted(f"s3://{bucket}/{k}" for k in keys if Path(k).suffix.lower() in TEXT_SUFFIXES)
+    if not found:
+        raise InputError(f"{uri}: no .txt or .md object under this prefix")
+    return found
+
+
+def expand_inputs(patterns: list[str]) -> list[Input]:
+    """Paths, globs and s3:// prefixes to a de-duplicated, ordered list; a directory contributes its text files."""
+    found: list[Input] = []
     for pattern in patterns:
+        if pattern.startswith("s3://"):
+            found.extend(_expand_s3(pattern))
+            continue
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         if not matches:
             raise InputError(f"{pattern}: no file matches this pattern")
@@ -53,14 +77,33 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
                 found.extend(inner)
             else:
                 found.append(p)
-    seen: set[Path] = set()
-    unique = []
-    for p in found:
-        key = p.resolve()
+    seen: set[str] = set()
+    unique: list[Input] = []
+    for item in found:
+        key = item if isinstance(item, str) else str(item.resolve())
         if key not in seen:
             seen.add(key)
-            unique.append(p)
+            unique.append(item)
     return unique
+
+
+def _read_bytes(item: Input) -> bytes:
+    if isinstance(item, str):
+        from tasks import s3
+
+        bucket, key = s3.split_uri(item)
+        try:
+            return bytes(s3.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception as exc:
+            raise StorageError(f"{item}: cannot read the input: {s3.describe(exc, bucket)}") from exc
+    if not item.exists():
+        raise InputError(f"{item}: no such file")
+    if item.is_dir():
+        raise InputError(f"{item}: is a directory")
+    try:
+        return item.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{item}: cannot read: {exc.strerror}") from None
 
 
 def _line_of(raw: bytes, offset: int) -> int:
@@ -126,25 +169,19 @@ def _slug(stem: str) -> str:
     return slug[:48] or "doc"
 
 
-def read_document(path: Path, encoding: str = "auto") -> Document:
+def read_document(path: Input, encoding: str = "auto") -> Document:
     source = str(path)
-    if not path.exists():
-        raise InputError(f"{source}: no such file")
-    if path.is_dir():
-        raise InputError(f"{source}: is a directory")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read: {exc.strerror}") from None
+    raw = _read_bytes(path)
     if not raw.strip():
         raise InputError(f"{source}: file is empty")
     text, used = decode(raw, source, encoding)
     _check_text(text, source)
-    paragraphs = to_paragraphs(text, markdown=path.suffix.lower() in (".md", ".markdown"))
+    name = PurePosixPath(path) if isinstance(path, str) else path
+    paragraphs = to_paragraphs(text, markdown=name.suffix.lower() in (".md", ".markdown"))
     if not paragraphs:
         raise InputError(f"{source}: no speakable text after normalization")
     digest = hashlib.sha256(raw).hexdigest()[:10]
-    return Document(f"{_slug(path.stem)}-{digest}", source, used, tuple(paragraphs))
+    return Document(f"{_slug(name.stem)}-{digest}", source, used, tuple(paragraphs))
 
 
 def read_documents(patterns: list[str], encoding: str = "auto") -> list[Document]:

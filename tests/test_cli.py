@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -137,7 +138,9 @@ def test_a_run_killed_halfway_resumes_without_redoing_or_losing_work(tmp_path: P
     source.write_text(text)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "flows.cli", "run", str(source), "--out", str(out), "--shard-size", "5"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=SAMPLE_EN.parents[3])
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=SAMPLE_EN.parents[3], start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 180
         while len(list(out.glob("audio/*/*.flac"))) < 8:
@@ -145,7 +148,7 @@ def test_a_run_killed_halfway_resumes_without_redoing_or_losing_work(tmp_path: P
             assert time.monotonic() < deadline, "no audio appeared"
             time.sleep(0.2)
     finally:
-        proc.kill()  # SIGKILL: no cleanup runs
+        os.killpg(proc.pid, signal.SIGKILL)  # no cleanup runs; Prefect's temporary API server goes too
         proc.wait()
     before = {p: p.stat().st_mtime_ns for p in out.glob("audio/*/*.flac")}
     result = voxbatch("run", str(source), "--out", str(out), "--shard-size", "5")

@@ -1,0 +1,217 @@
+"""Whole runs against a real S3 server (SeaweedFS): output and input on S3, SIGKILL and resume, the server
+stopped mid-run, 503 SlowDown retried, and no credential in any output."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.errors import EXIT_ENVIRONMENT, EXIT_OK
+from tests.conftest import REPO, SAMPLE_EN
+from tests.s3_servers import SlowDownProxy, free_port, start_weed
+
+pytestmark = pytest.mark.slow
+SECRET = "s3cr3t-value-that-must-never-be-printed"
+KEY_ID = "AKIDVOXBATCHTEST"
+
+
+def s3_env(endpoint: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **extra,
+    }
+
+
+def voxbatch(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
+
+
+def client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1"
+    )
+
+
+def new_bucket(endpoint: str) -> str:
+    name = "run-" + uuid.uuid4().hex[:10]
+    client(endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def objects(endpoint: str, bucket: str, prefix: str = "") -> dict[str, dict[str, Any]]:
+    pages = client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"]: o for page in pages for o in page.get("Contents", [])}
+
+
+def read_parquet(endpoint: str, bucket: str, key: str) -> pd.DataFrame:
+    body = client(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
+    return pq.read_table(io.BytesIO(body)).to_pandas()
+
+
+def logbook(n: int) -> str:
+    ships = ["Morning Star", "Grey Heron", "Saint Brendan", "Calypso", "North Wind", "Marigold"]
+    return "\n\n".join(
+        f"Entry {i}. The {ships[i % len(ships)]} passed the point at {i % 12 + 1} o'clock, "
+        f"heading {'north' if i % 2 else 'south'}."
+        for i in range(n)
+    )
+
+
+def check_complete(endpoint: str, bucket: str, prefix: str, planned: int) -> pd.DataFrame:
+    """Every planned chunk exactly once, ok, pointing at an object that exists; the run manifest agrees."""
+    keys = objects(endpoint, bucket, prefix)
+    shards = sorted(k for k in keys if k.startswith(f"{prefix}manifests/"))
+    rows = pd.concat([read_parquet(endpoint, bucket, k) for k in shards], ignore_index=True)
+    assert len(rows) == planned and rows["chunk_id"].is_unique
+    assert (rows["status"] == "ok").all(), rows[rows["status"] != "ok"]["error"].tolist()
+    for uri in rows["audio_uri"]:
+        assert uri.startswith(f"s3://{bucket}/{prefix}audio/")
+        assert uri.removeprefix(f"s3://{bucket}/") in keys
+    (run_manifest,) = [k for k in keys if k.endswith("/manifest.parquet")]
+    consolidated = read_parquet(endpoint, bucket, run_manifest)
+    assert sorted(consolidated["chunk_id"]) == sorted(rows["chunk_id"])
+    return rows
+
+
+def test_run_from_s3_to_s3_reads_back_and_never_shows_a_secret(s3_server: str, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server)
+    c = client(s3_server)
+    c.put_object(Bucket=bucket, Key="inbox/the-lighthouse.txt", Body=SAMPLE_EN.read_bytes())
+    c.put_object(Bucket=bucket, Key="inbox/..%2F..%2Fetc%2Fpasswd.txt", Body=b"A short note about keys.")
+    c.put_object(Bucket=bucket, Key="inbox/我的 书.txt", Body=b"The book has a name in Chinese.")
+    c.put_object(Bucket=bucket, Key="inbox/cover.jpg", Body=b"\xff\xd8 not text")  # not a text suffix: ignored
+    env = s3_env(s3_server)
+    out = f"s3://{bucket}/books/"
+    result = voxbatch(env, "run", f"s3://{bucket}/inbox/", "--out", out, "--shard-size", "4")
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "s3://" in result.stdout and "run manifest" in result.stdout
+
+    status = voxbatch(env, "status", out)
+    assert status.returncode == EXIT_OK, status.stdout + status.stderr
+    assert "pending 0" in status.stdout
+
+    keys = objects(s3_server, bucket, "books/")
+    plan_rows = read_parquet(s3_server, bucket, next(k for k in keys if k.endswith("/plan.parquet")))
+    rows = check_complete(s3_server, bucket, "books/", len(plan_rows))
+    assert set(rows["source"]) == {
+        f"s3://{bucket}/inbox/the-lighthouse.txt",
+        f"s3://{bucket}/inbox/..%2F..%2Fetc%2Fpasswd.txt",
+        f"s3://{bucket}/inbox/我的 书.txt",
+    }
+    # Keys come from ids only: the odd names steer nothing.
+    assert all(k.startswith(("books/audio/", "books/manifests/", "books/runs/")) for k in keys)
+    audio_key = rows["audio_uri"][0].removeprefix(f"s3://{bucket}/")
+    head = c.head_object(Bucket=bucket, Key=audio_key)
+    assert head["ContentType"] == "audio/flac" and head["ContentLength"] == rows["audio_bytes"][0]
+
+    # No credential in anything voxbatch wrote or printed.
+    everything = result.stdout + result.stderr + status.stdout + status.stderr
+    for key in keys:
+        if not key.startswith("books/audio/"):
+            everything += c.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "replace")
+    assert SECRET not in everything and KEY_ID not in everything
+
+
+def test_killed_run_on_s3_resumes_without_rewriting_or_losing_anything(s3_server: str, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server)
+    source = tmp_path / "log book.txt"
+    source.write_text(logbook(30))
+    config = tmp_path / "fast-checkpoints.toml"
+    config.write_text("[run]\ncheckpoint_seconds = 0.5\nshard_size = 10\n")
+    env = s3_env(s3_server)
+    out = f"s3://{bucket}/out"
+    args = [sys.executable, "-m", "flows.cli", "run", str(source), "--out", out, "--config", str(config)]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while sum(k.startswith("out/audio/") for k in objects(s3_server, bucket, "out/")) < 14:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no audio appeared"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no cleanup runs; Prefect's temporary API server goes too
+        proc.wait()
+    before = {k: (o["ETag"], o["LastModified"]) for k, o in objects(s3_server, bucket, "out/audio/").items()}
+    keys = objects(s3_server, bucket, "out/")
+    recorded = len(
+        set().union(
+            *(
+                read_parquet(s3_server, bucket, k)["chunk_id"]
+                for k in keys
+                if k.startswith("out/manifests/") or "/progress/" in k
+            )
+        )
+    )
+    assert recorded >= 10  # shard 0 committed, or checkpointed
+
+    result = voxbatch(env, "run", str(source), "--out", out, "--config", str(config))
+    assert result.returncode == EXIT_OK, result.stderr
+    synthesized = int(result.stdout.split("synthesized now ")[1].split(",")[0])
+    assert synthesized <= 30 - recorded  # what a manifest or checkpoint recorded is not synthesized again
+    after = objects(s3_server, bucket, "out/audio/")
+    assert {k: (after[k]["ETag"], after[k]["LastModified"]) for k in before} == before  # nothing rewritten
+    check_complete(s3_server, bucket, "out/", 30)
+
+
+def test_server_stopped_mid_run_fails_clearly_and_a_rerun_completes(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_weed(tmp_path / "weed", port)
+    try:
+        bucket = new_bucket(server.endpoint)
+        source = tmp_path / "log.txt"
+        source.write_text(logbook(24))
+        env = s3_env(server.endpoint, AWS_MAX_ATTEMPTS="2")
+        out = f"s3://{bucket}/out"
+        args = [sys.executable, "-m", "flows.cli", "run", str(source), "--out", out, "--shard-size", "6"]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        deadline = time.monotonic() + 240
+        while sum(k.startswith("out/audio/") for k in objects(server.endpoint, bucket, "out/")) < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        server.stop()
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == EXIT_ENVIRONMENT, stdout + stderr
+        assert "Traceback" not in stderr
+        assert f"cannot reach the S3 endpoint {server.endpoint}" in stderr and bucket in stderr
+        assert SECRET not in stdout + stderr
+
+        server = start_weed(tmp_path / "weed", port)  # same data, same port
+        result = voxbatch(env, "run", str(source), "--out", out, "--shard-size", "6")
+        assert result.returncode == EXIT_OK, result.stderr
+        check_complete(server.endpoint, bucket, "out/", 24)
+    finally:
+        server.stop()
+
+
+def test_slowdown_503s_are_retried_until_done(s3_server: str, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server)
+    source = tmp_path / "short.txt"
+    source.write_text(logbook(12))
+    with SlowDownProxy(s3_server, rate=0.3, seed=3) as proxy:
+        env = s3_env(proxy.endpoint)
+        result = voxbatch(env, "run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone")
+        assert result.returncode == EXIT_OK, result.stderr
+        assert proxy.slowdowns >= 3, (proxy.puts, proxy.slowdowns)
+    check_complete(s3_server, bucket, "out/", 12)
