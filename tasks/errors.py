@@ -5,7 +5,8 @@ VoxbatchError               anything voxbatch reports to a user (exit code in `e
 ├── ConfigError             a setting has an unknown key, a wrong type or a bad value    (exit 2)
 ├── ModelError              a voice/model file is missing, corrupt or fails to load     (exit 4)
 ├── StorageError            the output location cannot be read or written                (exit 4)
-└── SynthesisError          one chunk could not be synthesized (becomes a `failed` row)  (exit 3)
+├── SynthesisError          one chunk could not be synthesized (becomes a `failed` row)  (exit 3)
+└── RunIncomplete           the run still has shards that are not committed              (exit 5)
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class StorageError(VoxbatchError):
 
 class SynthesisError(VoxbatchError):
     exit_code = 3
+
+
+class RunIncomplete(VoxbatchError):
+    exit_code = 5
 
 
 # Exit codes of the CLI, in one place so docs and tests agree.

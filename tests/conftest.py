@@ -14,6 +14,10 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="voxbatch-test-cache-")  # learned budgets, model cache
 os.environ.pop("VOXBATCH_FAULTS", None)
+# Hugging Face `datasets` (reading exports back): its cache in a temporary folder, and never the network.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="voxbatch-test-hf-")
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import pytest  # noqa: E402
