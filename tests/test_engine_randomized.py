@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -152,3 +153,41 @@ def test_other_errors_isolate_the_bad_chunk() -> None:
     assert results[1].error == "ValueError: cannot phonemize"
     assert results[0].error is None and results[2].error is None
     assert engine.stats.ooms == 0
+
+
+def test_a_text_the_frontend_cannot_measure_fails_alone() -> None:
+    def cost(text: str) -> int:
+        if "\u2603" in text:
+            raise ValueError("phonemizer: unknown symbol")
+        return len(text)
+
+    engine = Engine(lambda texts: [np.zeros(len(t), np.float32) for t in texts], cost, BudgetState(1000.0))
+    results = {r.index: r for r in engine.run([(0, "fine"), (1, "snow \u2603 man"), (2, "also fine")])}
+    assert results[1].audio is None and "cannot measure the text: ValueError: phonemizer" in (results[1].error or "")
+    assert results[0].audio is not None and results[2].audio is not None
+
+
+def test_a_backend_that_cannot_recover_stops_the_worker() -> None:
+    from tasks.oom import DeviceFatal
+
+    def synthesize(texts: list[str]) -> list[np.ndarray]:
+        raise RuntimeError("CUDA error: out of memory")
+
+    def release() -> None:
+        raise OSError("session could not be created again")
+
+    engine = Engine(synthesize, len, BudgetState(1000.0), release=release)
+    with pytest.raises(DeviceFatal, match="could not recover after running out of memory") as err:
+        list(engine.run([(0, "one"), (1, "two")]))
+    assert isinstance(err.value.__cause__, OSError)
+
+
+def test_a_read_only_budget_folder_is_a_warning_not_a_lost_shard(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A file where the folder should be: mkdir fails as it does on a read-only home (also when run as root).
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with caplog.at_level("WARNING", logger="voxbatch"):
+        assert budget_store.save(blocker / "budgets", {"k": 1}, BudgetState(5.0)) is None
+    assert "cannot save the learned batch budget" in caplog.text

@@ -132,7 +132,11 @@ class PiperBackend:
                 hint="install onnxruntime-gpu matching your CUDA, or use device 'auto'/'cpu'",
             )
         model = Path(info.model_path)
-        config = PiperConfig.from_dict(_read_config(model.with_name(model.name + ".json")))
+        config_path = model.with_name(model.name + ".json")
+        try:
+            config = PiperConfig.from_dict(_read_config(config_path))
+        except (KeyError, TypeError, ValueError) as exc:  # piper-tts reads the fields it needs without checking
+            raise ModelError(f"{config_path}: not a complete Piper voice config (missing or bad {exc})") from exc
         synth_config = SynthesisConfig(
             length_scale=settings.length_scale,
             noise_scale=settings.noise_scale,

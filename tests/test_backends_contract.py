@@ -1,0 +1,74 @@
+"""One contract for every registered synthesizer backend (tone, piper with the real voice, vits with a tiny
+random checkpoint), then the registry as the settings and the CLI see it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.backends import backend_names, get_backend, load_cached, resolve_voice
+from tasks.config import Settings, validate_settings
+from tasks.errors import ConfigError, ModelError
+from tests.test_cli import voxbatch
+
+
+@pytest.fixture(params=["tone", "piper", "vits"])
+def backend_settings(request: pytest.FixtureRequest) -> Settings:
+    synthesis: dict[str, object] = {"backend": request.param}
+    if request.param == "vits":
+        synthesis["voice"] = str(request.getfixturevalue("tiny_vits"))
+    return validate_settings({"synthesis": synthesis})
+
+
+def test_every_registered_backend_is_under_contract() -> None:
+    assert backend_names() == ["piper", "vits", "tone"]
+
+
+def test_resolve_load_synthesize_contract(backend_settings: Settings) -> None:
+    s = backend_settings.synthesis
+    info = resolve_voice(s)
+    assert info.backend == s.backend and info.spec == s.voice and len(info.identity) == 64
+    assert info.sample_rate >= 8000 and info.languages
+    assert resolve_voice(s) is info  # resolved (and hashed) once per process
+    synth = load_cached(info, s)
+    texts = ["A short line.", "A somewhat longer line of text, with a clause or two in it."]
+    costs = [synth.cost(t) for t in texts]
+    assert all(isinstance(c, int) and c > 0 for c in costs) and costs[0] < costs[1]
+    out = synth.synthesize(texts)
+    assert len(out) == 2
+    for wave in out:
+        assert wave.dtype == np.float32 and wave.ndim == 1 and wave.size > 0.1 * info.sample_rate
+        assert float(np.max(np.abs(wave))) <= 1.0
+    json.dumps(synth.memory_key())  # a learned budget's key must be storable
+    synth.release()  # after an OOM: must not break the voice
+    assert len(synth.synthesize(texts[:1])) == 1
+
+
+@pytest.mark.parametrize("backend", ["piper", "vits"])
+def test_a_broken_model_is_a_model_error_chained_to_its_cause(backend: str, tmp_path: Path) -> None:
+    if backend == "piper":
+        broken = tmp_path / "v.onnx"
+        broken.write_bytes(b"not an onnx model")
+        broken.with_name("v.onnx.json").write_text(json.dumps({"audio": {"sample_rate": 22050}}))
+    else:
+        broken = tmp_path / "ckpt"
+        broken.mkdir()
+        (broken / "config.json").write_text("{not json")
+        (broken / "vocab.json").write_text("{}")
+        (broken / "model.safetensors").write_bytes(b"x")
+    settings = validate_settings({"synthesis": {"backend": backend, "voice": str(broken)}})
+    with pytest.raises(ModelError) as err:
+        info = get_backend(backend).resolve(settings.synthesis)
+        get_backend(backend).load(info, settings.synthesis)
+    assert str(broken) in str(err.value)
+    assert err.value.__cause__ is not None  # the library's error is kept, not swallowed
+
+
+def test_settings_and_cli_take_their_choices_from_the_registry() -> None:
+    with pytest.raises(ConfigError, match="unknown backend 'espeak'; known: piper, vits, tone"):
+        validate_settings({"synthesis": {"backend": "espeak"}})
+    result = voxbatch("config", "--backend", "nope")
+    assert result.returncode == 2 and "--backend {piper,vits,tone}" in result.stderr

@@ -1,0 +1,116 @@
+"""The plan in storage describes itself: read back verified, refused when tampered with or reused for other
+work, and enough for another process to pick up one shard by (output, run id, shard number)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.config import Settings
+from tasks.errors import ConfigError, ModelError, StorageError
+from tasks.layout import manifest_key, plan_key
+from tasks.plan import prepare
+from tasks.plan_store import parse_plan, read_plan, write_plan
+from tasks.shard import worker_settings, worker_voice
+from tasks.storage import open_store
+from tests.conftest import REPO
+from tests.test_cli import voxbatch
+
+TEXT = "\n\n".join(f"Buoy {i} rang twice as the fog came in over the bar." for i in range(7))
+
+
+def test_plan_round_trips_through_storage(tmp_path: Path, text_file, tone_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    plan = prepare([str(text_file(TEXT))], tone_settings).plan
+    store = open_store(str(tmp_path / "out"))
+    key = write_plan(store, plan)
+    back = parse_plan(store.get(key), key)  # from the bytes, not this process's cache
+    assert back == plan
+    assert back.voice.spec == "joe" and back.chunks[0].voice == plan.voice.name
+    assert back.chunks[0].params_json == plan.chunks[0].params_json and '"format": "flac"' in back.chunks[0].params_json
+
+
+def test_a_tampered_plan_is_refused(tmp_path: Path, text_file, tone_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    plan = prepare([str(text_file(TEXT))], tone_settings).plan
+    store = open_store(str(tmp_path / "out"))
+    key = write_plan(store, plan)
+    table = pq.read_table(io.BytesIO(store.get(key)))
+    texts = table.column("text").to_pylist()
+    texts[2] = "Something else entirely."
+    edited = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts))
+    sink = io.BytesIO()
+    pq.write_table(edited, sink)
+    with pytest.raises(StorageError, match="checksum does not match"):
+        parse_plan(sink.getvalue(), key)
+    with pytest.raises(StorageError, match="not a readable voxbatch plan"):
+        parse_plan(store.get(key)[:100], key)
+
+
+def test_a_run_id_cannot_be_reused_for_other_work(tmp_path: Path, text_file, tone_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    settings = tone_settings.model_copy(update={"run": tone_settings.run.model_copy(update={"run_id": "book-1"})})
+    store = open_store(str(tmp_path / "out"))
+    write_plan(store, prepare([str(text_file(TEXT))], settings).plan)
+    other = prepare([str(text_file("A different book altogether.", "other.txt"))], settings).plan
+    with pytest.raises(ConfigError, match="run id 'book-1' already holds a different plan"):
+        write_plan(store, other)
+    # The same work with settings that do not shape the audio: the plan is kept and takes the new settings.
+    bigger = settings.model_copy(update={"synthesis": settings.synthesis.model_copy(update={"batch_size": 16})})
+    again = prepare([str(text_file(TEXT))], bigger).plan
+    write_plan(store, again)
+    assert parse_plan(store.get(plan_key("book-1")), "x").settings["synthesis"]["batch_size"] == 16
+
+
+def test_workers_may_change_how_they_compute_but_not_the_audio(
+    tmp_path: Path, text_file, tone_settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    plan = prepare([str(text_file(TEXT))], tone_settings).plan
+    s = worker_settings(plan, {"synthesis": {"batch_size": 32, "device": "cpu"}, "engine": {"grow_after": 2}})
+    assert (s.synthesis.batch_size, s.engine.grow_after) == (32, 2)
+    with pytest.raises(ConfigError, match=r"synthesis\.length_scale: a worker cannot change this setting"):
+        worker_settings(plan, {"synthesis": {"length_scale": 1.3}})
+    with pytest.raises(ConfigError, match=r"audio\.format: a worker cannot change"):
+        worker_settings(plan, {"audio": {"format": "wav"}})
+    other_voice = dataclasses.replace(plan.voice, identity="0" * 64, model_sha256="1" * 64)
+    stale = dataclasses.replace(plan, voices={plan.voice.name: other_voice})
+    with pytest.raises(ModelError, match=r"not the one run .* was planned with"):
+        worker_voice(stale, s)
+
+
+@pytest.mark.slow
+def test_another_process_picks_up_one_shard_from_storage_alone(tmp_path: Path) -> None:
+    source = tmp_path / "buoys.txt"
+    source.write_text(TEXT)
+    out = tmp_path / "out"
+    planned = voxbatch("plan", str(source), "--out", str(out), "--backend", "tone", "--shard-size", "3")
+    assert planned.returncode == 0, planned.stderr
+    run_id = planned.stdout.split("run id")[1].split()[0]
+    worker = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tasks.shard import run_shard_at; o = run_shard_at(sys.argv[1], sys.argv[2], 1); "
+            "print(o.stats.ok, o.already_done)",
+            str(out),
+            run_id,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stdout.split() == ["3", "False"]
+    assert (out / manifest_key(run_id, 1)).exists() and not (out / manifest_key(run_id, 0)).exists()
+    status = voxbatch("status", str(out))
+    assert status.returncode == 5 and "pending shards: 0, 2" in status.stdout
+
+    finished = voxbatch("run", str(source), "--out", str(out), "--backend", "tone", "--shard-size", "3")
+    assert finished.returncode == 0, finished.stderr
+    assert "synthesized now 4," in finished.stdout  # shard 1's three chunks were not made again
+    assert read_plan(open_store(str(out)), run_id).num_shards == 3
