@@ -116,12 +116,13 @@ def _master_view(master_port: int) -> tuple[int, int]:
     return len(nodes), sum(int(node.get("Volumes", 0)) for node in nodes)
 
 
-def _s3_client(endpoint: str, *, timeout: float = 2.0) -> Any:
+def _s3_client(endpoint: str, *, timeout: float = 2.0, credentials: tuple[str, str] | None = None) -> Any:
+    key_id, secret = credentials or ("test", "test")
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
         region_name="us-east-1",
         config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1}),
     )
@@ -194,14 +195,17 @@ class WeedServer:
         self.stop()
 
 
-def start_weed(data_dir: Path, s3_port: int, *, timeout: float = 60.0) -> WeedServer:
+def start_weed(
+    data_dir: Path, s3_port: int, *, timeout: float = 60.0, credentials: tuple[str, str] | None = None
+) -> WeedServer:
     """Start `weed mini` on data_dir with S3 on 127.0.0.1:s3_port and every other port off the defaults.
 
     Waits until S3 answers `list_buckets` (any credentials: no identity is configured) and the master knows the
     volume server and every volume already on disk (else writes, and reads of old objects with `volume N not found`,
     fail for up to 5 s); raises RuntimeError with the tail of its log if that does not happen within `timeout`
     seconds or weed exits. Starting again on the same data_dir and s3_port reuses the ports of the first start
-    (recorded in data_dir/.weed-ports.json) and keeps the objects.
+    (recorded in data_dir/.weed-ports.json) and keeps the objects. With `credentials` (key id, secret) weed
+    creates that identity and checks every request's signature: other credentials are refused.
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -223,6 +227,8 @@ def start_weed(data_dir: Path, s3_port: int, *, timeout: float = 60.0) -> WeedSe
         # metrics (-metricsPort, -s3.metricsPort) and https (-s3.port.https) listen only when set: left unset.
     ]
     env = {k: v for k, v in os.environ.items() if k not in _WEED_ENV_DROP}
+    if credentials is not None:
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = credentials
     log_path = data_dir / _LOG_FILE
     with log_path.open("ab") as log:
         log.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(args)}\n".encode())
@@ -236,7 +242,7 @@ def start_weed(data_dir: Path, s3_port: int, *, timeout: float = 60.0) -> WeedSe
             start_new_session=True,  # its own process group
         )
     server = WeedServer(process=process, data_dir=data_dir, ports=ports, log_path=log_path)
-    client = _s3_client(server.endpoint)
+    client = _s3_client(server.endpoint, credentials=credentials)
     deadline = time.monotonic() + timeout
     try:
         while True:

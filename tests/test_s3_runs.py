@@ -215,3 +215,23 @@ def test_slowdown_503s_are_retried_until_done(s3_server: str, tmp_path: Path) ->
         assert result.returncode == EXIT_OK, result.stderr
         assert proxy.slowdowns >= 3, (proxy.puts, proxy.slowdowns)
     check_complete(s3_server, bucket, "out/", 12)
+
+
+def test_wrong_credentials_exit_4_before_any_synthesis_and_show_no_secret(tmp_path: Path) -> None:
+    server = start_weed(tmp_path / "weed", free_port(), credentials=("AKIDRIGHT", "the-right-secret"))
+    try:
+        right = boto3.client(
+            "s3",
+            endpoint_url=server.endpoint,
+            aws_access_key_id="AKIDRIGHT",
+            aws_secret_access_key="the-right-secret",
+            region_name="us-east-1",
+        )
+        right.create_bucket(Bucket="locked")
+        result = voxbatch(s3_env(server.endpoint), "run", str(SAMPLE_EN), "--out", "s3://locked/out")
+        assert result.returncode == EXIT_ENVIRONMENT, result.stdout + result.stderr
+        assert "access denied" in result.stderr and "'locked'" in result.stderr and server.endpoint in result.stderr
+        assert "Traceback" not in result.stderr and SECRET not in result.stdout + result.stderr
+        assert right.list_objects_v2(Bucket="locked").get("KeyCount", 0) == 0  # nothing was written
+    finally:
+        server.stop()
