@@ -159,3 +159,4 @@ def test_a_run_killed_halfway_resumes_without_redoing_or_losing_work(tmp_path: P
     assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing finished was rewritten
     synthesized = int(result.stdout.split("synthesized now ")[1].split(",")[0])
     assert synthesized == 30 - len(before)
+    assert not list(out.rglob(".tmp-*"))  # a killed writer's temporary files are cleaned up by the next run
