@@ -124,9 +124,9 @@ def _with_audio(row: ManifestRow, store: ObjectStore, key: str, data: bytes) -> 
     return row
 
 
-def _reused_row(row: ManifestRow, store: ObjectStore, key: str) -> ManifestRow:
+def _reused_row(row: ManifestRow, store: ObjectStore, key: str, data: bytes | None = None) -> ManifestRow:
     """A row for audio that is stored already (a killed run's object, or another run's)."""
-    data = store.get(key)
+    data = store.get(key) if data is None else data
     _with_audio(row, store, key, data)
     row.reused = True
     samples, rate = audio.decode(data)
@@ -140,7 +140,14 @@ def _store_chunk(store: ObjectStore, row: ManifestRow, key: str, data: bytes, fi
         _with_audio(row, store, key, data)
         _levels(row, final, row.sample_rate)
         return row
-    return _reused_row(row, store, key)  # another worker or a killed run stored it first: that object stays
+    # Another worker or a killed run stored it first (S3 answered 412): that object stays, compared with ours.
+    existing = store.get(key)
+    if existing != data:  # a sampling backend made other audio for the same chunk: the row describes what is stored
+        return _reused_row(row, store, key, existing)
+    _with_audio(row, store, key, data)
+    _levels(row, final, row.sample_rate)
+    row.reused = True
+    return row
 
 
 def _finish(row: ManifestRow, raw: np.ndarray, plan: Plan, settings: Settings) -> tuple[np.ndarray, bytes] | None:

@@ -192,3 +192,26 @@ def test_fatal_device_error_returns_finished_rows_and_the_lifecycle_keeps_them( 
     assert outcome.fatal is None and sum(len(c) for c in synth.calls) == 2
     committed = read_manifest(store, prep.plan.run_id, 0)
     assert committed is not None and [r.status for r in committed] == ["ok"] * 6
+
+
+def test_on_s3_unrecorded_objects_are_kept_by_the_write_once_put(text_file, tone_settings, s3_bucket) -> None:  # type: ignore[no-untyped-def]
+    import boto3
+
+    path = text_file(TEXT)
+    plan = prepare([str(path)], tone_settings).plan
+    store = open_store(f"s3://{s3_bucket}/out")
+    synth = FlakySynth(ToneBackend().load(plan.voice, tone_settings.synthesis), fail_on="no such marker")
+    first = process_shard(plan, 0, tone_settings, store, lambda: synth).rows  # as if killed before any record
+    client = boto3.client("s3")
+    before = {
+        r.audio_key: client.head_object(Bucket=s3_bucket, Key=f"out/{r.audio_key}")["LastModified"]
+        for r in first
+        if r.audio_key
+    }
+    synth.calls.clear()
+    again = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
+    assert synth.calls  # S3 confirms nothing per chunk: without a record the chunks are made again ...
+    assert [r.reused for r in again] == [True, False, True]  # ... and the put finds them (412): kept, not rewritten
+    assert [r.audio_checksum for r in again] == [r.audio_checksum for r in first]
+    after = {k: client.head_object(Bucket=s3_bucket, Key=f"out/{k}")["LastModified"] for k in before}
+    assert after == before
