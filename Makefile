@@ -26,6 +26,7 @@ test: lint
 bench: setup
 	$(BIN)/python tests/benchmarks/bench_synthesis.py
 	$(BIN)/python tests/benchmarks/bench_oom.py
+	$(BIN)/python tests/benchmarks/bench_storage.py --rounds 1
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

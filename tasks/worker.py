@@ -258,6 +258,7 @@ def process_shard(
         engine, state_dir, memory_key = _engine_for(synth, settings)
         uploads: Uploader[ManifestRow] = Uploader()
         last_checkpoint = time.perf_counter()
+        checkpoint_seconds = 0.0
         try:
             for result in engine.run([(i, chunks[i].text) for i in todo]):
                 i = result.index
@@ -271,9 +272,11 @@ def process_shard(
                 for j, stored in done:
                     finished(j, stored)
                 if checkpoint is not None and time.perf_counter() - last_checkpoint > settings.run.checkpoint_seconds:
+                    t0 = time.perf_counter()
                     checkpoint([rows[j] for j in sorted(rows) if rows[j].done])
-                    stats.checkpoints += 1
                     last_checkpoint = time.perf_counter()
+                    stats.checkpoints += 1
+                    checkpoint_seconds += last_checkpoint - t0  # on this thread: synthesis waits for it too
         except DeviceFatal as exc:
             fatal = exc  # returned as a value: the caller commits what is finished, then stops the worker
         finally:
@@ -281,7 +284,7 @@ def process_shard(
                 finished(j, stored)
             budget_store.save(state_dir, memory_key, engine.state)
             stats.engine = engine.stats
-            stats.storage_wait_seconds = uploads.wait_seconds
+            stats.storage_wait_seconds = uploads.wait_seconds + checkpoint_seconds
         if uploads.errors:
             raise uploads.errors[0]  # the output location is broken: the checkpoint keeps what was stored
 

@@ -20,8 +20,9 @@ measures, each pair alternating in one command so drift on a shared machine hits
 3. The storage calls a run makes besides audio (open and check the store, plan, checkpoint, manifest), one at a
    time, S3 against a folder, with a real run's rows: they block their caller and are not in storage_wait_seconds.
 
-With defaults (1000 objects, 3 upload rounds, 60 KB text, 2 runs each) it takes about 25 minutes on a 2-core
-machine: the text is about 55 minutes of audio, and Piper synthesizes it at 7-13x real time there.
+With defaults (1000 objects, 3 upload rounds, 60 KB text, 2 runs each) it took 13 minutes on a quiet 2-core machine
+and 23 while other work shared it: the text is about 54 minutes of audio, which Piper synthesizes at 12-20x real
+time there (7x when the machine is shared), about 3 minutes a run.
 --rounds 1 or a smaller --text-bytes shortens it; --skip-uploads / --skip-e2e run one part.
 """
 
@@ -31,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import secrets
 import shutil
 import statistics
@@ -283,6 +285,9 @@ class RunResult:
     chunks: int
     synthesized: int
     reused: int
+    cpu_seconds: float  # voxbatch and the children it waited for (Prefect's API server), user + system
+    weed_cpu_seconds: float | None  # the S3 server meanwhile (it idles through the local runs)
+    audio_bytes: int  # stored under audio/
     shards: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -303,25 +308,57 @@ class RunResult:
         return sum(int(s.get("checkpoints") or 0) for s in self.shards)
 
 
-def _read_outputs_local(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+Outputs = tuple[dict[str, Any], list[dict[str, Any]], int]  # summary.json, shards/*.json, bytes under audio/
+
+
+def _read_outputs_local(folder: Path) -> Outputs:
     (summary_path,) = folder.glob("runs/*/summary.json")
     shards = [json.loads(p.read_text()) for p in sorted(summary_path.parent.glob("shards/*.json"))]
-    return json.loads(summary_path.read_text()), shards
+    audio_bytes = sum(p.stat().st_size for p in (folder / "audio").rglob("*") if p.is_file())
+    return json.loads(summary_path.read_text()), shards, audio_bytes
 
 
-def _read_outputs_s3(client: Any, prefix: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/runs/")
-    keys = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+def _read_outputs_s3(client: Any, prefix: str) -> Outputs:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/")
+    objects = [o for page in pages for o in page.get("Contents", [])]
+    keys = sorted(o["Key"] for o in objects if o["Key"].startswith(f"{prefix}/runs/"))
+    audio_bytes = sum(int(o["Size"]) for o in objects if o["Key"].startswith(f"{prefix}/audio/"))
 
     def get(key: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
         return data
 
     (summary_key,) = [k for k in keys if k.endswith("/summary.json")]
-    return get(summary_key), [get(k) for k in keys if "/shards/" in k and k.endswith(".json")]
+    return get(summary_key), [get(k) for k in keys if "/shards/" in k and k.endswith(".json")], audio_bytes
 
 
-def run_voxbatch(text: Path, out: str, env: dict[str, str], extra: list[str]) -> float:
+def process_group_cpu_seconds(pgid: int) -> float | None:
+    """User + system CPU seconds of every live process in a process group (Linux /proc); None elsewhere."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        if int(fields[2]) == pgid:  # fields from the state on: state ppid pgrp ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_voxbatch(text: Path, out: str, env: dict[str, str], extra: list[str]) -> tuple[float, float]:
+    """Run `voxbatch run`; (elapsed seconds, CPU seconds of it and the children it waited for)."""
+    cpu0 = _children_cpu_seconds()
     t0 = time.perf_counter()
     proc = subprocess.run(
         [str(VOXBATCH), "run", str(text), "--out", out, *extra],
@@ -332,15 +369,18 @@ def run_voxbatch(text: Path, out: str, env: dict[str, str], extra: list[str]) ->
         check=False,
     )
     elapsed = time.perf_counter() - t0
+    cpu = _children_cpu_seconds() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"voxbatch run --out {out} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr}")
-    return elapsed
+    return elapsed, cpu
 
 
-def bench_end_to_end(rounds: int, shard_size: int | None, text_bytes: int, tmp: Path, endpoint: str) -> list[RunResult]:
+def bench_end_to_end(
+    rounds: int, shard_size: int | None, text_bytes: int, tmp: Path, server: WeedServer
+) -> list[RunResult]:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=endpoint)
+    client = boto3.client("s3", endpoint_url=server.endpoint)
     text = tmp / "text" / "harbour-notebooks.txt"
     text.parent.mkdir()
     text.write_text(english_text(text_bytes), encoding="utf-8")
@@ -356,7 +396,7 @@ def bench_end_to_end(rounds: int, shard_size: int | None, text_bytes: int, tmp: 
     warm_text = tmp / "text-warm" / "warm.txt"
     warm_text.parent.mkdir()
     warm_text.write_text("The bench warms up Prefect's database and the voice, and this is not timed.\n")
-    warmup = run_voxbatch(warm_text, str(tmp / "out-warmup"), env, extra)
+    warmup, _ = run_voxbatch(warm_text, str(tmp / "out-warmup"), env, extra)
     print(f"  warm-up run (Prefect home migration, page cache): {warmup:.1f} s, not counted", flush=True)
 
     results: list[RunResult] = []
@@ -364,8 +404,12 @@ def bench_end_to_end(rounds: int, shard_size: int | None, text_bytes: int, tmp: 
         for target in ("s3", "local") if r % 2 == 0 else ("local", "s3"):  # ABBA
             name = f"e2e-{secrets.token_hex(4)}-r{r + 1}"
             location = f"s3://{BUCKET}/{name}" if target == "s3" else str(tmp / name)
-            elapsed = run_voxbatch(text, location, env, extra)
-            summary, shards = _read_outputs_s3(client, name) if target == "s3" else _read_outputs_local(tmp / name)
+            weed0 = process_group_cpu_seconds(server.process.pid)
+            elapsed, cpu = run_voxbatch(text, location, env, extra)
+            weed1 = process_group_cpu_seconds(server.process.pid)
+            summary, shards, audio_bytes = (
+                _read_outputs_s3(client, name) if target == "s3" else _read_outputs_local(tmp / name)
+            )
             res = RunResult(
                 r + 1,
                 target,
@@ -378,6 +422,9 @@ def bench_end_to_end(rounds: int, shard_size: int | None, text_bytes: int, tmp: 
                 int(summary["chunks"]),
                 int(summary["synthesized"]),
                 int(summary["reused"]),
+                cpu,
+                weed1 - weed0 if weed0 is not None and weed1 is not None else None,
+                audio_bytes,
                 shards,
             )
             if res.reused or res.synthesized != res.chunks - int(summary["skipped"]):
@@ -386,7 +433,8 @@ def bench_end_to_end(rounds: int, shard_size: int | None, text_bytes: int, tmp: 
             print(
                 f"  round {r + 1} {target:5s}: wall {res.wall_seconds:6.1f} s (process {elapsed:6.1f} s), "
                 f"audio {res.audio_seconds:6.0f} s, storage wait {res.storage_wait_seconds:.2f} s, "
-                f"synthesis {res.compute_seconds:.1f} s, {res.checkpoints} checkpoints",
+                f"synthesis {res.compute_seconds:.1f} s, {res.checkpoints} checkpoints, CPU voxbatch {cpu:.1f} s "
+                f"weed {res.weed_cpu_seconds or 0:.1f} s",
                 flush=True,
             )
     client.close()
@@ -411,6 +459,9 @@ def summarize_end_to_end(results: list[RunResult]) -> dict[str, Any]:
             "in_shards_not_synthesis_seconds": med(target, lambda r: r.shard_wall_seconds - r.compute_seconds),
             "checkpoints": med(target, lambda r: r.checkpoints),
             "chunks": med(target, lambda r: r.chunks),
+            "cpu_seconds": med(target, lambda r: r.cpu_seconds),
+            "weed_cpu_seconds": med(target, lambda r: r.weed_cpu_seconds or 0.0),
+            "audio_bytes": med(target, lambda r: r.audio_bytes),
         }
     out["wall_ratio_s3_to_local"] = out["s3"]["wall_seconds"] / out["local"]["wall_seconds"]
     # The same chunks are synthesized either way, so synthesis time differs by machine noise only: the storage
@@ -429,6 +480,8 @@ def summarize_end_to_end(results: list[RunResult]) -> dict[str, Any]:
             "not_synthesis_seconds": r.not_synthesis_seconds,
             "storage_wait_seconds": r.storage_wait_seconds,
             "checkpoints": r.checkpoints,
+            "cpu_seconds": r.cpu_seconds,
+            "weed_cpu_seconds": r.weed_cpu_seconds,
         }
         for r in results
     ]
@@ -543,14 +596,15 @@ def markdown(
         lines += [
             "",
             "| round | output | process s | wall s | synthesis s | synthesis x real time | not synthesis s "
-            "| storage wait s | checkpoints |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| storage wait s | checkpoints | voxbatch CPU s | weed CPU s |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for run in e2e["runs"]:
             lines.append(
                 f"| {run['round']} | {run['target']} | {run['elapsed_seconds']:.1f} | {run['wall_seconds']:.1f} "
                 f"| {run['synthesis_seconds']:.1f} | {run['realtime_x'] or 0:.1f} | {run['not_synthesis_seconds']:.1f} "
-                f"| {run['storage_wait_seconds']:.2f} | {run['checkpoints']} |"
+                f"| {run['storage_wait_seconds']:.2f} | {run['checkpoints']} | {run['cpu_seconds']:.1f} "
+                f"| {run['weed_cpu_seconds'] or 0:.1f} |"
             )
         ratio, share = e2e["wall_ratio_s3_to_local"], e2e["s3_storage_wait_share"]
         lines += [
@@ -562,6 +616,9 @@ def markdown(
             f"(goal <= {WALL_RATIO_GOAL:.2f}: {_verdict(e2e['wall_ratio_synthesis_equalized'] <= WALL_RATIO_GOAL)})",
             f"S3 storage wait / wall: {100 * share:.2f}% (goal < {100 * WAIT_SHARE_GOAL:.0f}%: "
             f"{_verdict(share < WAIT_SHARE_GOAL)})",
+            f"CPU (median): voxbatch {s3['cpu_seconds']:.1f} s to S3, {local['cpu_seconds']:.1f} s local; "
+            f"the S3 server {s3['weed_cpu_seconds']:.1f} s during S3 runs, {local['weed_cpu_seconds']:.1f} s "
+            f"idling through local ones; audio stored {s3['audio_bytes'] / 1e6:.1f} MB",
         ]
     if metadata is not None:
         lines += [
@@ -614,7 +671,7 @@ def main() -> None:
         metadata = None
         if not args.skip_e2e:
             print("end to end:", flush=True)
-            e2e_runs = bench_end_to_end(args.rounds, args.shard_size, args.text_bytes, tmp, server.endpoint)
+            e2e_runs = bench_end_to_end(args.rounds, args.shard_size, args.text_bytes, tmp, server)
             e2e = summarize_end_to_end(e2e_runs)
             print("storage calls besides audio:", flush=True)
             metadata = bench_metadata(e2e_runs, tmp)
