@@ -175,7 +175,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from tasks.export import export_run
-
     from tasks.storage import open_store
 
     store = open_store(args.out)
