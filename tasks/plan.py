@@ -104,7 +104,18 @@ def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Pla
             for c in chunk_paragraph(paragraph.text, lang, limit):
                 cid = chunk_id(c.text, voice, params)
                 chunks.append(
-                    PlannedChunk(0, doc.doc_id, doc.source, index, paragraph.line, cid, c.text, lang, key, params_json)
+                    PlannedChunk(
+                        shard=0,  # assigned below, once the order is known
+                        doc_id=doc.doc_id,
+                        source=doc.source,
+                        chunk_index=index,
+                        line=paragraph.line,
+                        chunk_id=cid,
+                        text=c.text,
+                        lang=lang,
+                        voice=key,
+                        params_json=params_json,
+                    )
                 )
                 index += 1
     size = settings.run.shard_size
