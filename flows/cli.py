@@ -12,6 +12,7 @@ from typing import Any
 from tasks.backends import backend_names
 from tasks.config import Settings, dump_toml, load_settings
 from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, VoxbatchError
+from tasks.layout import EXPORT_FORMATS
 
 
 def _rate(value: str) -> int | str:
@@ -88,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(config)
     status = sub.add_parser("status", help="a run's progress from storage alone: shards, chunks, failures")
     status.add_argument("out", metavar="OUT", help="output folder or URI of the run")
-    status.add_argument("--run-id", help="which run (default: the only one, or the latest planned)")
+    status.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
     export = sub.add_parser("export", help="export a finished run as a Hugging Face or NeMo dataset")
     export.add_argument("out", metavar="OUT", help="output folder or URI of the run")
-    export.add_argument("--format", required=True, choices=["hf", "nemo"], dest="export_format")
-    export.add_argument("--run-id", help="which run (default: the only one, or the latest planned)")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="export_format")
+    export.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
     export.add_argument("--to", metavar="DEST", help="where to write it (default: OUT/exports/<run_id>/<format>/)")
     doctor = sub.add_parser("doctor", help="check versions, devices, voice files and output space")
     doctor.add_argument("--out", default=".", help="output location to check (default: .)")

@@ -20,13 +20,12 @@ from urllib.parse import urlparse
 import pyarrow as pa
 
 from tasks.errors import RunIncomplete
-from tasks.layout import content_type, export_prefix
+from tasks.layout import EXPORT_FORMATS, content_type, export_prefix
 from tasks.manifest import ManifestRow, to_parquet_bytes
 from tasks.run_state import load_run_state
 from tasks.s3 import UPLOAD_THREADS
 from tasks.storage import ObjectStore, open_store
 
-FORMATS = ("hf", "nemo")
 _HF_SCHEMA = pa.schema(
     [
         ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
@@ -91,7 +90,7 @@ def _local_path(uri: str) -> str:
 
 
 def export_run(store: ObjectStore, run_id: str, fmt: str, to: str | None = None) -> Exported:
-    if fmt not in FORMATS:
+    if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
     state = load_run_state(store, run_id)
     if not state.complete:

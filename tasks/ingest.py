@@ -10,8 +10,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tasks.errors import InputError, StorageError
+from tasks.errors import InputError
 from tasks.normalize import Paragraph, is_cjk, to_paragraphs
+from tasks.storage.s3 import S3Store
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 _BOMS = (
@@ -40,19 +41,19 @@ class Document:
 Input = Path | str  # a local path, or an s3:// URI of one object
 
 
+def _bucket(uri: str) -> tuple[S3Store, str]:
+    """The S3 store at the root of the URI's bucket, and the key (or prefix) the URI names in it."""
+    store = S3Store(uri)
+    return S3Store(f"s3://{store.bucket}"), uri.removeprefix(f"s3://{store.bucket}/")
+
+
 def _expand_s3(uri: str) -> list[str]:
     """Text objects under an s3://bucket/prefix/ (or one object), in key order."""
-    from tasks import s3
-
-    bucket, prefix = s3.split_uri(uri)
-    try:
-        pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
-    except Exception as exc:
-        raise StorageError(f"{uri}: cannot list the input prefix: {s3.describe(exc, bucket)}") from exc
+    store, prefix = _bucket(uri)
+    keys = store.list(prefix)
     if prefix in keys:
         return [uri]
-    found = sorted(f"s3://{bucket}/{k}" for k in keys if Path(k).suffix.lower() in TEXT_SUFFIXES)
+    found = [store.uri(k) for k in keys if PurePosixPath(k).suffix.lower() in TEXT_SUFFIXES]
     if not found:
         raise InputError(f"{uri}: no .txt or .md object under this prefix")
     return found
@@ -89,13 +90,8 @@ def expand_inputs(patterns: list[str]) -> list[Input]:
 
 def _read_bytes(item: Input) -> bytes:
     if isinstance(item, str):
-        from tasks import s3
-
-        bucket, key = s3.split_uri(item)
-        try:
-            return bytes(s3.client().get_object(Bucket=bucket, Key=key)["Body"].read())
-        except Exception as exc:
-            raise StorageError(f"{item}: cannot read the input: {s3.describe(exc, bucket)}") from exc
+        store, key = _bucket(item)
+        return store.get(key)
     if not item.exists():
         raise InputError(f"{item}: no such file")
     if item.is_dir():

@@ -62,6 +62,9 @@ def summary_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}summary.json"
 
 
+EXPORT_FORMATS = ("hf", "nemo")
+
+
 def export_prefix(run_id: str, fmt: str) -> str:
     return f"exports/{run_id}/{fmt}/"
 

@@ -136,17 +136,14 @@ def _reused_row(row: ManifestRow, store: ObjectStore, key: str, data: bytes | No
 
 def _store_chunk(store: ObjectStore, row: ManifestRow, key: str, data: bytes, final: np.ndarray) -> ManifestRow:
     """Write one chunk's audio once (runs on an upload thread); an existing object is kept, never overwritten."""
-    if store.put(key, data, content_type=content_type(key)):
-        _with_audio(row, store, key, data)
-        _levels(row, final, row.sample_rate)
-        return row
-    # Another worker or a killed run stored it first (S3 answered 412): that object stays, compared with ours.
-    existing = store.get(key)
-    if existing != data:  # a sampling backend made other audio for the same chunk: the row describes what is stored
-        return _reused_row(row, store, key, existing)
+    written = store.put(key, data, content_type=content_type(key))
+    # Not written: another worker or a killed run stored it first (S3 answered 412). Compare it with ours.
+    stored = data if written else store.get(key)
+    if stored != data:  # a sampling backend made other audio for the same chunk: the row describes what is stored
+        return _reused_row(row, store, key, stored)
     _with_audio(row, store, key, data)
     _levels(row, final, row.sample_rate)
-    row.reused = True
+    row.reused = not written
     return row
 
 
@@ -237,14 +234,15 @@ def process_shard(
         rows[i] = row
         progress(1, (row.duration_s or 0.0) if row.status == "ok" else 0.0)
 
-    unknown = [i for i, c in enumerate(chunks) if c.chunk_id not in done_before and is_speakable(c.text)]
+    speakable = [is_speakable(c.text) for c in chunks]
+    unknown = [i for i, c in enumerate(chunks) if c.chunk_id not in done_before and speakable[i]]
     found = store.existing([keys[i] for i in unknown])  # a local stat each; remote stores confirm none
     todo: list[int] = []
     for i, c in enumerate(chunks):
         prior = done_before.get(c.chunk_id)
         if prior is not None:
             finished(i, dataclasses.replace(prior, run_id=plan.run_id, shard=c.shard))
-        elif not is_speakable(c.text):
+        elif not speakable[i]:
             finished(i, dataclasses.replace(_base_row(plan, c, fmt), status="skipped", error="no speakable text"))
         elif keys[i] in found:
             finished(i, _reused_row(_base_row(plan, c, fmt), store, keys[i]))
