@@ -11,7 +11,14 @@ from typing import Any
 
 from tasks.backends import backend_names
 from tasks.config import Settings, dump_toml, load_settings
-from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, VoxbatchError
+from tasks.errors import (
+    EXIT_CHUNKS_FAILED,
+    EXIT_ENVIRONMENT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_PENDING,
+    VoxbatchError,
+)
 from tasks.layout import EXPORT_FORMATS
 
 
@@ -39,6 +46,12 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="PyTorch backends' precision on CUDA")
     g.add_argument("--shard-size", type=int, help="chunks per shard")
     g.add_argument("--run-id", help="run id (default: derived from inputs and settings, so reruns resume)")
+    g.add_argument(
+        "--dispatch",
+        metavar="DEPLOYMENT",
+        help="run each shard as a flow run of this Prefect deployment (e.g. voxbatch-shard/voxbatch-shard) "
+        "on workers; needs PREFECT_API_URL",
+    )
 
 
 _FLAG_KEYS = {
@@ -54,6 +67,7 @@ _FLAG_KEYS = {
     "resampler": ("audio", "resampler"),
     "shard_size": ("run", "shard_size"),
     "run_id": ("run", "run_id"),
+    "dispatch": ("run", "dispatch"),
 }
 
 
@@ -95,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="export_format")
     export.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
     export.add_argument("--to", metavar="DEST", help="where to write it (default: OUT/exports/<run_id>/<format>/)")
+    worker = sub.add_parser("worker", help="serve the voxbatch-shard deployment on this host (needs PREFECT_API_URL)")
+    worker.add_argument(
+        "--limit", type=int, help="shards at once (default: the number of visible GPUs, 1 without a GPU)"
+    )
+    worker.add_argument("--name", default="voxbatch-shard", help="deployment name to serve (default: %(default)s)")
+    worker.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     doctor = sub.add_parser("doctor", help="check versions, devices, voice files and output space")
     doctor.add_argument("--out", default=".", help="output location to check (default: .)")
     _settings_flags(doctor)
@@ -231,9 +251,27 @@ def _progress_bar(total: int):  # type: ignore[no-untyped-def]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from flows.local_api import configured_api_url, start_local_api
+
     settings = settings_from_args(args)
+    api_url = configured_api_url()
+    if settings.run.dispatch and not api_url:
+        from tasks.errors import ConfigError
+
+        raise ConfigError(
+            f"--dispatch {settings.run.dispatch}: workers need a Prefect server to take shards from",
+            hint="start one (`prefect server start`) and set PREFECT_API_URL, e.g. http://127.0.0.1:4200/api",
+        )
+    local_api = None if api_url else start_local_api()  # boots while the input is read and chunked
+    try:
+        return _run(args, settings, local_api)
+    finally:
+        if local_api is not None:
+            local_api.stop()
+
+
+def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     from flows import progress
-    from flows.corpus import corpus_flow
     from tasks import faults
     from tasks.plan import prepare
     from tasks.storage import open_store
@@ -241,6 +279,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     faults.from_env()  # a malformed VOXBATCH_FAULTS is an error now, not after Prefect starts
     prep = prepare(args.inputs, settings)  # fail fast on bad input, before Prefect starts
     open_store(args.out)
+    if local_api is not None:
+        local_api.use(local_api.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])))
+    from flows.corpus import corpus_flow
+
     bar, advance = _progress_bar(len(prep.plan.chunks))
     progress.set_reporter(advance)
     try:
@@ -248,11 +290,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = corpus_flow(args.inputs, args.out, settings.model_dump())
     finally:
         progress.set_reporter(None)
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)  # the run's logs reach the API before a temporary one stops
     from tasks.summary import RunSummary
 
     fields = {k: v for k, v in summary.items() if k != "realtime_factor"}
     print(RunSummary(**fields).text())
+    if summary["pending"]:
+        print(f"  finish it: `voxbatch status {args.out}` shows what is left; rerun the same command", file=sys.stderr)
+        return EXIT_PENDING
     return EXIT_CHUNKS_FAILED if summary["failed"] else EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from flows.worker import serve_shards
+
+    return serve_shards(args.name, args.limit)
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -262,16 +316,16 @@ def _quiet_prefect(verbose: bool) -> None:
     # The embedded API's first start migrates a new database: over Prefect's 20 s default on 2 cores.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        # A failed shard task is reported by voxbatch's own one-line error; Prefect would add its traceback.
-        os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "CRITICAL")
-        os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "CRITICAL")
+        # Quiet terminal, full logs on the server: the run's INFO lines (shard progress) and WARNING/ERROR lines
+        # (failed chunks, their reasons) still go to the API; only the console handler is turned down.
+        # voxbatch reports errors in its own one-line form; Prefect would add tracebacks.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_prefect(getattr(args, "verbose", False))
+    _quiet_prefect(getattr(args, "verbose", False) or args.command == "worker")  # a worker is a service: it logs
     commands = {
         "run": cmd_run,
         "plan": cmd_plan,
@@ -279,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "doctor": cmd_doctor,
         "status": cmd_status,
         "export": cmd_export,
+        "worker": cmd_worker,
     }
     try:
         return commands[args.command](args)

@@ -1,106 +1,181 @@
-"""The corpus flow: plan, run every shard (in-process here), consolidate, summarize. Thin over tasks/."""
+"""The corpus flow: plan, run every shard (in this process, or dispatched to workers), consolidate, summarize.
+
+Thin over tasks/: the shard lifecycle is `tasks.shard`, the run's state is read back from storage.
+"""
 
 from __future__ import annotations
 
 import time
+from pathlib import PurePosixPath
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from flows import progress
-from tasks.config import validate_settings
-from tasks.layout import manifests_prefix, run_manifest_key
-from tasks.plan import prepare
+from flows.shard import synthesize_shard
+from tasks.config import Settings, validate_settings
+from tasks.layout import manifests_prefix, run_manifest_key, summary_key
+from tasks.manifest import read_checkpoint
+from tasks.plan import Plan, prepare
 from tasks.plan_store import write_plan
-from tasks.run_state import consolidate, load_run_state
-from tasks.shard import ShardOutcome, run_shard_at
-from tasks.storage import open_store
+from tasks.run_state import RunState, consolidate, load_run_state
+from tasks.storage import ObjectStore, open_store
 from tasks.summary import RunSummary, write_summary
 
 
-@task(name="synthesize-shard", task_run_name="shard-{shard}", cache_policy=NO_CACHE)
-def synthesize_shard(out: str, run_id: str, shard: int) -> ShardOutcome:
-    """One shard, addressed by (output, run id, shard number); a fatal device error fails the task after commit."""
-    outcome = run_shard_at(out, run_id, shard, on_progress=progress.report)
-    s, e = outcome.stats, outcome.stats.engine
-    get_run_logger().info(
-        "shard %d: %s; %d ok, %d failed, %d skipped, %.1f s audio, %d OOM backoffs, %.2f s waiting on storage",
-        shard,
-        "already done" if outcome.already_done else "done",
-        s.ok,
-        s.failed,
-        s.skipped,
-        s.audio_seconds,
-        e.ooms if e else 0,
-        s.storage_wait_seconds,
-    )
-    if outcome.fatal is not None:
-        raise outcome.fatal
-    return outcome
+def corpus_name(inputs: list[str]) -> str:
+    """A short name for the flow run: the first input's file or folder name (+N more)."""
+    first = PurePosixPath(inputs[0].rstrip("/")).name or "corpus" if inputs else "corpus"
+    first = first.rsplit(".", 1)[0] if "." in first[1:] else first
+    return first + (f"+{len(inputs) - 1}" if len(inputs) > 1 else "")
 
 
-def _shard_row(outcome: ShardOutcome) -> dict[str, Any]:
-    """One line of the per-shard table in the Prefect UI."""
-    stats = outcome.stats.to_dict()
-    budgets = stats["budget_trajectory"]
-    speed = stats["audio_seconds_per_compute_second"]
-    efficiency = stats["padding_efficiency"]
-    return {
-        "shard": stats["shard"],
-        "state": "already done" if outcome.already_done else "done",
-        "ok": stats["ok"],
-        "failed": stats["failed"],
-        "audio_s": round(stats["audio_seconds"], 1),
-        "oom_backoffs": stats["ooms"],
-        "splits": stats["splits"],
-        "final_budget": round(budgets[-1][1]) if budgets else None,
-        "padding_efficiency": round(efficiency, 3) if efficiency is not None else None,
-        "audio_s_per_compute_s": round(speed, 1) if speed else None,
-        "storage_wait_s": round(stats["storage_wait_seconds"], 2),
-    }
+def _flow_run_name() -> str:
+    return f"voxbatch-{corpus_name(list(flow_run.parameters.get('inputs') or []))}"
 
 
-@flow(name="voxbatch-run", log_prints=False)
+def _label(plan: Plan) -> tuple[str, list[str]]:
+    voice = f"{plan.voice.backend}:{plan.voice.name}"
+    return voice, ["voxbatch", "run-type:corpus", f"voice:{voice}"]
+
+
+def _name_run(name: str, tags: list[str]) -> None:
+    """Rename this flow run once the run id is known, and tag it (the name template runs before planning)."""
+    from prefect.client.orchestration import get_client
+
+    run_id = flow_run.get_id()
+    if run_id:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run_id, name=name, tags=sorted(set(flow_run.get_tags()) | set(tags)))
+
+
+def _run_in_process(plan: Plan, out: str, summary: RunSummary) -> None:
+    done = 0
+    bar = progress.ArtifactProgress(len(plan.chunks), f"voxbatch {plan.run_id}: chunks done")
+
+    def on_progress(chunks: int, audio_seconds: float) -> None:
+        progress.report(chunks, audio_seconds)
+        bar.add(chunks)
+
+    for shard in range(plan.num_shards):
+        outcome = synthesize_shard(out, plan.run_id, shard, on_progress=on_progress, plan=quote(plan))
+        summary.add(outcome.stats.to_dict(), outcome.already_done)
+        done += len(plan.shard(shard))
+        bar.set(done, force=True)
+
+
+def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: list[str]) -> RunState:
+    from flows.dispatch import dispatch_shards
+
+    logger = get_run_logger()
+    state = load_run_state(store, plan.run_id)
+    sizes = {n: len(plan.shard(n)) for n in range(plan.num_shards)}
+    done = sum(sizes[n] for n in state.committed)
+    bar = progress.ArtifactProgress(len(plan.chunks), f"voxbatch {plan.run_id}: chunks done", done=done)
+    finished: set[int] = set(state.committed)
+
+    def on_poll(running: list[int]) -> None:
+        # Committed shards count whole; running ones by their checkpoint (rows whose audio is stored).
+        in_flight = sum(len(read_checkpoint(store, plan.run_id, n) or []) for n in running)
+        bar.set(sum(sizes[n] for n in finished) + in_flight)
+
+    if state.pending:
+        result = dispatch_shards(
+            settings.run.dispatch,
+            store,
+            plan.run_id,
+            state.pending,
+            tags=[t for t in tags if t != "run-type:corpus"] + ["run-type:shard", f"run-id:{plan.run_id}"],
+            max_attempts=settings.run.dispatch_attempts,
+            lease_timeout=settings.run.lease_timeout_seconds,
+            on_poll=lambda running: on_poll(running),
+        )
+        finished.update(result.completed)
+        if result.redispatched:
+            logger.warning("%d shard run(s) crashed and were dispatched again", result.redispatched)
+    else:
+        logger.info("every shard of run %s is already committed", plan.run_id)
+    state = load_run_state(store, plan.run_id)
+    bar.set(sum(sizes[n] for n in state.committed), force=True)
+    return state
+
+
+@flow(name="voxbatch-run", flow_run_name=_flow_run_name, log_prints=False)
 def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Turn text files into audio objects plus a Parquet manifest under `out`; returns the run summary."""
     started = time.perf_counter()
     logger = get_run_logger()
     prep = prepare(inputs, validate_settings(settings or {}))
     plan, store = prep.plan, open_store(out)
+    voice, tags = _label(plan)
+    _name_run(f"{corpus_name(inputs)}-{plan.run_id}", tags)
     cleaned = store.cleanup()  # a killed run's temporary files / incomplete uploads
     if cleaned:
         logger.info("removed %d leftover temporary object(s) of an earlier, killed run", cleaned)
     write_plan(store, plan)
-    logger.info("run %s: %d chunks in %d shard(s)", plan.run_id, len(plan.chunks), plan.num_shards)
+    dispatch = prep.settings.run.dispatch
+    logger.info(
+        "run %s: %d chunks in %d shard(s), voice %s, %s",
+        plan.run_id,
+        len(plan.chunks),
+        plan.num_shards,
+        voice,
+        f"dispatched to {dispatch}" if dispatch else "in this process",
+    )
     summary = RunSummary(
         run_id=plan.run_id,
         output=store.uri(""),
-        voice=f"{plan.voice.backend}:{plan.voice.name}",
+        voice=voice,
         sample_rate=plan.sample_rate,
         format=prep.settings.audio.format,
         documents=prep.documents,
         manifests=store.uri(manifests_prefix(plan.run_id)),
     )
-    shard_rows: list[dict[str, Any]] = []
-    artifact = create_progress_artifact(0.0, description=f"voxbatch {plan.run_id}: shards done")
-    for shard in range(plan.num_shards):
-        outcome = synthesize_shard(out, plan.run_id, shard)
-        summary.add(outcome.stats, outcome.already_done)
-        shard_rows.append(_shard_row(outcome))
-        update_progress_artifact(artifact, 100.0 * (shard + 1) / plan.num_shards)
-    if consolidate(store, load_run_state(store, plan.run_id)):
+    if dispatch:
+        before = set(load_run_state(store, plan.run_id).committed)
+        state = _run_dispatched(plan, store, prep.settings, tags)
+        summary.add_from_storage(store, state, processed=set(state.committed) - before)
+        summary.pending = state.pending
+    else:
+        _run_in_process(plan, out, summary)
+        state = load_run_state(store, plan.run_id)
+    if consolidate(store, state):
         summary.run_manifest = store.uri(run_manifest_key(plan.run_id))
     summary.wall_seconds = time.perf_counter() - started
     write_summary(store, summary)
-    create_table_artifact(shard_rows, key="voxbatch-shards", description=f"voxbatch {plan.run_id}: per shard")
-    create_markdown_artifact(
-        f"```\n{summary.text()}\n```", key="voxbatch-run-summary", description=f"voxbatch {plan.run_id}"
-    )
+    _artifacts(summary, state, store)
     return summary.to_dict()
+
+
+def _artifacts(summary: RunSummary, state: RunState, store: ObjectStore) -> None:
+    """The run's summary table and a markdown artifact with where everything is, for the Prefect UI."""
+    rows: list[dict[str, Any]] = [
+        {"metric": "chunks", "value": summary.chunks},
+        {"metric": "ok", "value": summary.ok},
+        {"metric": "failed", "value": summary.failed},
+        {"metric": "skipped", "value": summary.skipped},
+        {"metric": "synthesized now", "value": summary.synthesized},
+        {"metric": "audio hours", "value": round(summary.audio_seconds / 3600, 4)},
+        {"metric": "real-time factor", "value": round(summary.realtime_factor, 4)},
+        {"metric": "out-of-memory backoffs", "value": summary.oom_backoffs},
+        {"metric": "shards committed", "value": len(state.committed)},
+        {"metric": "shards pending", "value": len(state.pending)},
+    ]
+    rows += [{"metric": f"failed: {reason}", "value": n} for reason, n, _ in state.failures()]
+    key_id = summary.run_id.lower().replace("_", "-").replace(".", "-")
+    create_table_artifact(rows, key=f"voxbatch-{key_id}-summary", description=f"voxbatch run {summary.run_id}")
+    status_cmd = f"voxbatch status {summary.output} --run-id {summary.run_id}"
+    lines = [
+        f"# voxbatch run `{summary.run_id}`",
+        "",
+        f"- voice `{summary.voice}`, {summary.format} at {summary.sample_rate} Hz",
+        f"- shard manifests: [{summary.manifests}]({summary.manifests})",
+        f"- summary: [{store.uri(summary_key(summary.run_id))}]({store.uri(summary_key(summary.run_id))})",
+    ]
+    if summary.run_manifest:
+        lines.append(f"- run manifest: [{summary.run_manifest}]({summary.run_manifest})")
+    lines += ["", f"Progress and failures from storage alone: `{status_cmd}`", "", "```", summary.text(), "```"]
+    create_markdown_artifact("\n".join(lines), key=f"voxbatch-{key_id}-report", description="where the output is")

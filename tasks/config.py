@@ -135,6 +135,21 @@ class RunSettings(_Section):
         pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
         description="Run id; empty: derived from the inputs and settings, so the same command resumes.",
     )
+    dispatch: str = Field(
+        "",
+        pattern=r"^([^/\s]+/[^/\s]+)?$",
+        description="Prefect deployment (flow/deployment) that runs each shard, e.g. voxbatch-shard/voxbatch-shard; "
+        "empty: shards run in this process.",
+    )
+    dispatch_attempts: int = Field(
+        3, ge=1, le=100, description="Dispatches per shard in all, when its flow run crashes (worker killed)."
+    )
+    lease_timeout_seconds: float = Field(
+        60.0,
+        ge=10.0,
+        le=3600.0,
+        description="A dispatched shard whose worker has not renewed its storage lease for this long is crashed.",
+    )
 
 
 class Settings(_Section):

@@ -16,10 +16,14 @@ class VoxbatchError(Exception):
     """Base class: a message meant for the user, plus the process exit code it maps to."""
 
     exit_code = 1
+    # Worth retrying later with nothing changed (an unreachable endpoint); orchestration retries only these.
+    transient = False
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, transient: bool | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+        if transient is not None:
+            self.transient = transient
 
     def user_message(self) -> str:
         text = str(self)

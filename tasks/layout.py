@@ -6,6 +6,7 @@
     runs/<run_id>/plan.parquet                 the self-describing plan (chunks + run header in its metadata)
     runs/<run_id>/progress/shard-<n>.parquet   checkpoint of an unfinished shard (rows whose audio is stored)
     runs/<run_id>/shards/shard-<n>.json        per-shard stats: counts, OOM backoffs, budget, storage waits
+    runs/<run_id>/leases/shard-<n>.json        heartbeat of the worker process on a dispatched shard
     runs/<run_id>/manifest.parquet             one consolidated manifest, once every shard is committed
     runs/<run_id>/summary.json                 the run summary
     exports/<run_id>/{hf,nemo}/...             dataset exports
@@ -52,6 +53,10 @@ def checkpoint_key(run_id: str, shard: int) -> str:
 
 def shard_stats_key(run_id: str, shard: int) -> str:
     return f"{run_prefix(run_id)}shards/shard-{shard:05d}.json"
+
+
+def lease_key(run_id: str, shard: int) -> str:
+    return f"{run_prefix(run_id)}leases/shard-{shard:05d}.json"
 
 
 def run_manifest_key(run_id: str) -> str:

@@ -108,6 +108,14 @@ def is_not_found(exc: BaseException) -> bool:
     return error_code(exc) in NOT_FOUND_CODES
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying later: the endpoint was unreachable, slow or overloaded (not: denied, missing, malformed)."""
+    code = error_code(exc) or ""
+    if type(exc).__name__ in _CONNECT_ERRORS or isinstance(exc, ConnectionError):
+        return True
+    return code.startswith("5") or code in {"SlowDown", "Throttling", "RequestTimeout", "InternalError"}
+
+
 def describe(exc: BaseException, bucket: str) -> str:
     """What went wrong, in words that name the endpoint and bucket and nothing secret."""
     name = type(exc).__name__

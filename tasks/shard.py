@@ -130,8 +130,13 @@ def run_shard_at(
     shard: int,
     overrides: dict[str, Any] | None = None,
     on_progress: ProgressFn | None = None,
+    plan: Plan | None = None,
 ) -> ShardOutcome:
-    """One shard picked up from storage alone: the plan, the voice identity and the settings come from OUT."""
+    """One shard picked up from storage alone: the plan, the voice identity and the settings come from OUT.
+
+    `plan`: the run's plan when the caller has already read it (it is one object, possibly large).
+    """
     store = open_store(out)
-    plan = read_plan(store, run_id)
+    if plan is None or plan.run_id != run_id:
+        plan = read_plan(store, run_id)
     return run_shard(store, plan, shard, worker_settings(plan, overrides), on_progress=on_progress)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tasks.layout import content_type, summary_key
-from tasks.storage import ObjectStore
+from tasks.layout import content_type, shard_stats_key, summary_key
+from tasks.run_state import RunState
+from tasks.storage import ObjectMissing, ObjectStore
 from tasks.worker import ShardStats
 
 
@@ -34,25 +36,38 @@ class RunSummary:
     manifests: str = ""
     run_manifest: str = ""
     errors: list[str] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # shards not committed (a dispatched shard that failed)
 
     @property
     def realtime_factor(self) -> float:
         """Wall time per second of audio (below 1 is faster than real time)."""
         return self.wall_seconds / self.audio_seconds if self.audio_seconds else 0.0
 
-    def add(self, stats: ShardStats, already_done: bool) -> None:
+    def add(self, stats: dict[str, Any], already_done: bool) -> None:
+        """Add one shard's stats (`ShardStats.to_dict()`, or that JSON read back from storage)."""
         self.shards += 1
         self.shards_already_done += already_done
-        self.chunks += stats.chunks
-        self.ok += stats.ok
-        self.failed += stats.failed
-        self.skipped += stats.skipped
-        self.reused += stats.reused
-        self.synthesized += stats.synthesized
-        self.oom_backoffs += stats.engine.ooms if stats.engine else 0
-        self.audio_seconds += stats.audio_seconds
-        self.storage_wait_seconds += stats.storage_wait_seconds
-        self.errors.extend(stats.errors[: max(0, 10 - len(self.errors))])
+        for name in ("chunks", "ok", "failed", "skipped", "reused", "synthesized"):
+            setattr(self, name, getattr(self, name) + int(stats.get(name, 0)))
+        self.oom_backoffs += int(stats.get("ooms", 0))
+        self.audio_seconds += float(stats.get("audio_seconds", 0.0))
+        self.storage_wait_seconds += float(stats.get("storage_wait_seconds", 0.0))
+        self.errors.extend(list(stats.get("errors", []))[: max(0, 10 - len(self.errors))])
+
+    def add_from_storage(self, store: ObjectStore, state: RunState, processed: set[int]) -> None:
+        """Add every committed shard: stats written by this run's workers for `processed` ones, else the manifest."""
+        for shard in sorted(state.committed):
+            stats: dict[str, Any] | None = None
+            if shard in processed:
+                with contextlib.suppress(ObjectMissing, ValueError):
+                    stats = json.loads(store.get(shard_stats_key(state.run_id, shard)))
+            if stats is None:
+                counted = ShardStats(shard)
+                for row in state.committed[shard]:
+                    counted.add(row)
+                counted.synthesized = 0
+                stats = counted.to_dict()
+            self.add(stats, already_done=shard not in processed)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "realtime_factor": self.realtime_factor}
@@ -71,6 +86,9 @@ class RunSummary:
         ]
         if self.run_manifest:
             lines.append(f"  run manifest {self.run_manifest}")
+        if self.pending:
+            shown = ", ".join(str(n) for n in self.pending[:20]) + (" …" if len(self.pending) > 20 else "")
+            lines.append(f"  INCOMPLETE: {len(self.pending)} shard(s) not committed: {shown}")
         if self.failed:
             lines.append("  failed chunks (first ones; every failed row has its error in the manifest):")
             lines.extend(f"    {e}" for e in self.errors)

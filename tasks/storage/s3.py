@@ -27,7 +27,11 @@ class S3Store:
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
     def _error(self, key: str, exc: BaseException, doing: str) -> StorageError:
-        return StorageError(f"{self.uri(key)}: cannot {doing}: {s3.describe(exc, self.bucket)}", hint=_HINT)
+        return StorageError(
+            f"{self.uri(key)}: cannot {doing}: {s3.describe(exc, self.bucket)}",
+            hint=_HINT,
+            transient=s3.is_transient(exc),
+        )
 
     def _client(self) -> Any:
         try:

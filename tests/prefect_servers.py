@@ -1,0 +1,126 @@
+"""A real Prefect server for tests (`prefect server start`, SQLite in a temporary PREFECT_HOME), and process helpers.
+
+Each process runs in its own process group so a test can stop it, and everything it started, by process id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.s3_servers import free_port
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Proc:
+    """A process started in its own group, with its output in a log file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the group, wait, then SIGKILL whatever of the group is left."""
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal_group(signal.SIGKILL)
+            self.process.wait()
+        self.signal_group(signal.SIGKILL)
+
+
+def spawn(args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> Proc:
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        args, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    return Proc(process, log_path)
+
+
+def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        PREFECT_LOGGING_LEVEL="INFO",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    env.update(extra)
+    return env
+
+
+@dataclass
+class PrefectServer:
+    proc: Proc
+    port: int
+    home: Path
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return prefect_env(self.home, self.api_url, **extra)
+
+    def prefect(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run Prefect's own CLI against this server."""
+        result = subprocess.run(
+            [str(BIN / "prefect"), *args],
+            env=self.env(PREFECT_CLI_COLORS="false", COLUMNS="250"),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            command = " ".join(args)
+            raise AssertionError(f"prefect {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_prefect_server(home: Path, timeout: float = 120) -> PrefectServer:
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = prefect_env(home, PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="false")
+    args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    proc = spawn(args, env, home / "server.log")
+    server = PrefectServer(proc, port, home)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"prefect server exited {proc.process.returncode}:\n{proc.log()}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{server.api_url}/health", timeout=2) as response:
+            if response.status == 200:
+                return server
+        time.sleep(0.25)
+    server.stop()
+    raise RuntimeError(f"prefect server did not answer within {timeout} s:\n{proc.log()}")
