@@ -107,7 +107,7 @@ def _pool_slot(limit_name: str) -> Any:
         raise
 
 
-@flow(name="voxbatch-shard", flow_run_name="{run_id}-shard-{shard}", log_prints=False)
+@flow(name="voxbatch-shard", log_prints=False)  # the dispatching parent names each run
 def shard_flow(out: str, run_id: str, shard: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one shard of a planned run on this worker: claim a device and a pool slot, heartbeat, synthesize."""
     from prefect.runtime import deployment, flow_run

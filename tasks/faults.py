@@ -2,6 +2,7 @@
 
     VOXBATCH_FAULTS="oom_rate=0.05,seed=7"   a fraction of batches fail, at random (seeded)
     VOXBATCH_FAULTS="memory_budget=4000"     every batch whose padded cost exceeds 4000 fails
+    VOXBATCH_FAULTS="batch_delay=0.5"        every batch takes 0.5 s longer (a slow device: time to kill a worker)
 
 The exception is torch.OutOfMemoryError when torch is installed (a plain RuntimeError with CUDA's message
 otherwise), raised after the batch ran and its output is thrown away (the costliest case), so the whole
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass
 
 from tasks.errors import ConfigError
@@ -24,6 +26,7 @@ class Faults:
     oom_rate: float = 0.0
     memory_budget: int | None = None
     seed: int = 0
+    batch_delay: float = 0.0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -31,10 +34,12 @@ class Faults:
 
     @property
     def active(self) -> bool:
-        return self.oom_rate > 0 or self.memory_budget is not None
+        return self.oom_rate > 0 or self.memory_budget is not None or self.batch_delay > 0
 
     def check(self, padded_cost: int, batch_size: int) -> None:
-        """Raise an OOM for this batch if the fault plan says so."""
+        """Raise an OOM for this batch if the fault plan says so (after the delay, if any)."""
+        if self.batch_delay > 0:
+            time.sleep(self.batch_delay)
         if self.memory_budget is not None and padded_cost > self.memory_budget:
             self._raise(f"batch of {batch_size} with padded cost {padded_cost} > memory_budget {self.memory_budget}")
         if self.oom_rate > 0 and self._rng.random() < self.oom_rate:
@@ -59,7 +64,11 @@ def parse(spec: str) -> Faults:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, _, value = (x.strip() for x in part.partition("="))
         try:
-            if key == "oom_rate":
+            if key == "batch_delay":
+                values[key] = float(value)
+                if not 0.0 <= values[key] <= 60.0:
+                    raise ValueError("must be in [0, 60] seconds")
+            elif key == "oom_rate":
                 values[key] = float(value)
                 if not 0.0 <= values[key] < 1.0:
                     raise ValueError("must be in [0, 1)")
@@ -68,7 +77,7 @@ def parse(spec: str) -> Faults:
                 if key == "memory_budget" and values[key] <= 0:
                     raise ValueError("must be positive")
             else:
-                raise ValueError("unknown key (known: oom_rate, memory_budget, seed)")
+                raise ValueError("unknown key (known: oom_rate, memory_budget, seed, batch_delay)")
         except ValueError as exc:
             raise ConfigError(f"{ENV}: {part!r}: {exc}") from None
     return Faults(**values)  # type: ignore[arg-type]

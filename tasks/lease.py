@@ -27,7 +27,7 @@ class Heartbeat:
 
     def __init__(self, store: ObjectStore, run_id: str, shard: int, every: float, **info: Any) -> None:
         self.store, self.key, self.every = store, lease_key(run_id, shard), every
-        self.info = {"host": socket.gethostname(), "pid": os.getpid(), **info}
+        self.info = {"host": socket.gethostname(), "pid": os.getpid(), "ppid": os.getppid(), **info}
         self.beats = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"voxbatch-lease-{shard}", daemon=True)

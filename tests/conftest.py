@@ -19,6 +19,9 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="voxbatch-test-hf-")
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Every process the tests start inherits this mark; at the end none may be left running (see below).
+_SESSION_MARK = f"VOXBATCH_TEST_SESSION={os.getpid()}-{os.urandom(4).hex()}"
+os.environ["VOXBATCH_TEST_SESSION"] = _SESSION_MARK.split("=", 1)[1]
 
 import pytest  # noqa: E402
 
@@ -43,6 +46,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+def _leftover_processes() -> list[str]:
+    """Processes other than this one whose environment carries this session's mark: what the tests left behind."""
+    from pathlib import Path as _Path
+
+    mark = _SESSION_MARK.encode()
+    found = []
+    for entry in _Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if mark in (entry / "environ").read_bytes().split(b"\0"):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"pid {entry.name}: {cmdline[:200]}")
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process a test started is still running (a temporary API, a worker, a shard)."""
+    import time as _time
+
+    if not os.path.isdir("/proc"):
+        return
+    deadline = _time.monotonic() + 20  # processes told to stop a moment ago
+    while (left := _leftover_processes()) and _time.monotonic() < deadline:
+        _time.sleep(0.5)
+    if left:
+        print("\nvoxbatch tests left processes running:\n  " + "\n  ".join(left))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -89,11 +89,14 @@ class PrefectServer:
     def env(self, **extra: str) -> dict[str, str]:
         return prefect_env(self.home, self.api_url, **extra)
 
-    def prefect(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def prefect(
+        self, *args: str, timeout: float = 120, check: bool = True, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         """Run Prefect's own CLI against this server."""
         result = subprocess.run(
             [str(BIN / "prefect"), *args],
-            env=self.env(PREFECT_CLI_COLORS="false", COLUMNS="250"),
+            env=self.env(PREFECT_CLI_COLORS="false", COLUMNS="250", **env),
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -124,3 +127,25 @@ def start_prefect_server(home: Path, timeout: float = 120) -> PrefectServer:
         time.sleep(0.25)
     server.stop()
     raise RuntimeError(f"prefect server did not answer within {timeout} s:\n{proc.log()}")
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes in session `sid` (a process started with start_new_session=True and whatever it started)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # fields after the name: state ppid pgrp session ...
+                members.append(int(entry.name))
+    return members
+
+
+def wait_until_gone(sid: int, timeout: float = 15.0) -> list[int]:
+    """Wait for every process of session `sid` to end; returns those still alive at the timeout."""
+    deadline = time.monotonic() + timeout
+    while (left := session_members(sid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

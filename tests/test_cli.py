@@ -16,6 +16,7 @@ import pytest
 
 from tasks.errors import EXIT_BAD_INPUT, EXIT_CHUNKS_FAILED, EXIT_ENVIRONMENT, EXIT_OK
 from tests.conftest import SAMPLE_EN
+from tests.prefect_servers import wait_until_gone
 
 ZH_SAMPLE = SAMPLE_EN.parent.parent / "zh" / "xiaogang.txt"
 
@@ -148,8 +149,13 @@ def test_a_run_killed_halfway_resumes_without_redoing_or_losing_work(tmp_path: P
             assert time.monotonic() < deadline, "no audio appeared"
             time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # no cleanup runs; Prefect's temporary API server goes too
+        os.kill(proc.pid, signal.SIGKILL)  # voxbatch only: no cleanup runs in it
         proc.wait()
+    # Its temporary Prefect API (and anything else it started) must not outlive it.
+    left = wait_until_gone(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, f"processes outlived the killed run: {left}"
     before = {p: p.stat().st_mtime_ns for p in out.glob("audio/*/*.flac")}
     result = voxbatch("run", str(source), "--out", str(out), "--shard-size", "5")
     assert result.returncode == EXIT_OK, result.stderr

@@ -131,29 +131,24 @@ def test_resampled_and_lossy_outputs(prefect_api: None, tmp_path: Path, rate: in
         assert f'"resampler": "{resampler}"' in r["params_json"]
 
 
-def test_prefect_records_the_shard_table_and_summary(first_run: tuple[Path, dict[str, Any]]) -> None:
-    import asyncio
+def test_prefect_records_the_summary_table_and_report(first_run: tuple[Path, dict[str, Any]]) -> None:
     import json
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    async def read(key: str) -> list[Any]:
-        # prefect 3.8.8's read_artifacts sends null limit/sort/filters, which its own API rejects (422):
-        # ask the API directly.
-        body = {"artifacts": ArtifactFilter(key=ArtifactFilterKey(any_=[key])).model_dump(mode="json")}
-        async with get_client() as client:
-            response = await client._client.post(
-                "/artifacts/filter", json={**body, "limit": 10, "offset": 0, "sort": "CREATED_DESC"}
-            )
-            response.raise_for_status()
-            return response.json()
-
     _, summary = first_run
-    tables, notes = asyncio.run(read("voxbatch-shards")), asyncio.run(read("voxbatch-run-summary"))
-    ours = [t for t in tables if summary["run_id"] in (t["description"] or "")]  # other tests' runs too
-    assert ours and notes
-    data = ours[0]["data"]
-    rows = data if isinstance(data, list) else json.loads(data)
-    assert len(rows) == summary["shards"] and sum(r["ok"] for r in rows) == summary["ok"]
-    assert any(summary["run_id"] in (n["data"] or "") for n in notes)
+    key = f"voxbatch-{summary['run_id']}"
+    with get_client(sync_client=True) as client:  # with fastapi 0.150 the client's own filters work (no 422)
+        table, report = (
+            client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{key}-{kind}"])))
+            for kind in ("summary", "report")
+        )
+    assert table and report
+    data = table[0].data
+    rows = {r["metric"]: r["value"] for r in (data if isinstance(data, list) else json.loads(data))}
+    assert rows["chunks"] == summary["chunks"] and rows["ok"] == summary["ok"]
+    assert rows["audio hours"] == round(summary["audio_seconds"] / 3600, 4)
+    assert rows["out-of-memory backoffs"] == summary["oom_backoffs"]
+    assert f"voxbatch status {summary['output']} --run-id {summary['run_id']}" in str(report[0].data)
+    assert summary["manifests"] in str(report[0].data)

@@ -20,6 +20,7 @@ import pytest
 
 from tasks.errors import EXIT_ENVIRONMENT, EXIT_OK
 from tests.conftest import REPO, SAMPLE_EN
+from tests.prefect_servers import wait_until_gone
 from tests.s3_servers import SlowDownProxy, free_port, start_weed
 
 pytestmark = pytest.mark.slow
@@ -150,8 +151,13 @@ def test_killed_run_on_s3_resumes_without_rewriting_or_losing_anything(s3_server
             assert time.monotonic() < deadline, "no audio appeared"
             time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # no cleanup runs; Prefect's temporary API server goes too
+        os.kill(proc.pid, signal.SIGKILL)  # voxbatch only: no cleanup runs in it
         proc.wait()
+    # Its temporary Prefect API (and anything else it started) must not outlive it.
+    left = wait_until_gone(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, f"processes outlived the killed run: {left}"
     before = {k: (o["ETag"], o["LastModified"]) for k, o in objects(s3_server, bucket, "out/audio/").items()}
     keys = objects(s3_server, bucket, "out/")
     recorded = len(

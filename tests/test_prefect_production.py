@@ -1,0 +1,248 @@
+"""The production path against real parts: a Prefect server, deployments from prefect.yaml, two `voxbatch worker`
+processes, a process work pool for the corpus deployment, and a SeaweedFS bucket for all storage.
+
+One server and one set of workers for the module; the worker-kill test runs last (it kills one of them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.prefect_servers import BIN, PrefectServer, Proc, spawn, start_prefect_server
+from tests.test_s3_runs import KEY_ID, SECRET, check_complete, client, logbook, new_bucket, objects
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+SHARD_DEPLOYMENT = "voxbatch-shard/voxbatch-shard"
+
+
+@dataclass
+class Production:
+    server: PrefectServer
+    workers: list[Proc]
+    pool_worker: Proc
+    s3: str
+    env: dict[str, str]
+    tmp: Path
+
+
+def _aws(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONWARNINGS": "ignore",
+    }
+
+
+@pytest.fixture(scope="module")
+def production(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]:
+    tmp = tmp_path_factory.mktemp("production")
+    server = start_prefect_server(tmp / "prefect-home")
+    workers: list[Proc] = []
+    pool_worker: Proc | None = None
+    try:
+        server.prefect("work-pool", "create", "voxbatch", "--type", "process")
+        server.prefect("work-pool", "create", "voxbatch-gpu", "--type", "process")
+        server.prefect("gcl", "create", "voxbatch-cpu", "--limit", "2")
+        server.prefect("deploy", "--all", cwd=REPO)  # the repository's prefect.yaml
+        # Every batch 0.5 s slower: shards last long enough to kill a worker in the middle of one.
+        env = server.env(**_aws(s3_server), VOXBATCH_FAULTS="batch_delay=0.5")
+        workers = [spawn([str(BIN / "voxbatch"), "worker"], env, tmp / f"worker-{i}.log") for i in range(2)]
+        pool_worker = spawn(
+            [str(BIN / "prefect"), "worker", "start", "--pool", "voxbatch", "--type", "process"],
+            server.env(**_aws(s3_server)),
+            tmp / "pool-worker.log",
+            cwd=REPO,
+        )
+        yield Production(server, workers, pool_worker, s3_server, server.env(**_aws(s3_server)), tmp)
+    finally:
+        for proc in [*workers, *([pool_worker] if pool_worker else [])]:
+            proc.stop()
+        server.stop()
+
+
+def _voxbatch(p: Production, *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "voxbatch"), *args], env=p.env, capture_output=True, text=True, timeout=timeout, cwd=p.tmp
+    )
+
+
+def _api(p: Production):  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class Api:
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            self.settings = temporary_settings({PREFECT_API_URL: p.server.api_url})
+            self.settings.__enter__()
+            self.client = get_client(sync_client=True)
+            return self.client.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            self.client.__exit__(*exc)
+            self.settings.__exit__(*exc)
+
+    return Api()
+
+
+def _leases(p: Production, bucket: str, prefix: str) -> dict[int, dict[str, int]]:
+    found = {}
+    for key in objects(p.s3, bucket, f"{prefix}runs/"):
+        if "/leases/shard-" in key:
+            body = client(p.s3).get_object(Bucket=bucket, Key=key)["Body"].read()
+            found[int(key.rsplit("-", 1)[1].split(".")[0])] = json.loads(body)
+    return found
+
+
+def test_a_dispatched_run_fans_shards_out_to_the_served_workers(production: Production) -> None:
+    p = production
+    bucket = new_bucket(p.s3)
+    source = p.tmp / "harbour log.txt"
+    source.write_text(logbook(30))
+    args = ["run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone", "--shard-size", "6"]
+    result = _voxbatch(p, *args, "--batch-size", "2", "--dispatch", SHARD_DEPLOYMENT)
+    assert result.returncode == 0, result.stdout + result.stderr + p.workers[0].log() + p.workers[1].log()
+    check_complete(p.s3, bucket, "out/", planned=30)
+    run_id = result.stdout.split()[1].rstrip(":")
+
+    with _api(p) as api:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags, LogFilter, LogFilterFlowRunId
+
+        shard_runs = api.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"run-id:{run_id}"]))
+        )
+        parents = [r for r in api.read_flow_runs() if r.name == f"harbour log-{run_id}"]
+        assert len(parents) == 1 and parents[0].state and parents[0].state.is_completed()
+        parent = parents[0]
+        assert {"voxbatch", "run-type:corpus", "voice:tone:tone"} <= set(parent.tags)
+        assert len(shard_runs) == 5 and all(r.state and r.state.is_completed() for r in shard_runs)
+        assert {r.name for r in shard_runs} == {f"{run_id}-shard-{n}" for n in range(5)}
+        # One task run per shard (plus the parent's links to its subflows), never one per chunk.
+        task_runs = api.read_task_runs()
+        ours = [t for t in task_runs if t.flow_run_id in {r.id for r in shard_runs} | {parent.id}]
+        assert 5 <= len(ours) <= 2 * 5 + 2 < 30
+        # The run's logs reach the server although the terminal stayed quiet.
+        logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[parent.id])))
+        assert any(f"run {run_id}: 30 chunks in 5 shard(s)" in log.message for log in logs)
+        shard_logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[shard_runs[0].id])))
+        assert any("6 ok, 0 failed" in log.message for log in shard_logs)
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        keys = [f"voxbatch-{run_id}-summary", f"voxbatch-{run_id}-report"]
+        artifacts = api.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+        assert {a.key for a in artifacts} == set(keys)
+    assert "INFO" not in result.stderr and "Traceback" not in result.stderr
+
+    # Each shard ran in a worker's child process, not in the parent: the lease names the process's parent.
+    leases = _leases(p, bucket, "out/")
+    assert sorted(leases) == list(range(5))
+    assert {lease["ppid"] for lease in leases.values()} == {w.pid for w in p.workers}
+
+    # Prefect's own CLI lists what happened (fastapi 0.151-0.154 made these 422).
+    runs = p.server.prefect("flow-run", "ls", "--limit", "50")
+    assert f"harbour log-{run_id}" in runs.stdout and f"{run_id}-shard-4" in runs.stdout
+    artifacts_ls = p.server.prefect("artifact", "ls")
+    assert f"voxbatch-{run_id}-summary" in artifacts_ls.stdout
+
+
+def test_triggering_the_corpus_deployment_gives_the_same_output_as_the_cli(production: Production) -> None:
+    p = production
+    bucket = new_bucket(p.s3)
+    s3 = client(p.s3)
+    for i, text in enumerate([logbook(7), "The pilot boat left at dawn.\n\nIt came back at noon."]):
+        s3.put_object(Bucket=bucket, Key=f"inbox/day-{i}.txt", Body=text.encode())
+    settings = {"synthesis": {"backend": "tone"}, "run": {"shard_size": 4, "dispatch": SHARD_DEPLOYMENT}}
+    inputs = [f"s3://{bucket}/inbox/"]
+    by_cli = _voxbatch(p, "run", *inputs, "--out", f"s3://{bucket}/cli", "--backend", "tone", "--shard-size", "4")
+    assert by_cli.returncode == 0, by_cli.stderr
+    params = ["--param", f"inputs={json.dumps(inputs)}", "--param", f"out=s3://{bucket}/deployed"]
+    triggered = p.server.prefect(
+        "deployment", "run", "voxbatch-run/voxbatch-run", *params, "--param", f"settings={json.dumps(settings)}",
+        "--watch", "--watch-timeout", "300", timeout=360, check=False,
+    )  # fmt: skip
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr + p.pool_worker.log()
+    cli_rows = check_complete(p.s3, bucket, "cli/", planned=9)
+    deployed_rows = check_complete(p.s3, bucket, "deployed/", planned=9)
+    columns = ["chunk_id", "text", "status", "duration_s", "audio_key", "sample_rate"]
+    cli_view = cli_rows[columns].sort_values("chunk_id").reset_index(drop=True)
+    deployed_view = deployed_rows[columns].sort_values("chunk_id").reset_index(drop=True)
+    assert cli_view.equals(deployed_view)
+    for key in cli_view["audio_key"]:
+        a = s3.get_object(Bucket=bucket, Key=f"cli/{key}")["Body"].read()
+        assert a == s3.get_object(Bucket=bucket, Key=f"deployed/{key}")["Body"].read()
+
+
+def _descendants_alive(pid: int) -> list[int]:
+    """Processes whose recorded parent is `pid` (after its death they are reparented: see the lease's pid)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                alive.append(int(entry.name))
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_worker_killed_mid_shard_is_redispatched_and_every_chunk_lands_once(production: Production) -> None:
+    p = production
+    bucket = new_bucket(p.s3)
+    source = p.tmp / "storm log.txt"
+    source.write_text(logbook(24))
+    config = p.tmp / "quick-leases.toml"
+    config.write_text("[run]\nlease_timeout_seconds = 10\ncheckpoint_seconds = 0.5\n")
+    args = [str(BIN / "voxbatch"), "run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone"]
+    args += ["--shard-size", "8", "--batch-size", "1", "--config", str(config), "--dispatch", SHARD_DEPLOYMENT]
+    parent = spawn(args, p.env, p.tmp / "killed-run.log")
+    victim, shard_pid = p.workers[0], None
+    try:
+        deadline = time.monotonic() + 180
+        while shard_pid is None:
+            assert parent.process.poll() is None, parent.log()
+            assert time.monotonic() < deadline, "no shard started on the first worker"
+            for lease in _leases(p, bucket, "out/").values():
+                if lease["ppid"] == victim.pid and lease["beat"] >= 2:
+                    shard_pid = lease["pid"]
+            time.sleep(0.2)
+        os.kill(victim.pid, signal.SIGKILL)  # the worker only: its shard process must go by itself
+        victim.process.wait()
+        gone_by = time.monotonic() + 10
+        while _alive(shard_pid) and time.monotonic() < gone_by:
+            time.sleep(0.2)
+        assert not _alive(shard_pid), "the killed worker's shard process outlived it"
+        assert parent.process.wait(timeout=300) == 0, parent.log()
+    finally:
+        parent.stop()
+    rows = check_complete(p.s3, bucket, "out/", planned=24)
+    assert rows["chunk_id"].is_unique
+    log = parent.log()
+    run_id = log.split("run ", 1)[1].split(":", 1)[0]
+    with _api(p) as api:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+        runs = api.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"run-id:{run_id}"])))
+    crashed = [r for r in runs if r.state and r.state.is_crashed()]
+    assert len(crashed) == 1 and "lease" in (crashed[0].state.message or "")
+    assert any(r.name.endswith("-attempt-1") and r.state and r.state.is_completed() for r in runs)
+    assert sum(r.state.is_completed() for r in runs if r.state) == 3  # every shard once, the crashed one again
