@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -114,7 +115,7 @@ def test_a_dispatched_run_fans_shards_out_to_the_served_workers(production: Prod
     result = _voxbatch(p, *args, "--batch-size", "2", "--dispatch", SHARD_DEPLOYMENT)
     assert result.returncode == 0, result.stdout + result.stderr + p.workers[0].log() + p.workers[1].log()
     check_complete(p.s3, bucket, "out/", planned=30)
-    run_id = result.stdout.split()[1].rstrip(":")
+    run_id = re.search(r"^run (\S+): 30 chunks", result.stdout, re.MULTILINE).group(1)  # type: ignore[union-attr]
 
     with _api(p) as api:
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags, LogFilter, LogFilterFlowRunId
@@ -236,13 +237,15 @@ def test_a_worker_killed_mid_shard_is_redispatched_and_every_chunk_lands_once(pr
         parent.stop()
     rows = check_complete(p.s3, bucket, "out/", planned=24)
     assert rows["chunk_id"].is_unique
-    log = parent.log()
-    run_id = log.split("run ", 1)[1].split(":", 1)[0]
+    found = re.search(r"^run (\S+): 24 chunks", parent.log(), re.MULTILINE)
+    assert found, parent.log()
+    run_id = found.group(1)
     with _api(p) as api:
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
         runs = api.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"run-id:{run_id}"])))
+    assert runs, f"no shard runs tagged run-id:{run_id}"
     crashed = [r for r in runs if r.state and r.state.is_crashed()]
-    assert len(crashed) == 1 and "lease" in (crashed[0].state.message or "")
+    assert len(crashed) == 1 and "lease" in (crashed[0].state.message or ""), [(r.name, r.state) for r in runs]
     assert any(r.name.endswith("-attempt-1") and r.state and r.state.is_completed() for r in runs)
     assert sum(r.state.is_completed() for r in runs if r.state) == 3  # every shard once, the crashed one again
