@@ -358,5 +358,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+# Commands that never start Prefect. They end with os._exit: pyarrow's native thread pools sometimes abort the
+# interpreter's shutdown after they were used ("terminate called without an active exception", exit 134, seen
+# in about 1 of 10 `voxbatch status` runs), turning a finished command into a crash. Nothing of theirs is left
+# to clean up once the output is flushed.
+_NO_PREFECT = {"plan", "config", "status", "export", "doctor"}
+
+
+def entry() -> None:
+    """The `voxbatch` console script."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv and argv[0] in _NO_PREFECT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
