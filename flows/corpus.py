@@ -77,10 +77,16 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
     bar = progress.ArtifactProgress(len(plan.chunks), f"voxbatch {plan.run_id}: chunks done", done=done)
     finished: set[int] = set(state.committed)
 
-    def on_poll(running: list[int]) -> None:
-        # Committed shards count whole; running ones by their checkpoint (rows whose audio is stored).
+    last_read = [0.0]
+
+    def on_poll(running: list[int], completed: list[int]) -> None:
+        # Committed shards count whole; running ones by their checkpoint (rows whose audio is stored), read at
+        # most every 10 s: one GET per running shard.
+        if time.monotonic() - last_read[0] < 10.0:
+            return
+        last_read[0] = time.monotonic()
         in_flight = sum(len(read_checkpoint(store, plan.run_id, n) or []) for n in running)
-        bar.set(sum(sizes[n] for n in finished) + in_flight)
+        bar.set(sum(sizes[n] for n in finished | set(completed)) + in_flight)
 
     if state.pending:
         result = dispatch_shards(
@@ -91,7 +97,7 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
             tags=[t for t in tags if t != "run-type:corpus"] + ["run-type:shard", f"run-id:{plan.run_id}"],
             max_attempts=settings.run.dispatch_attempts,
             lease_timeout=settings.run.lease_timeout_seconds,
-            on_poll=lambda running: on_poll(running),
+            on_poll=on_poll,
         )
         finished.update(result.completed)
         if result.redispatched:

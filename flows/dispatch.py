@@ -79,9 +79,9 @@ def dispatch_shards(
     lease_timeout: float,
     poll_seconds: float = 2.0,
     unclaimed_warning_seconds: float = 60.0,
-    on_poll: Callable[[list[int]], None] | None = None,
+    on_poll: Callable[[list[int], list[int]], None] | None = None,
 ) -> DispatchResult:
-    """Dispatch `shards` of run `run_id`, wait for all, re-dispatch crashed ones; `on_poll(running shards)`."""
+    """Dispatch `shards` of run `run_id`, wait for all, re-dispatch crashed ones; `on_poll(running, completed)`."""
     logger = get_run_logger()
     out = store.uri("")
     leases = LeaseWatch(store, run_id, lease_timeout)
@@ -129,7 +129,7 @@ def dispatch_shards(
                     result.failed[run.shard] = f"{state_name}: {run.message}"
                     logger.error("shard %d ended %s: %s", run.shard, state_name, run.message)
             if on_poll:
-                on_poll(sorted(r.shard for r in runs.values() if r.state == StateType.RUNNING))
+                on_poll(sorted(r.shard for r in runs.values() if r.state == StateType.RUNNING), result.completed)
     return result
 
 

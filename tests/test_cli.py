@@ -72,6 +72,20 @@ def test_malformed_fault_plan_is_refused_before_any_work(tmp_path: Path, monkeyp
     assert not (tmp_path / "out").exists()
 
 
+def test_dispatch_without_a_prefect_server_is_refused_with_the_fix(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    args = [sys.executable, "-m", "flows.cli", "run", str(SAMPLE_EN), "--out", str(tmp_path / "out")]
+    result = subprocess.run(
+        [*args, "--dispatch", "voxbatch-shard/voxbatch-shard"], capture_output=True, text=True, env=env
+    )
+    assert_clean_error(result, EXIT_BAD_INPUT, "--dispatch voxbatch-shard/voxbatch-shard", "PREFECT_API_URL")
+    worker = subprocess.run([sys.executable, "-m", "flows.cli", "worker"], capture_output=True, text=True, env=env)
+    assert_clean_error(worker, EXIT_BAD_INPUT, "needs a Prefect server", "PREFECT_API_URL")
+    bad = voxbatch("run", str(SAMPLE_EN), "--out", str(tmp_path / "out"), "--dispatch", "no-slash")
+    assert_clean_error(bad, EXIT_BAD_INPUT, "run.dispatch")
+    assert not (tmp_path / "out").exists()
+
+
 def test_chinese_input_with_an_english_voice_is_refused() -> None:
     assert_clean_error(voxbatch("plan", str(ZH_SAMPLE)), EXIT_BAD_INPUT, "xiaogang.txt: line 1", "speaks en")
 

@@ -157,6 +157,14 @@ def test_a_dispatched_run_fans_shards_out_to_the_served_workers(production: Prod
     assert f"voxbatch-{run_id}-summary" in artifacts_ls.stdout
 
 
+def test_a_worker_refuses_to_start_without_the_pool_wide_limit(production: Production) -> None:
+    p = production
+    env = {**p.env, "VOXBATCH_CONCURRENCY_LIMIT": "voxbatch-missing"}
+    result = subprocess.run([str(BIN / "voxbatch"), "worker"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "prefect gcl create voxbatch-missing --limit" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_triggering_the_corpus_deployment_gives_the_same_output_as_the_cli(production: Production) -> None:
     p = production
     bucket = new_bucket(p.s3)
