@@ -1,0 +1,104 @@
+"""Unit tests: processes that end with their parent, shard leases, and which errors Prefect retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import ConfigError, ModelError, StorageError
+from tasks.layout import lease_key
+from tasks.lease import Heartbeat, LeaseWatch
+from tasks.storage import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A parent that starts a child (which asks to die with it) and prints the child's pid, then sleeps.
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+CHILD = """
+import time
+from tasks.lifetime import die_with_parent
+die_with_parent(prctl={prctl})
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("prctl", [True, False], ids=["prctl", "watchdog"])
+def test_a_child_ends_when_its_parent_is_killed(prctl: bool) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, CHILD.format(prctl=prctl)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        time.sleep(1.5)  # the child has imported and asked
+        assert _alive(child)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the child outlived its SIGKILLed parent"
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+
+
+def test_a_heartbeat_renews_the_lease_and_the_watch_sees_it_go_quiet(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    watch = LeaseWatch(store, "run-x", timeout=0.5)
+    assert not watch.stale(3)  # no lease yet: the clock starts now
+    with Heartbeat(store, "run-x", 3, every=0.05, flow_run_id="abc") as beat:
+        for _ in range(10):
+            time.sleep(0.1)
+            assert not watch.stale(3)  # it keeps changing
+    lease = json.loads(store.get(lease_key("run-x", 3)))
+    assert lease["flow_run_id"] == "abc" and lease["pid"] == os.getpid() and lease["beat"] == beat.beats >= 5
+    watch.stale(3)  # the first look after the end may still see the last beat as new
+    time.sleep(0.7)
+    assert watch.stale(3)  # unchanged for longer than the timeout
+    watch.restart(3)
+    assert not watch.stale(3)  # a new attempt gets the whole timeout again
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (StorageError("s3://b/k: cannot write: cannot reach the S3 endpoint", transient=True), True),
+        (StorageError("s3://b/k: cannot write: access denied"), False),
+        (ModelError("voice file is corrupt"), False),
+        (ConfigError("batch_size: wrong type"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_only_transient_errors_are_retried_by_prefect(error: Exception, retried: bool) -> None:
+    from prefect.states import Failed
+
+    from flows.shard import _transient_only
+
+    assert _transient_only(None, None, Failed(data=error)) is retried
