@@ -159,6 +159,7 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
 def _artifacts(summary: RunSummary, state: RunState, store: ObjectStore) -> None:
     """The run's summary table and a markdown artifact with where everything is, for the Prefect UI."""
     rows: list[dict[str, Any]] = [
+        {"metric": "output", "value": summary.output},
         {"metric": "chunks", "value": summary.chunks},
         {"metric": "ok", "value": summary.ok},
         {"metric": "failed", "value": summary.failed},

@@ -127,12 +127,17 @@ def test_a_dispatched_run_fans_shards_out_to_the_served_workers(production: Prod
         assert len(parents) == 1 and parents[0].state and parents[0].state.is_completed()
         parent = parents[0]
         assert {"voxbatch", "run-type:corpus", "voice:tone:tone"} <= set(parent.tags)
-        assert len(shard_runs) == 5 and all(r.state and r.state.is_completed() for r in shard_runs)
-        assert {r.name for r in shard_runs} == {f"{run_id}-shard-{n}" for n in range(5)}
+        # Every shard completed once; a run whose worker stalled past the lease timeout on a loaded machine may
+        # have been crashed and dispatched again, and then says why.
+        completed = [r for r in shard_runs if r.state and r.state.is_completed()]
+        assert sorted(r.name.split("-shard-")[1].split("-")[0] for r in completed) == [str(n) for n in range(5)]
+        others = [r for r in shard_runs if r not in completed]
+        assert all(r.state and r.state.is_crashed() and "lease" in (r.state.message or "") for r in others)
+        assert len(shard_runs) <= 5 * 3  # run.dispatch_attempts
         # One task run per shard (plus the parent's links to its subflows), never one per chunk.
         task_runs = api.read_task_runs()
         ours = [t for t in task_runs if t.flow_run_id in {r.id for r in shard_runs} | {parent.id}]
-        assert 5 <= len(ours) <= 2 * 5 + 2 < 30
+        assert 5 <= len(ours) <= 2 * len(shard_runs) + 2  # per shard run, not per chunk (30 here)
         # The run's logs reach the server although the terminal stayed quiet.
         logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[parent.id])))
         assert any(f"run {run_id}: 30 chunks in 5 shard(s)" in log.message for log in logs)
