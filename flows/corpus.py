@@ -139,6 +139,7 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
         format=prep.settings.audio.format,
         documents=prep.documents,
         manifests=store.uri(manifests_prefix(plan.run_id)),
+        flow_run_id=str(flow_run.get_id() or ""),
     )
     if dispatch:
         before = set(load_run_state(store, plan.run_id).committed)

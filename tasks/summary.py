@@ -37,6 +37,7 @@ class RunSummary:
     run_manifest: str = ""
     errors: list[str] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)  # shards not committed (a dispatched shard that failed)
+    flow_run_id: str = ""  # the Prefect flow run that wrote this summary (find it in the UI)
 
     @property
     def realtime_factor(self) -> float:

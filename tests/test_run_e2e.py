@@ -145,13 +145,14 @@ def test_prefect_records_the_summary_table_and_report(first_run: tuple[Path, dic
             for kind in ("summary", "report")
         )
     assert table and report
-    # Other tests run the same input into other folders (the same run id): pick this run's artifacts.
-    tables = [a.data if isinstance(a.data, list) else json.loads(a.data) for a in table]
-    ours = [
-        {r["metric"]: r["value"] for r in t} for t in tables if {"metric": "output", "value": summary["output"]} in t
-    ]
-    assert ours, tables
-    rows = ours[-1]
+    # Other runs of the same input share the run id and so the key: pick this flow run's artifacts.
+    assert summary["flow_run_id"]
+    table = [a for a in table if str(a.flow_run_id) == summary["flow_run_id"]]
+    report = [a for a in report if str(a.flow_run_id) == summary["flow_run_id"]]
+    assert len(table) == 1 and len(report) == 1
+    data = table[0].data
+    rows = {r["metric"]: r["value"] for r in (data if isinstance(data, list) else json.loads(data))}
+    assert rows["output"] == summary["output"]
     assert rows["chunks"] == summary["chunks"] and rows["ok"] == summary["ok"]
     assert rows["audio hours"] == round(summary["audio_seconds"] / 3600, 4)
     assert rows["out-of-memory backoffs"] == summary["oom_backoffs"]
