@@ -170,7 +170,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from tasks.errors import EXIT_PENDING
     from tasks.run_state import load_run_state
     from tasks.storage import open_store
-    from tasks.summary import hms
+    from tasks.summary import hms, shard_list
 
     store = open_store(args.out)
     state = load_run_state(store, _pick_run(store, args.run_id))
@@ -179,8 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"run {plan.run_id}: {len(plan.chunks)} chunks in {plan.num_shards} shard(s) at {store.uri('')}")
     print(f"  shards committed {done}, pending {len(state.pending)}")
     if state.pending:
-        shown = ", ".join(str(n) for n in state.pending[:20]) + (" …" if len(state.pending) > 20 else "")
-        print(f"  pending shards: {shown}")
+        print(f"  pending shards: {shard_list(state.pending)}")
     print(f"  chunks ok {counts['ok']}, failed {counts['failed']}, skipped {counts['skipped']}")
     hours = state.audio_seconds() / 3600
     print(f"  audio {hms(state.audio_seconds())} ({hours:.3f} h), voice {plan.voice.backend}:{plan.voice.name}")

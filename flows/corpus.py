@@ -67,16 +67,16 @@ def _run_in_process(plan: Plan, out: str, summary: RunSummary) -> None:
         bar.set(done, force=True)
 
 
-def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: list[str]) -> RunState:
+def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: list[str], state: RunState) -> RunState:
+    """Dispatch the shards `state` has pending and wait; returns the run's state afterwards."""
     from flows.dispatch import dispatch_shards
 
     logger = get_run_logger()
-    state = load_run_state(store, plan.run_id)
     sizes = {n: len(plan.shard(n)) for n in range(plan.num_shards)}
-    done = sum(sizes[n] for n in state.committed)
-    bar = progress.ArtifactProgress(len(plan.chunks), f"voxbatch {plan.run_id}: chunks done", done=done)
-    finished: set[int] = set(state.committed)
-
+    committed = set(state.committed)
+    bar = progress.ArtifactProgress(
+        len(plan.chunks), f"voxbatch {plan.run_id}: chunks done", done=sum(sizes[n] for n in committed)
+    )
     last_read = [0.0]
 
     def on_poll(running: list[int], completed: list[int]) -> None:
@@ -86,7 +86,7 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
             return
         last_read[0] = time.monotonic()
         in_flight = sum(len(read_checkpoint(store, plan.run_id, n) or []) for n in running)
-        bar.set(sum(sizes[n] for n in finished | set(completed)) + in_flight)
+        bar.set(sum(sizes[n] for n in committed | set(completed)) + in_flight)
 
     if state.pending:
         result = dispatch_shards(
@@ -99,12 +99,11 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
             lease_timeout=settings.run.lease_timeout_seconds,
             on_poll=on_poll,
         )
-        finished.update(result.completed)
         if result.redispatched:
             logger.warning("%d shard run(s) crashed and were dispatched again", result.redispatched)
     else:
         logger.info("every shard of run %s is already committed", plan.run_id)
-    state = load_run_state(store, plan.run_id)
+    state = load_run_state(store, plan.run_id, plan)
     bar.set(sum(sizes[n] for n in state.committed), force=True)
     return state
 
@@ -142,13 +141,13 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
         flow_run_id=str(flow_run.get_id() or ""),
     )
     if dispatch:
-        before = set(load_run_state(store, plan.run_id).committed)
-        state = _run_dispatched(plan, store, prep.settings, tags)
-        summary.add_from_storage(store, state, processed=set(state.committed) - before)
+        before = load_run_state(store, plan.run_id, plan)
+        state = _run_dispatched(plan, store, prep.settings, tags, before)
+        summary.add_from_storage(store, state, processed=set(state.committed) - set(before.committed))
         summary.pending = state.pending
     else:
         _run_in_process(plan, out, summary)
-        state = load_run_state(store, plan.run_id)
+        state = load_run_state(store, plan.run_id, plan)
     if consolidate(store, state):
         summary.run_manifest = store.uri(run_manifest_key(plan.run_id))
     summary.wall_seconds = time.perf_counter() - started

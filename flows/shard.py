@@ -8,16 +8,16 @@ out-of-memory never reaches Prefect (the engine backs off its batch size).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
 
 from flows import progress
-from tasks.device_slots import claim_gpu, gpu_slots
+from tasks.device_slots import claim_gpu, gpu_slots, pool_limit_name
 from tasks.errors import ConfigError, VoxbatchError
 from tasks.lease import Heartbeat
 from tasks.lifetime import die_with_parent
@@ -86,10 +86,6 @@ def synthesize_shard(
     return outcome
 
 
-def _device_class() -> str:
-    return "gpu" if gpu_slots() else "cpu"
-
-
 @contextlib.contextmanager
 def _pool_slot(limit_name: str) -> Any:
     """A slot of the pool-wide global concurrency limit (strict: a missing limit is an error, not unthrottled)."""
@@ -119,12 +115,12 @@ def shard_flow(out: str, run_id: str, shard: int, overrides: dict[str, Any] | No
     if claimed:
         logger.info("shard %d on GPU %s of this host", shard, claimed[0])
     store = open_store(out)
-    limit_name = os.environ.get("VOXBATCH_CONCURRENCY_LIMIT") or f"voxbatch-{_device_class()}"
-    with Heartbeat(store, run_id, shard, LEASE_SECONDS, flow_run_id=str(flow_run.get_id())), _pool_slot(limit_name):
+    lease = Heartbeat(store, run_id, shard, LEASE_SECONDS, flow_run_id=str(flow_run.get_id()))
+    with lease, _pool_slot(pool_limit_name()):
         started = time.perf_counter()
         plan = read_plan(store, run_id)
         bar = progress.ArtifactProgress(len(plan.shard(shard)), f"voxbatch {run_id} shard {shard}: chunks done")
-        outcome = synthesize_shard(out, run_id, shard, overrides, on_progress=bar.add, plan=plan)
+        outcome = synthesize_shard(out, run_id, shard, overrides, on_progress=bar.add, plan=quote(plan))
     stats = outcome.stats.to_dict()
     stats["already_done"] = outcome.already_done
     stats["worker_seconds"] = time.perf_counter() - started

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tasks.device_slots import SLOTS_VAR
+from tasks.device_slots import SLOTS_VAR, pool_limit_name
 from tasks.errors import EXIT_OK, ConfigError
 
 
@@ -59,9 +59,7 @@ def serve_shards(name: str, limit: int | None) -> int:
         raise ConfigError(f"--limit {limit}: a worker runs at least one shard at a time")
     limit = limit or max(1, len(gpus))
     os.environ[SLOTS_VAR] = ",".join(gpus)  # inherited by each shard process, which claims one of them
-    limit_name = os.environ.get("VOXBATCH_CONCURRENCY_LIMIT") or f"voxbatch-{'gpu' if gpus else 'cpu'}"
-    os.environ["VOXBATCH_CONCURRENCY_LIMIT"] = limit_name
-    _check_limit_exists(limit_name)
+    _check_limit_exists(pool_limit_name())
     from prefect.deployments.runner import EntrypointType
 
     from flows.shard import shard_flow

@@ -17,10 +17,16 @@ from filelock import FileLock, Timeout
 from tasks.errors import VoxbatchError
 
 SLOTS_VAR = "VOXBATCH_GPU_SLOTS"
+LIMIT_VAR = "VOXBATCH_CONCURRENCY_LIMIT"
 
 
 def gpu_slots() -> list[str]:
     return [s.strip() for s in os.environ.get(SLOTS_VAR, "").split(",") if s.strip()]
+
+
+def pool_limit_name() -> str:
+    """The pool-wide concurrency limit a shard on this host takes a slot of: per device class, or as set."""
+    return os.environ.get(LIMIT_VAR) or f"voxbatch-{'gpu' if gpu_slots() else 'cpu'}"
 
 
 def claim_gpu(slots: list[str], wait_seconds: float = 600.0) -> tuple[str, FileLock] | None:

@@ -63,8 +63,10 @@ class RunState:
         return [(reason, len(rows), rows[:examples]) for reason, rows in ordered]
 
 
-def load_run_state(store: ObjectStore, run_id: str) -> RunState:
-    plan = read_plan(store, run_id)
+def load_run_state(store: ObjectStore, run_id: str, plan: Plan | None = None) -> RunState:
+    """`plan`: the run's plan when the caller has already read it (it is one object, possibly large)."""
+    if plan is None or plan.run_id != run_id:
+        plan = read_plan(store, run_id)
     shards = sorted(n for k in store.list(manifests_prefix(run_id)) if (n := shard_of_manifest_key(k)) is not None)
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
         manifests = list(pool.map(lambda n: read_manifest(store, run_id, n), shards))

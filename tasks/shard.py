@@ -86,9 +86,7 @@ def run_shard(
     planned = [c.chunk_id for c in plan.shard(shard)]
     committed = read_manifest(store, plan.run_id, shard)
     if committed is not None and shard_is_complete(committed, planned):
-        stats = ShardStats(shard)
-        for row in committed:
-            stats.add(row)
+        stats = ShardStats.from_rows(shard, committed)
         if on_progress:
             on_progress(len(committed), stats.audio_seconds)
         return ShardOutcome(plan.run_id, shard, stats, already_done=True)

@@ -63,11 +63,7 @@ class RunSummary:
                 with contextlib.suppress(ObjectMissing, ValueError):
                     stats = json.loads(store.get(shard_stats_key(state.run_id, shard)))
             if stats is None:
-                counted = ShardStats(shard)
-                for row in state.committed[shard]:
-                    counted.add(row)
-                counted.synthesized = 0
-                stats = counted.to_dict()
+                stats = ShardStats.from_rows(shard, state.committed[shard]).to_dict()
             self.add(stats, already_done=shard not in processed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,12 +84,16 @@ class RunSummary:
         if self.run_manifest:
             lines.append(f"  run manifest {self.run_manifest}")
         if self.pending:
-            shown = ", ".join(str(n) for n in self.pending[:20]) + (" …" if len(self.pending) > 20 else "")
-            lines.append(f"  INCOMPLETE: {len(self.pending)} shard(s) not committed: {shown}")
+            lines.append(f"  INCOMPLETE: {len(self.pending)} shard(s) not committed: {shard_list(self.pending)}")
         if self.failed:
             lines.append("  failed chunks (first ones; every failed row has its error in the manifest):")
             lines.extend(f"    {e}" for e in self.errors)
         return "\n".join(lines)
+
+
+def shard_list(shards: list[int], most: int = 20) -> str:
+    """Shard numbers for a message: the first `most` of them, then an ellipsis."""
+    return ", ".join(str(n) for n in shards[:most]) + (" …" if len(shards) > most else "")
 
 
 def hms(seconds: float) -> str:

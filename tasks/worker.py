@@ -67,6 +67,14 @@ class ShardStats:
             ),
         }
 
+    @classmethod
+    def from_rows(cls, shard: int, rows: list[ManifestRow]) -> ShardStats:
+        """Counts of a committed shard, from its manifest rows (nothing synthesized by this call)."""
+        stats = cls(shard)
+        for row in rows:
+            stats.add(row)
+        return stats
+
     def add(self, row: ManifestRow) -> None:
         self.chunks += 1
         setattr(self, row.status, getattr(self, row.status) + 1)

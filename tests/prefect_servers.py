@@ -129,6 +129,15 @@ def start_prefect_server(home: Path, timeout: float = 120) -> PrefectServer:
     raise RuntimeError(f"prefect server did not answer within {timeout} s:\n{proc.log()}")
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` is running (a zombie is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def session_members(sid: int) -> list[int]:
     """Live processes in session `sid` (a process started with start_new_session=True and whatever it started)."""
     members = []

@@ -16,6 +16,7 @@ from tasks.errors import ConfigError, ModelError, StorageError
 from tasks.layout import lease_key
 from tasks.lease import Heartbeat, LeaseWatch
 from tasks.storage import open_store
+from tests.prefect_servers import alive
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,14 +35,6 @@ time.sleep(600)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("prctl", [True, False], ids=["prctl", "watchdog"])
 def test_a_child_ends_when_its_parent_is_killed(prctl: bool) -> None:
@@ -57,13 +50,13 @@ def test_a_child_ends_when_its_parent_is_killed(prctl: bool) -> None:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
         time.sleep(1.5)  # the child has imported and asked
-        assert _alive(child)
+        assert alive(child)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 5
-        while _alive(child) and time.monotonic() < deadline:
+        while alive(child) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(child), "the child outlived its SIGKILLed parent"
+        assert not alive(child), "the child outlived its SIGKILLed parent"
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.prefect_servers import BIN, PrefectServer, Proc, spawn, start_prefect_server
+from tests.prefect_servers import BIN, PrefectServer, Proc, alive, spawn, start_prefect_server
 from tests.test_s3_runs import KEY_ID, SECRET, check_complete, client, logbook, new_bucket, objects
 
 pytestmark = pytest.mark.slow
@@ -197,7 +197,7 @@ def test_triggering_the_corpus_deployment_gives_the_same_output_as_the_cli(produ
         assert a == s3.get_object(Bucket=bucket, Key=f"deployed/{key}")["Body"].read()
 
 
-def _descendants_alive(pid: int) -> list[int]:
+def _descendantsalive(pid: int) -> list[int]:
     """Processes whose recorded parent is `pid` (after its death they are reparented: see the lease's pid)."""
     alive = []
     for entry in Path("/proc").iterdir():
@@ -209,14 +209,6 @@ def _descendants_alive(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 alive.append(int(entry.name))
     return alive
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_a_worker_killed_mid_shard_is_redispatched_and_every_chunk_lands_once(production: Production) -> None:
@@ -247,9 +239,9 @@ def test_a_worker_killed_mid_shard_is_redispatched_and_every_chunk_lands_once(pr
         os.kill(victim.pid, signal.SIGKILL)  # the worker only: its shard process must go by itself
         victim.process.wait()
         gone_by = time.monotonic() + 10
-        while _alive(shard_pid) and time.monotonic() < gone_by:
+        while alive(shard_pid) and time.monotonic() < gone_by:
             time.sleep(0.2)
-        assert not _alive(shard_pid), "the killed worker's shard process outlived it"
+        assert not alive(shard_pid), "the killed worker's shard process outlived it"
         assert parent.process.wait(timeout=300) == 0, parent.log()
     finally:
         parent.stop()
