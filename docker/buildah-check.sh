@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build the CPU image's steps for real without a Docker engine, then run `voxbatch run` on the baked-in sample
+# inside the built image. Needs root, Debian's buildah and debootstrap, and PyPI.
+#
+#   sudo docker/buildah-check.sh            # from the repository root
+#
+# What differs from `docker build --target cpu`, and why:
+#   - The base is Debian bookworm's own Python (3.11) from debootstrap, not python:3.12-slim: no image registry is
+#     reachable here. The Dockerfile's steps are unchanged (PYTHON_IMAGE is a build argument).
+#   - torch comes from PyPI (its CUDA build, about 4 GB more) when download.pytorch.org does not resolve; set
+#     TORCH_INDEX=https://download.pytorch.org/whl/cpu to build the real CPU image where it does.
+#   - The host's CA bundle goes into the base (and PIP_CERT points at it), for machines that reach PyPI through a
+#     TLS-inspecting proxy.
+# Everything lives under $WORK (default /var/tmp/voxbatch-buildah); `docker/buildah-check.sh --clean` removes it.
+set -euo pipefail
+
+WORK=${WORK:-/var/tmp/voxbatch-buildah}
+TAG=${TAG:-localhost/voxbatch:check-cpu}
+BASE=localhost/voxbatch-base:bookworm
+TORCH_INDEX=${TORCH_INDEX:-}
+STORE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver "${STORAGE_DRIVER:-overlay}")
+
+log() { printf '[buildah-check %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+if [[ ${1:-} == --clean ]]; then
+  buildah "${STORE[@]}" rm --all >/dev/null 2>&1 || true
+  buildah "${STORE[@]}" rmi --all --force >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+  exit 0
+fi
+
+for tool in buildah debootstrap; do
+  command -v "$tool" >/dev/null || { echo "buildah-check: $tool is missing (apt-get install $tool)" >&2; exit 2; }
+done
+[[ -f docker/Dockerfile ]] || { echo "buildah-check: run from the repository root" >&2; exit 2; }
+mkdir -p "$WORK"
+
+# 1. A base image: Debian's minimal root filesystem with Python, made once.
+if ! buildah "${STORE[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
+  if [[ ! -x $WORK/rootfs/usr/bin/python3 ]]; then
+    log "debootstrap bookworm (minbase + python3)"
+    rm -rf "$WORK/rootfs"
+    debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+      bookworm "$WORK/rootfs" >"$WORK/debootstrap.log" 2>&1 \
+      || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
+    rm -rf "$WORK/rootfs/var/cache/apt/archives/"*.deb "$WORK/rootfs/var/lib/apt/lists/"*
+  fi
+  if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    cp /etc/ssl/certs/ca-certificates.crt "$WORK/rootfs/etc/ssl/certs/ca-certificates.crt"
+  fi
+  log "importing the base image"
+  ctr=$(buildah "${STORE[@]}" from scratch)
+  buildah "${STORE[@]}" copy "$ctr" "$WORK/rootfs" / >/dev/null
+  buildah "${STORE[@]}" config --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    --env LANG=C.UTF-8 --cmd /usr/bin/python3 "$ctr"
+  buildah "${STORE[@]}" commit --rm "$ctr" "$BASE" >/dev/null
+fi
+
+# 2. The Dockerfile's cpu target, as written, on that base.
+if [[ -z $TORCH_INDEX ]]; then
+  if getent hosts download.pytorch.org >/dev/null; then
+    TORCH_INDEX=https://download.pytorch.org/whl/cpu
+  else
+    TORCH_INDEX=https://pypi.org/simple
+  fi
+fi
+torch_args=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
+if [[ $TORCH_INDEX == https://pypi.org/simple ]]; then
+  log "download.pytorch.org is not reachable: torch's CUDA build from PyPI stands in for the CPU build"
+  torch_args+=(--build-arg "TORCH_PACKAGES=torch==$(sed -n 's/^torch==//p' constraints.txt) \
+torchaudio==$(sed -n 's/^torchaudio==//p' constraints.txt)")
+fi
+log "buildah build --target cpu"
+buildah "${STORE[@]}" build --isolation chroot --format docker --layers \
+  --build-arg "PYTHON_IMAGE=$BASE" "${torch_args[@]}" \
+  -f docker/Dockerfile --target cpu -t "$TAG" . >"$WORK/build.log" 2>&1 \
+  || { tail -30 "$WORK/build.log" >&2; exit 1; }
+buildah "${STORE[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$TAG" >&2
+
+# 3. voxbatch inside the image, as its own non-root user: doctor, then the sample run, then a rerun.
+ctr=$(buildah "${STORE[@]}" from "$TAG")
+trap 'buildah "${STORE[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
+in_image() { buildah "${STORE[@]}" run --isolation chroot --user 10001:10001 "$ctr" -- "$@"; }
+log "voxbatch doctor"
+in_image voxbatch doctor --out /data
+log "voxbatch run on the baked-in English sample"
+in_image voxbatch run /opt/voxbatch-data/sample/en --out /data/out
+log "rerun (nothing to synthesize)"
+in_image voxbatch run /opt/voxbatch-data/sample/en --out /data/out
+in_image python -c '
+import glob, pyarrow.parquet as pq
+rows = pq.read_table(glob.glob("/data/out/runs/*/manifest.parquet")[0]).to_pylist()
+ok = [r for r in rows if r["status"] == "ok"]
+seconds = sum(r["duration_s"] for r in ok)
+print(f"run manifest: {len(rows)} rows, {len(ok)} ok, {seconds:.1f} s of audio")
+assert rows and len(ok) == len(rows) and seconds > len(rows), rows
+'
+log "done"
