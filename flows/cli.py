@@ -38,6 +38,12 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--voice", help="bundled voice name (joe) or path to a Piper .onnx file")
     g.add_argument("--lang", choices=["auto", "en", "zh"], help="input language")
     g.add_argument("--encoding", help="input encoding (default: auto)")
+    g.add_argument(
+        "--strict",
+        action="store_const",
+        const=True,
+        help="stop before any work if an input file is bad (default: list it, skip it, exit 3)",
+    )
     g.add_argument("--format", choices=["flac", "wav", "ogg", "mp3"], help="audio format")
     g.add_argument("--sample-rate", type=_rate, help='output rate in Hz, or "native"')
     g.add_argument("--resampler", choices=["soxr", "resampy"])
@@ -62,6 +68,7 @@ _FLAG_KEYS = {
     "dtype": ("synthesis", "dtype"),
     "lang": ("text", "lang"),
     "encoding": ("text", "encoding"),
+    "strict": ("text", "strict"),
     "format": ("audio", "format"),
     "sample_rate": ("audio", "sample_rate"),
     "resampler": ("audio", "resampler"),
@@ -90,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help=".txt/.md files, folders, globs or s3://bucket/prefix/ (text files under it)",
+        help=".txt/.md/.epub files, folders, globs or s3://bucket/prefix/ (such files under it)",
     )
     run.add_argument("--out", required=True, help="output folder, file:// or s3://bucket/prefix URI")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
@@ -139,8 +146,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"run id     {plan.run_id}")
     print(f"voice      {plan.voice.backend}:{plan.voice.name} ({plan.voice.sample_rate} Hz -> {plan.sample_rate} Hz)")
     print(f"documents  {prep.documents}")
-    for source, n in per_doc.items():
-        print(f"  {n:6d} chunks  {source}")
+    for doc in plan.inputs:
+        chapters = f", {doc['chapters']} chapters" if doc["chapters"] > 1 else ""
+        print(f"  {per_doc[doc['source']]:6d} chunks  {doc['source']} ({doc['encoding']}{chapters})")
     print(f"chunks     {len(plan.chunks)} ({', '.join(f'{k} {v}' for k, v in sorted(langs.items()))})")
     print(f"characters {chars}")
     print(f"shards     {plan.num_shards} of up to {prep.settings.run.shard_size} chunks")
@@ -149,7 +157,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.out:
         store = open_store(args.out)
         print(f"plan written to {store.uri(write_plan(store, plan))}")
-    return EXIT_OK
+    _report_inputs(plan)
+    return EXIT_CHUNKS_FAILED if plan.rejected else EXIT_OK
+
+
+def _report_inputs(plan: Any) -> None:
+    """Warnings about inputs (stray bytes removed) and the inputs set aside, on stderr."""
+    for doc in plan.inputs:
+        for warning in doc["warnings"]:
+            print(f"voxbatch: warning: {warning}", file=sys.stderr)
+    if plan.rejected:
+        print(f"voxbatch: {len(plan.rejected)} input file(s) set aside (exit 3):", file=sys.stderr)
+        for r in plan.rejected:
+            print(f"  {r['reason']}", file=sys.stderr)
 
 
 def _pick_run(store: Any, run_id: str | None) -> str:
@@ -277,6 +297,7 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
 
     faults.from_env()  # a malformed VOXBATCH_FAULTS is an error now, not after Prefect starts
     prep = prepare(args.inputs, settings)  # fail fast on bad input, before Prefect starts
+    _report_inputs(prep.plan)
     open_store(args.out)
     if local_api is not None:
         local_api.use(local_api.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])))
@@ -299,7 +320,7 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     if summary["pending"]:
         print(f"  finish it: `voxbatch status {args.out}` shows what is left; rerun the same command", file=sys.stderr)
         return EXIT_PENDING
-    return EXIT_CHUNKS_FAILED if summary["failed"] else EXIT_OK
+    return EXIT_CHUNKS_FAILED if summary["failed"] or summary["rejected"] else EXIT_OK
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

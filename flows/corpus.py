@@ -139,7 +139,13 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
         documents=prep.documents,
         manifests=store.uri(manifests_prefix(plan.run_id)),
         flow_run_id=str(flow_run.get_id() or ""),
+        rejected=[r["reason"] for r in plan.rejected],
     )
+    for doc in plan.inputs:
+        for warning in doc["warnings"]:
+            logger.warning("%s", warning)
+    for reason in summary.rejected:
+        logger.error("input set aside: %s", reason)
     if dispatch:
         before = load_run_state(store, plan.run_id, plan)
         state = _run_dispatched(plan, store, prep.settings, tags, before)
@@ -170,6 +176,7 @@ def _artifacts(summary: RunSummary, state: RunState, store: ObjectStore) -> None
         {"metric": "out-of-memory backoffs", "value": summary.oom_backoffs},
         {"metric": "shards committed", "value": len(state.committed)},
         {"metric": "shards pending", "value": len(state.pending)},
+        {"metric": "inputs set aside", "value": len(summary.rejected)},
     ]
     rows += [{"metric": f"failed: {reason}", "value": n} for reason, n, _ in state.failures()]
     key_id = summary.run_id.lower().replace("_", "-").replace(".", "-")

@@ -26,7 +26,19 @@ class TextSettings(_Section):
         "auto", description="Language of the input: auto detects it per paragraph (CJK share), or force en / zh."
     )
     encoding: str = Field(
-        "auto", description="Input encoding: auto tries UTF-8 (with or without BOM), UTF-16 with BOM, then GB18030."
+        "auto",
+        description="Input encoding: auto detects UTF-8/16/32 (with or without BOM), GB18030/GBK, Big5, Shift-JIS "
+        "and Western code pages; or name one (e.g. big5, latin-1).",
+    )
+    code_blocks: Literal["skip", "read"] = Field("skip", description="Markdown code blocks: skip them, or read them.")
+    urls: Literal["link", "skip", "read"] = Field(
+        "link", description='Bare URLs in the text: read as the word "link", skip them, or read them out.'
+    )
+    chapter_heading_level: int = Field(
+        2, ge=1, le=6, description="Markdown headings of this level or higher (# is 1) start a chapter."
+    )
+    strict: bool = Field(
+        False, description="Any bad input file stops the run before work starts (else it is listed and skipped)."
     )
     max_chars_en: int = Field(300, ge=20, le=5000, description="Longest English chunk, in characters.")
     max_chars_zh: int = Field(100, ge=10, le=2000, description="Longest Chinese chunk, in characters.")

@@ -62,6 +62,8 @@ class ManifestRow:
     source: str = ""
     chunk_index: int = int32(0)
     line: int = int32(0)
+    chapter_index: int = int32(0)
+    chapter_title: str = ""
     chunk_id: str = ""
     text: str = ""
     lang: str = ""

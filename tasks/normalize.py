@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasks.tables import Row
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, hyperlinks), and two-byte escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
@@ -12,7 +16,7 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200e\u200f\u2060\ufeff"))
 _WS = re.compile(r"\s+")
 _MD_FENCE = re.compile(r"^\s*(```|~~~)")
-_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_MD_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _MD_RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _MD_LIST = re.compile(r"^\s*(?:[-*+]|>+)\s+")
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
@@ -32,12 +36,33 @@ def is_cjk(ch: str) -> bool:
     )
 
 
+_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Paragraph:
-    """One paragraph of normalized text and the 1-based source line it starts on."""
+    """One paragraph of normalized text, the 1-based source line it starts on, and its chapter (index)."""
 
     text: str
     line: int
+    chapter: int = 0
+    row: Row | None = None  # the table row this paragraph is (its own utterance), for tables
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """How markup-like content is read: fenced code blocks (skip or read) and bare URLs (skip, "link" or read)."""
+
+    code_blocks: str = "skip"
+    urls: str = "link"
+    chapter_heading_level: int = 2  # markdown headings of this level or higher start a chapter
+    bad_rows: str = "error"  # a table row with no text, a duplicate id or a bad value: "error" or "failed"
+
+
+def replace_urls(line: str, how: str) -> str:
+    if how == "read":
+        return line
+    return _URL.sub("link" if how == "link" else "", line)
 
 
 def clean_line(line: str) -> str:
@@ -49,20 +74,20 @@ def clean_line(line: str) -> str:
     return _WS.sub(" ", line).strip()
 
 
-def strip_markdown(line: str) -> tuple[str, bool]:
-    """Markdown markup out of one line; returns (text, is_block_boundary) for headings and rules."""
+def strip_markdown(line: str) -> tuple[str, int]:
+    """Markdown markup out of one line; returns (text, boundary): 0 for none, 7 for a rule, else heading level."""
     if _MD_RULE.match(line):
-        return "", True
+        return "", 7
     heading = _MD_HEADING.match(line)
     if heading:
-        line = heading.group(1)
+        line = heading.group(2)
     line = _MD_LIST.sub("", line)
     line = _MD_IMAGE.sub(r"\1", line)
     line = _MD_LINK.sub(r"\1", line)
     line = _MD_HTML.sub("", line)
     for _ in range(2):  # nested emphasis such as ***x*** or **_x_**
         line = _MD_EMPHASIS.sub(r"\2", line)
-    return line, heading is not None
+    return line, len(heading.group(1)) if heading else 0
 
 
 def _join(left: str, right: str) -> str:
@@ -72,17 +97,25 @@ def _join(left: str, right: str) -> str:
     return f"{left} {right}" if left else right
 
 
-def to_paragraphs(text: str, markdown: bool = False) -> list[Paragraph]:
-    """Split decoded text into normalized paragraphs at blank lines (and markdown headings/rules)."""
+def to_paragraphs(
+    text: str, markdown: bool = False, options: TextOptions | None = None
+) -> tuple[list[Paragraph], list[str]]:
+    """Split decoded text into normalized paragraphs at blank lines (and markdown headings/rules).
+
+    Returns the paragraphs and the chapter titles: chapter 0 is untitled ("") unless a markdown heading of
+    `chapter_heading_level` or higher opens the text; each such heading starts a chapter titled by it.
+    """
+    opts = options or TextOptions()
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
     paragraphs: list[Paragraph] = []
+    chapters: list[str] = [""]
     current, start = "", 0
     in_fence = False
 
     def flush() -> None:
         nonlocal current
         if current:
-            paragraphs.append(Paragraph(current, start))
+            paragraphs.append(Paragraph(current, start, len(chapters) - 1))
         current = ""
 
     for number, raw in enumerate(text.split("\n"), start=1):
@@ -90,15 +123,20 @@ def to_paragraphs(text: str, markdown: bool = False) -> list[Paragraph]:
             in_fence = not in_fence
             flush()
             continue
-        if in_fence:  # code is not read aloud
+        if in_fence and opts.code_blocks == "skip":  # code is not read aloud unless asked
             continue
-        line = clean_line(raw)
-        boundary = False
-        if markdown:
+        line = replace_urls(clean_line(raw), opts.urls)
+        boundary = 0
+        if markdown and not in_fence:
             line, boundary = strip_markdown(line)
             line = line.strip()
         if boundary:
             flush()
+        if 0 < boundary <= opts.chapter_heading_level and line:
+            if paragraphs or len(chapters) > 1:  # text before the first heading keeps chapter 0
+                chapters.append(line)
+            else:
+                chapters[0] = line
         if not line:
             flush()
             continue
@@ -108,4 +146,4 @@ def to_paragraphs(text: str, markdown: bool = False) -> list[Paragraph]:
         if boundary:
             flush()
     flush()
-    return paragraphs
+    return paragraphs, chapters

@@ -10,8 +10,9 @@ from tasks.backends.base import VoiceInfo, digest_of
 from tasks.chunking import chunk_paragraph, detect_lang
 from tasks.config import Settings
 from tasks.errors import InputError
-from tasks.ingest import Document, read_documents
+from tasks.ingest import Corpus, Document, read_documents
 from tasks.manifest import int32
+from tasks.normalize import TextOptions
 
 # Typical speaking rates, for the dry run's duration estimate only.
 CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}
@@ -26,6 +27,8 @@ class PlannedChunk:
     source: str = ""
     chunk_index: int = int32(0)  # position within its document
     line: int = int32(0)  # 1-based source line of the paragraph the chunk starts in
+    chapter_index: int = int32(0)  # EPUB spine chapter or markdown chapter heading; 0 for plain text
+    chapter_title: str = ""
     chunk_id: str = ""
     text: str = ""
     lang: str = ""
@@ -42,6 +45,8 @@ class Plan:
     shard_size: int
     settings: dict[str, Any] = field(default_factory=dict)  # the run's settings (a worker starts from them)
     checksum: str = ""  # over the work: chunks, voices, shard size, rate (not over the settings)
+    inputs: tuple[dict[str, Any], ...] = ()  # per document: source, encoding, chapters, warnings
+    rejected: tuple[dict[str, str], ...] = ()  # inputs set aside: source and reason
 
     @property
     def voice(self) -> VoiceInfo:
@@ -84,7 +89,7 @@ def chunk_id(text: str, voice: VoiceInfo, params: dict[str, Any]) -> str:
     return digest_of("chunk/v1", text, voice.identity, params)[:32]
 
 
-def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Plan:
+def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo, corpus: Corpus | None = None) -> Plan:
     t = settings.text
     params = audio_params(settings, voice)
     params_json = json.dumps(params, sort_keys=True)
@@ -110,6 +115,8 @@ def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Pla
                         source=doc.source,
                         chunk_index=index,
                         line=paragraph.line,
+                        chapter_index=paragraph.chapter,
+                        chapter_title=doc.chapters[paragraph.chapter],
                         chunk_id=cid,
                         text=c.text,
                         lang=lang,
@@ -123,8 +130,17 @@ def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo) -> Pla
     run_id = settings.run.run_id or "run-" + digest_of([c.chunk_id for c in chunks], size)[:12]
     rate = output_rate(settings, voice)
     voices = {key: voice}
+    rejected = tuple({"source": r.source, "reason": r.reason} for r in corpus.rejected) if corpus else ()
     return Plan(
-        run_id, voices, rate, tuple(chunks), size, settings.model_dump(), plan_checksum(chunks, voices, size, rate)
+        run_id,
+        voices,
+        rate,
+        tuple(chunks),
+        size,
+        settings.model_dump(),
+        plan_checksum(chunks, voices, size, rate),
+        tuple(d.describe() for d in docs),
+        rejected,
     )
 
 
@@ -150,6 +166,8 @@ def prepare(inputs: list[str], settings: Settings) -> Prepared:
     """Inputs to a plan; every bad input, setting or voice file fails here, before any synthesis."""
     from tasks.backends import resolve_voice
 
-    docs = read_documents(inputs, settings.text.encoding)
+    t = settings.text
+    options = TextOptions(t.code_blocks, t.urls, t.chapter_heading_level)
+    corpus = read_documents(inputs, t.encoding, options, t.strict)
     voice = resolve_voice(settings.synthesis)
-    return Prepared(settings, make_plan(docs, settings, voice), len(docs))
+    return Prepared(settings, make_plan(corpus.documents, settings, voice, corpus), len(corpus.documents))

@@ -25,7 +25,7 @@ from tasks.storage import ObjectMissing, ObjectStore
 
 PLAN_SCHEMA = arrow_schema(PlannedChunk)
 _META = b"voxbatch.plan"
-FORMAT = 1
+FORMAT = 2  # 2: chapter_index and chapter_title columns; inputs and rejected in the header
 
 
 def _header(plan: Plan) -> dict[str, Any]:
@@ -39,6 +39,8 @@ def _header(plan: Plan) -> dict[str, Any]:
         "voices": {k: dataclasses.asdict(v) for k, v in plan.voices.items()},
         "settings": plan.settings,
         "checksum": plan.checksum,
+        "inputs": list(plan.inputs),
+        "rejected": list(plan.rejected),
     }
 
 
@@ -66,7 +68,15 @@ def parse_plan(data: bytes, where: str) -> Plan:
             hint="plan the run again (the same `voxbatch run` command rewrites it)",
         )
     return Plan(
-        header["run_id"], voices, header["sample_rate"], chunks, header["shard_size"], header["settings"], checksum
+        header["run_id"],
+        voices,
+        header["sample_rate"],
+        chunks,
+        header["shard_size"],
+        header["settings"],
+        checksum,
+        tuple(header.get("inputs", ())),
+        tuple(header.get("rejected", ())),
     )
 
 

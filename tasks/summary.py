@@ -38,6 +38,7 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)  # shards not committed (a dispatched shard that failed)
     flow_run_id: str = ""  # the Prefect flow run that wrote this summary (find it in the UI)
+    rejected: list[str] = field(default_factory=list)  # input files set aside, each with its reason
 
     @property
     def realtime_factor(self) -> float:
@@ -85,6 +86,9 @@ class RunSummary:
             lines.append(f"  run manifest {self.run_manifest}")
         if self.pending:
             lines.append(f"  INCOMPLETE: {len(self.pending)} shard(s) not committed: {shard_list(self.pending)}")
+        if self.rejected:
+            lines.append(f"  INPUTS SET ASIDE: {len(self.rejected)} file(s) were not read:")
+            lines.extend(f"    {r}" for r in self.rejected)
         if self.failed:
             lines.append("  failed chunks (first ones; every failed row has its error in the manifest):")
             lines.extend(f"    {e}" for e in self.errors)

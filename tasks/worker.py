@@ -104,6 +104,8 @@ def _base_row(plan: Plan, c: PlannedChunk, fmt: str) -> ManifestRow:
         source=c.source,
         chunk_index=c.chunk_index,
         line=c.line,
+        chapter_index=c.chapter_index,
+        chapter_title=c.chapter_title,
         chunk_id=c.chunk_id,
         text=c.text,
         lang=c.lang,

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from tasks.decoding import decode
 from tasks.errors import InputError
-from tasks.ingest import decode, expand_inputs, read_document, read_documents
+from tasks.ingest import read_document, read_documents
+from tasks.inputs import expand_inputs
 from tasks.normalize import to_paragraphs
 
 ZH = "他说：“你好。”然后走了！\n第二段的文字。"
@@ -18,7 +20,8 @@ def test_utf8_bom_and_utf16_decode(text_file) -> None:  # type: ignore[no-untype
         ("héllo".encode("utf-16"), "utf-16"),
         ("héllo".encode(), "utf-8"),
     ]:
-        assert decode(raw, "x") == ("héllo", enc)
+        decoded = decode(raw, "x")
+        assert (decoded.text, decoded.encoding) == ("héllo", enc)
 
 
 def test_gbk_chinese_is_detected(text_file) -> None:  # type: ignore[no-untyped-def]
@@ -27,12 +30,14 @@ def test_gbk_chinese_is_detected(text_file) -> None:  # type: ignore[no-untyped-
     assert doc.paragraphs[0].text.startswith("他说:“你好。”然后走了!")
 
 
-def test_latin1_is_rejected_with_line_and_hint(text_file) -> None:  # type: ignore[no-untyped-def]
-    path = text_file("first line\nsecond caf\xe9\n".encode("latin-1"))
-    with pytest.raises(InputError, match=r"input\.txt: line 2: not UTF-8") as err:
-        read_document(path)
-    assert "--encoding" in (err.value.hint or "")
-    assert read_document(path, encoding="latin-1").paragraphs[0].text == "first line second café"
+def test_western_code_page_is_detected_and_encoding_overrides(text_file) -> None:  # type: ignore[no-untyped-def]
+    path = text_file("first line\nsecond caf\xe9, na\xefve r\xe9sum\xe9\n".encode("latin-1"))
+    doc = read_document(path)
+    assert doc.encoding == "cp1252"
+    assert doc.paragraphs[0].text == "first line second café, naïve résumé"
+    assert read_document(path, encoding="latin-1").encoding == "iso8859-1"
+    with pytest.raises(InputError, match=r"input\.txt: line 2: not valid utf-8"):
+        read_document(path, encoding="utf-8")
 
 
 @pytest.mark.parametrize(
@@ -60,33 +65,33 @@ def test_missing_file_and_directory_without_text(tmp_path: Path) -> None:
         read_document(tmp_path / "nope.txt")
     with pytest.raises(InputError, match="no file matches"):
         expand_inputs([str(tmp_path / "*.txt")])
-    with pytest.raises(InputError, match=r"holds no \.txt or \.md"):
+    with pytest.raises(InputError, match=r"holds no \.txt, \.md or \.epub file"):
         expand_inputs([str(tmp_path)])
 
 
 def test_paths_with_spaces_and_chinese_names(text_file) -> None:  # type: ignore[no-untyped-def]
     a = text_file("Hello there.", name="my books/第一章 intro.txt")
     b = text_file("Second file.", name="my books/two.md")
-    docs = read_documents([str(a.parent)])
+    docs = read_documents([str(a.parent)]).documents
     assert [d.source for d in docs] == sorted([str(a), str(b)])
     assert docs[1].doc_id.startswith("第一章-intro-")
 
 
 def test_same_file_given_twice_is_read_once(text_file) -> None:  # type: ignore[no-untyped-def]
     a = text_file("Hello there.")
-    assert len(read_documents([str(a), str(a.parent / "." / a.name)])) == 1
+    assert len(read_documents([str(a), str(a.parent / "." / a.name)]).documents) == 1
 
 
 def test_normalization_removes_escapes_controls_and_keeps_paragraphs() -> None:
     text = "\x1b[1;32mGreen\x1b[0m   text\u200b here\x07.\r\nnext\tline\n\n\n\uff21\uff22 full\u3000width"
-    paras = to_paragraphs(text)
+    paras, _ = to_paragraphs(text)
     assert [p.text for p in paras] == ["Green text here . next line", "AB full width"]
     assert [p.line for p in paras] == [1, 5]
 
 
 def test_markdown_markup_is_not_read() -> None:
     md = "# Title\nSome **bold** and _it_ text with [a link](http://x.y).\n```\ncode()\n```\n- item one\n---\nEnd"
-    assert [p.text for p in to_paragraphs(md, markdown=True)] == [
+    assert [p.text for p in to_paragraphs(md, markdown=True)[0]] == [
         "Title",
         "Some bold and it text with a link.",
         "item one",
@@ -95,4 +100,4 @@ def test_markdown_markup_is_not_read() -> None:
 
 
 def test_wrapped_chinese_lines_join_without_spaces() -> None:
-    assert to_paragraphs("第一行\n第二行。")[0].text == "第一行第二行。"
+    assert to_paragraphs("第一行\n第二行。")[0][0].text == "第一行第二行。"
