@@ -31,11 +31,21 @@ def _rate(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f'expected a whole number of Hz or "native", got {value!r}') from None
 
 
+def _voices(value: str) -> dict[str, str]:
+    pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+    if not pairs or any(not sep or not lang.strip() or not voice.strip() for lang, sep, voice in pairs):
+        raise argparse.ArgumentTypeError(f"expected LANG=VOICE[,LANG=VOICE], e.g. en=joe,zh=my-zh.onnx; got {value!r}")
+    return {lang.strip(): voice.strip() for lang, _, voice in pairs}
+
+
 def _settings_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("settings (override --config)")
     g.add_argument("--config", metavar="FILE", help="settings file (.toml, .yaml or .json); see `voxbatch config`")
     g.add_argument("--backend", choices=backend_names(), help="synthesizer backend")
     g.add_argument("--voice", help="bundled voice name (joe) or path to a Piper .onnx file")
+    g.add_argument(
+        "--voices", type=_voices, metavar="LANG=VOICE,...", help="a voice per language, e.g. en=joe,zh=my-zh.onnx"
+    )
     g.add_argument("--lang", choices=["auto", "en", "zh"], help="input language")
     g.add_argument("--encoding", help="input encoding (default: auto)")
     g.add_argument(
@@ -63,6 +73,7 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
 _FLAG_KEYS = {
     "backend": ("synthesis", "backend"),
     "voice": ("synthesis", "voice"),
+    "voices": ("synthesis", "voices"),
     "batch_size": ("synthesis", "batch_size"),
     "device": ("synthesis", "device"),
     "dtype": ("synthesis", "dtype"),
@@ -97,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help=".txt/.md/.epub files, folders, globs or s3://bucket/prefix/ (such files under it)",
+        help=".txt/.md/.epub books and .jsonl/.csv/.tsv/.parquet prompt tables: files, folders, globs or "
+        "s3://bucket/prefix/ (such files under it)",
     )
     run.add_argument("--out", required=True, help="output folder, file:// or s3://bucket/prefix URI")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")

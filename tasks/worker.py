@@ -8,22 +8,22 @@ same settings) is never stored twice; storage writes overlap synthesis on a thre
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
-import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from tasks import audio, budget_store, faults, qa
-from tasks.backends.base import Synthesizer
+from tasks import budget_store, faults
+from tasks.backends.base import Synthesizer, SynthOptions
+from tasks.chunk_rows import base_row, post_process, reused_row, store_chunk, with_place
 from tasks.chunking import chunk_paragraph, detect_lang, is_speakable
 from tasks.config import Settings
 from tasks.engine import BudgetState, Engine, EngineConfig, EngineStats, ItemResult
-from tasks.layout import audio_key, content_type
+from tasks.layout import audio_key
 from tasks.manifest import ManifestRow
 from tasks.oom import DeviceFatal
 from tasks.plan import Plan, PlannedChunk
@@ -95,96 +95,6 @@ class ShardResult:
     fatal: DeviceFatal | None = None
 
 
-def _base_row(plan: Plan, c: PlannedChunk, fmt: str) -> ManifestRow:
-    voice = plan.voices[c.voice]
-    return ManifestRow(
-        run_id=plan.run_id,
-        shard=c.shard,
-        doc_id=c.doc_id,
-        source=c.source,
-        chunk_index=c.chunk_index,
-        line=c.line,
-        chapter_index=c.chapter_index,
-        chapter_title=c.chapter_title,
-        chunk_id=c.chunk_id,
-        text=c.text,
-        lang=c.lang,
-        voice=c.voice,
-        model=f"{voice.backend}:{voice.name}",
-        model_sha256=voice.model_sha256,
-        params_json=c.params_json,
-        format=fmt,
-        sample_rate=plan.sample_rate,
-    )
-
-
-def _levels(row: ManifestRow, samples: np.ndarray, rate: int) -> None:
-    """Levels of the audio as stored (the same source for new and reused rows)."""
-    m = qa.measure(samples, row.duration_s or 0.0, row.text)
-    row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
-    row.chars_per_second = m.chars_per_second if np.isfinite(m.chars_per_second) else None
-    row.loudness_lufs = qa.loudness_lufs(samples, rate)
-
-
-def _with_audio(row: ManifestRow, store: ObjectStore, key: str, data: bytes) -> ManifestRow:
-    rate, frames = audio.probe(data)
-    row.audio_uri, row.audio_key, row.sample_rate, row.num_samples = store.uri(key), key, rate, frames
-    row.duration_s, row.audio_bytes = frames / rate, len(data)
-    row.audio_checksum = "sha256:" + hashlib.sha256(data).hexdigest()
-    return row
-
-
-def _reused_row(row: ManifestRow, store: ObjectStore, key: str, data: bytes | None = None) -> ManifestRow:
-    """A row for audio that is stored already (a killed run's object, or another run's)."""
-    data = store.get(key) if data is None else data
-    _with_audio(row, store, key, data)
-    row.reused = True
-    samples, rate = audio.decode(data)
-    _levels(row, samples, rate)
-    return row
-
-
-def _store_chunk(store: ObjectStore, row: ManifestRow, key: str, data: bytes, final: np.ndarray) -> ManifestRow:
-    """Write one chunk's audio once (runs on an upload thread); an existing object is kept, never overwritten."""
-    written = store.put(key, data, content_type=content_type(key))
-    # Not written: another worker or a killed run stored it first (S3 answered 412). Compare it with ours.
-    stored = data if written else store.get(key)
-    if stored != data:  # a sampling backend made other audio for the same chunk: the row describes what is stored
-        return _reused_row(row, store, key, stored)
-    _with_audio(row, store, key, data)
-    _levels(row, final, row.sample_rate)
-    row.reused = not written
-    return row
-
-
-def _finish(row: ManifestRow, raw: np.ndarray, plan: Plan, settings: Settings) -> tuple[np.ndarray, bytes] | None:
-    """Post-process one chunk's raw audio and check it; returns (final samples, encoded bytes), or None if failed."""
-    a = settings.audio
-    rate_in = plan.voices[row.voice].sample_rate
-    out = audio.trim_silence(raw, rate_in, a.pad_seconds) if a.trim_silence else raw
-    out = audio.resample(out, rate_in, plan.sample_rate, a.resampler)
-    m = qa.measure(raw, out.size / plan.sample_rate, row.text)  # judged on the raw output, before any gain
-    found = qa.problems(m, row.text, row.lang, settings.qa)
-    if found:
-        row.status, row.error, row.duration_s = "failed", "qa: " + "; ".join(found), m.duration_s
-        row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
-        return None
-    final = audio.set_peak(out, a.peak_dbfs)
-    return final, audio.encode(final, plan.sample_rate, a.format)
-
-
-def _post_process(
-    row: ManifestRow, raw: np.ndarray | None, plan: Plan, settings: Settings
-) -> tuple[np.ndarray, bytes] | None:
-    if raw is None:
-        return None
-    try:
-        return _finish(row, raw, plan, settings)
-    except Exception as exc:  # post-processing of one chunk failed: record it, go on
-        row.status, row.error = "failed", f"post-processing: {type(exc).__name__}: {exc}"[:2000]
-        return None
-
-
 def split_for_retry(text: str) -> list[str]:
     """How the engine splits a chunk that runs out of memory alone: in halves, at clause boundaries first."""
     if len(text) < 8:
@@ -192,7 +102,9 @@ def split_for_retry(text: str) -> list[str]:
     return [c.text for c in chunk_paragraph(text, detect_lang(text), max(4, (len(text) + 1) // 2))]
 
 
-def _engine_for(synth: Synthesizer, settings: Settings) -> tuple[Engine, Path, dict[str, Any]]:
+def _engine_for(
+    synth: Synthesizer, settings: Settings, options: SynthOptions | None = None
+) -> tuple[Engine, Path, dict[str, Any]]:
     e = settings.engine
     state_dir = Path(e.state_dir).expanduser() if e.state_dir else budget_store.default_dir()
     key = synth.memory_key()
@@ -204,7 +116,7 @@ def _engine_for(synth: Synthesizer, settings: Settings) -> tuple[Engine, Path, d
         item_oom_tries=e.item_oom_tries,
     )
     engine = Engine(
-        synth.synthesize,
+        synth.synthesize if options is None else functools.partial(synth.synthesize, options=options),
         synth.cost,
         state,
         config,
@@ -220,12 +132,44 @@ def _engine_for(synth: Synthesizer, settings: Settings) -> tuple[Engine, Path, d
     return engine, state_dir, key
 
 
+def _groups(
+    chunks: list[PlannedChunk], todo: list[int], settings: Settings
+) -> list[tuple[str, SynthOptions | None, list[int]]]:
+    """The chunks to synthesize grouped by voice and per-row options (pace, speaker), voice by voice: one
+    engine runs each group, so a batch never mixes voices or options."""
+    groups: dict[tuple[str, float, str], list[int]] = {}
+    for i in todo:
+        params = json.loads(chunks[i].params_json)
+        key = (chunks[i].voice, float(params.get("length_scale", settings.synthesis.length_scale)), chunks[i].speaker)
+        groups.setdefault(key, []).append(i)
+    out = []
+    for (voice, scale, speaker), indices in sorted(groups.items(), key=lambda g: g[0][0]):  # stable: plan order
+        plain = scale == settings.synthesis.length_scale and not speaker
+        out.append((voice, None if plain else SynthOptions(scale, speaker), indices))
+    return out
+
+
+def _merged(total: EngineStats | None, more: EngineStats) -> EngineStats:
+    if total is None:
+        return more
+    offset = total.batches
+    return EngineStats(
+        batches=total.batches + more.batches,
+        ooms=total.ooms + more.ooms,
+        splits=total.splits + more.splits,
+        padded_cost=total.padded_cost + more.padded_cost,
+        real_cost=total.real_cost + more.real_cost,
+        compute_seconds=total.compute_seconds + more.compute_seconds,
+        trajectory=total.trajectory + [(offset + n, budget) for n, budget in more.trajectory],
+    )
+
+
 def process_shard(
     plan: Plan,
     shard: int,
     settings: Settings,
     store: ObjectStore,
-    load_synthesizer: Callable[[], Synthesizer],
+    load_synthesizer: Callable[[str], Synthesizer],
     previous_rows: list[ManifestRow] | None = None,
     on_progress: ProgressFn | None = None,
     checkpoint: CheckpointFn | None = None,
@@ -244,54 +188,66 @@ def process_shard(
         rows[i] = row
         progress(1, (row.duration_s or 0.0) if row.status == "ok" else 0.0)
 
-    speakable = [is_speakable(c.text) for c in chunks]
-    unknown = [i for i, c in enumerate(chunks) if c.chunk_id not in done_before and speakable[i]]
+    speakable = [is_speakable(c.spoken_text or c.text) for c in chunks]
+    unknown = [i for i, c in enumerate(chunks) if c.chunk_id not in done_before and speakable[i] and not c.error]
     found = store.existing([keys[i] for i in unknown])  # a local stat each; remote stores confirm none
     todo: list[int] = []
     for i, c in enumerate(chunks):
         prior = done_before.get(c.chunk_id)
-        if prior is not None:
-            finished(i, dataclasses.replace(prior, run_id=plan.run_id, shard=c.shard))
+        if c.error:  # refused at plan time (text.bad_rows = "failed")
+            finished(i, dataclasses.replace(base_row(plan, c, fmt), status="failed", error=c.error))
+        elif prior is not None:
+            finished(i, with_place(prior, base_row(plan, c, fmt)))
         elif not speakable[i]:
-            finished(i, dataclasses.replace(_base_row(plan, c, fmt), status="skipped", error="no speakable text"))
+            finished(i, dataclasses.replace(base_row(plan, c, fmt), status="skipped", error="no speakable text"))
         elif keys[i] in found:
-            finished(i, _reused_row(_base_row(plan, c, fmt), store, keys[i]))
+            finished(i, reused_row(base_row(plan, c, fmt), store, keys[i]))
         else:
             todo.append(i)
 
     stats = ShardStats(shard, synthesized=len(todo))
     fatal: DeviceFatal | None = None
     if todo:
-        synth = load_synthesizer()  # loaded only when there is work: a finished shard costs no model load
-        engine, state_dir, memory_key = _engine_for(synth, settings)
         uploads: Uploader[ManifestRow] = Uploader()
         last_checkpoint = time.perf_counter()
         checkpoint_seconds = 0.0
         try:
-            for result in engine.run([(i, chunks[i].text) for i in todo]):
-                i = result.index
-                row = _row_for(result, chunks[i], plan, synth, fmt)
-                made = _post_process(row, result.audio, plan, settings)
-                if made is None:
-                    finished(i, row)
-                    continue
-                final, data = made
-                done = uploads.submit(i, lambda r=row, k=keys[i], d=data, f=final: _store_chunk(store, r, k, d, f))
-                for j, stored in done:
-                    finished(j, stored)
-                if checkpoint is not None and time.perf_counter() - last_checkpoint > settings.run.checkpoint_seconds:
-                    t0 = time.perf_counter()
-                    checkpoint([rows[j] for j in sorted(rows) if rows[j].done])
-                    last_checkpoint = time.perf_counter()
-                    stats.checkpoints += 1
-                    checkpoint_seconds += last_checkpoint - t0  # on this thread: synthesis waits for it too
+            for voice_key, options, group in _groups(chunks, todo, settings):
+                # Loaded only when there is work (a finished shard costs no model load); a worker keeps the
+                # most recently used voices loaded (synthesis.max_loaded_voices).
+                synth = load_synthesizer(voice_key)
+                engine, state_dir, memory_key = _engine_for(synth, settings, options)
+                try:
+                    for result in engine.run([(i, chunks[i].spoken_text or chunks[i].text) for i in group]):
+                        i = result.index
+                        row = _row_for(result, chunks[i], plan, synth, fmt)
+                        made = post_process(row, result.audio, plan, settings)
+                        if made is None:
+                            finished(i, row)
+                            continue
+                        final, data = made
+                        done = uploads.submit(
+                            i, lambda r=row, k=keys[i], d=data, f=final: store_chunk(store, r, k, d, f)
+                        )
+                        for j, stored in done:
+                            finished(j, stored)
+                        if (
+                            checkpoint is not None
+                            and time.perf_counter() - last_checkpoint > settings.run.checkpoint_seconds
+                        ):
+                            t0 = time.perf_counter()
+                            checkpoint([rows[j] for j in sorted(rows) if rows[j].done])
+                            last_checkpoint = time.perf_counter()
+                            stats.checkpoints += 1
+                            checkpoint_seconds += last_checkpoint - t0  # on this thread: synthesis waits too
+                finally:
+                    budget_store.save(state_dir, memory_key, engine.state)
+                    stats.engine = _merged(stats.engine, engine.stats)
         except DeviceFatal as exc:
             fatal = exc  # returned as a value: the caller commits what is finished, then stops the worker
         finally:
             for j, stored in uploads.finish():
                 finished(j, stored)
-            budget_store.save(state_dir, memory_key, engine.state)
-            stats.engine = engine.stats
             stats.storage_wait_seconds = uploads.wait_seconds + checkpoint_seconds
         if uploads.errors:
             raise uploads.errors[0]  # the output location is broken: the checkpoint keeps what was stored
@@ -304,7 +260,7 @@ def process_shard(
 
 
 def _row_for(result: ItemResult, c: PlannedChunk, plan: Plan, synth: Synthesizer, fmt: str) -> ManifestRow:
-    row = _base_row(plan, c, fmt)
+    row = base_row(plan, c, fmt)
     row.batch_size, row.attempts, row.oom_retries = result.batch_size, result.attempts, result.oom_retries
     row.device, row.synth_seconds = synth.device, result.seconds
     if result.audio is None:

@@ -65,7 +65,7 @@ def test_missing_file_and_directory_without_text(tmp_path: Path) -> None:
         read_document(tmp_path / "nope.txt")
     with pytest.raises(InputError, match="no file matches"):
         expand_inputs([str(tmp_path / "*.txt")])
-    with pytest.raises(InputError, match=r"holds no \.txt, \.md or \.epub file"):
+    with pytest.raises(InputError, match=r"holds no \.txt, \.md, \.epub"):
         expand_inputs([str(tmp_path)])
 
 

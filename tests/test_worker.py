@@ -36,11 +36,11 @@ class FlakySynth:
     def info(self):  # type: ignore[no-untyped-def]
         return self.inner.info
 
-    def synthesize(self, texts: Sequence[str]) -> list[np.ndarray]:
+    def synthesize(self, texts: Sequence[str], options: object = None) -> list[np.ndarray]:
         self.calls.append(list(texts))
         if any(self.fail_on in t for t in texts):
             raise RuntimeError("synthesizer exploded")
-        return self.inner.synthesize(texts)
+        return self.inner.synthesize(texts, options)  # type: ignore[arg-type]
 
     def cost(self, text: str) -> int:
         return self.inner.cost(text)
@@ -68,7 +68,7 @@ def test_one_bad_chunk_fails_alone_and_the_rest_is_stored(tmp_path: Path, text_f
         update={"synthesis": tone_settings.synthesis.model_copy(update={"batch_size": 8})}
     )
     plan, store, synth = _setup(tmp_path, text_file, settings)
-    result = process_shard(plan, 0, settings, store, lambda: synth)
+    result = process_shard(plan, 0, settings, store, lambda key: synth)
     rows, stats = result.rows, result.stats
     assert [r.status for r in rows] == ["ok", "skipped", "failed"]
     assert rows[2].error == "RuntimeError: synthesizer exploded"
@@ -88,7 +88,7 @@ def test_qa_failed_audio_is_not_counted_as_delivered(tmp_path: Path, text_file, 
     )
     plan, store, synth = _setup(tmp_path, text_file, strict)
     synth.fail_on = "no such marker"
-    result = process_shard(plan, 0, strict, store, lambda: synth)
+    result = process_shard(plan, 0, strict, store, lambda key: synth)
     assert [r.status for r in result.rows] == ["failed", "skipped", "failed"]
     assert all(r.duration_s for r in result.rows if r.status == "failed")  # measured, recorded ...
     assert result.stats.audio_seconds == 0.0  # ... but not delivered
@@ -97,8 +97,8 @@ def test_qa_failed_audio_is_not_counted_as_delivered(tmp_path: Path, text_file, 
 def test_levels_describe_the_stored_audio_for_new_and_reused_rows(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
     plan, store, synth = _setup(tmp_path, text_file, tone_settings)
     synth.fail_on = "no such marker"
-    new = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
-    reused = process_shard(plan, 0, tone_settings, store, lambda: synth).rows  # objects exist: measured from them
+    new = process_shard(plan, 0, tone_settings, store, lambda key: synth).rows
+    reused = process_shard(plan, 0, tone_settings, store, lambda key: synth).rows  # objects exist: measured from them
     assert [r.reused for r in reused] == [True, False, True]
     for a, b in ((new[0], reused[0]), (new[2], reused[2])):
         assert a.peak_dbfs == pytest.approx(tone_settings.audio.peak_dbfs, abs=0.1)  # after gain, as stored
@@ -109,12 +109,12 @@ def test_levels_describe_the_stored_audio_for_new_and_reused_rows(tmp_path: Path
 
 def test_rerun_synthesizes_only_what_failed_and_reuses_objects(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
     plan, store, synth = _setup(tmp_path, text_file, tone_settings)
-    rows = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
+    rows = process_shard(plan, 0, tone_settings, store, lambda key: synth).rows
     write_manifest(store, plan.run_id, 0, rows)
     previous = read_manifest(store, plan.run_id, 0)
     synth.fail_on = "no such marker"
     synth.calls.clear()
-    result = process_shard(plan, 0, tone_settings, store, lambda: synth, previous_rows=previous)
+    result = process_shard(plan, 0, tone_settings, store, lambda key: synth, previous_rows=previous)
     assert synth.calls == [[rows[2].text]]
     assert [r.status for r in result.rows] == ["ok", "skipped", "ok"]
     assert result.rows[0].audio_checksum == rows[0].audio_checksum
@@ -124,9 +124,9 @@ def test_rerun_synthesizes_only_what_failed_and_reuses_objects(tmp_path: Path, t
 def test_objects_left_by_a_killed_run_are_reused_without_a_manifest(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
     plan, store, synth = _setup(tmp_path, text_file, tone_settings)
     synth.fail_on = "no such marker"
-    process_shard(plan, 0, tone_settings, store, lambda: synth)  # no manifest written: as if killed here
+    process_shard(plan, 0, tone_settings, store, lambda key: synth)  # no manifest written: as if killed here
     synth.calls.clear()
-    result = process_shard(plan, 0, tone_settings, store, lambda: synth)
+    result = process_shard(plan, 0, tone_settings, store, lambda key: synth)
     assert synth.calls == []
     assert [r.reused for r in result.rows] == [True, False, True]
     assert result.stats.reused == 2
@@ -135,9 +135,9 @@ def test_objects_left_by_a_killed_run_are_reused_without_a_manifest(tmp_path: Pa
 def test_nothing_to_do_loads_no_model(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
     plan, store, synth = _setup(tmp_path, text_file, tone_settings)
     synth.fail_on = "no such marker"
-    rows = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
+    rows = process_shard(plan, 0, tone_settings, store, lambda key: synth).rows
 
-    def must_not_load():  # type: ignore[no-untyped-def]
+    def must_not_load(key):  # type: ignore[no-untyped-def]
         raise AssertionError("model loaded although every chunk was done")
 
     again = process_shard(plan, 0, tone_settings, store, must_not_load, previous_rows=rows).rows
@@ -146,7 +146,7 @@ def test_nothing_to_do_loads_no_model(tmp_path: Path, text_file, tone_settings) 
 
 def test_manifest_rows_fit_the_schema(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
     plan, store, synth = _setup(tmp_path, text_file, tone_settings)
-    rows = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
+    rows = process_shard(plan, 0, tone_settings, store, lambda key: synth).rows
     assert set(rows[0].to_dict()) == set(MANIFEST_SCHEMA.names)
     write_manifest(store, plan.run_id, 0, rows)
     back = read_manifest(store, plan.run_id, 0)
@@ -172,14 +172,14 @@ def test_fatal_device_error_returns_finished_rows_and_the_lifecycle_keeps_them( 
         return real(texts)
 
     monkeypatch.setattr(synth, "synthesize", poisoned)
-    result = process_shard(prep.plan, 0, tone_settings, store, lambda: synth)
+    result = process_shard(prep.plan, 0, tone_settings, store, lambda key: synth)
     assert result.fatal is not None and "illegal memory access" in str(result.fatal)
     assert len(result.rows) == 3 and all(r.status == "ok" for r in result.rows)
 
     # Through the lifecycle: the finished rows go to the checkpoint, no manifest is committed.
     synth.calls.clear()
     healthy_calls[0] = 1
-    outcome = run_shard(store, prep.plan, 0, tone_settings, load_synthesizer=lambda: synth)
+    outcome = run_shard(store, prep.plan, 0, tone_settings, load_synthesizer=lambda key: synth)
     assert outcome.fatal is not None
     assert read_manifest(store, prep.plan.run_id, 0) is None
     kept = read_checkpoint(store, prep.plan.run_id, 0)
@@ -188,7 +188,7 @@ def test_fatal_device_error_returns_finished_rows_and_the_lifecycle_keeps_them( 
     # The restarted worker does only the rest, and commits.
     monkeypatch.setattr(synth, "synthesize", real)
     synth.calls.clear()
-    outcome = run_shard(store, prep.plan, 0, tone_settings, load_synthesizer=lambda: synth)
+    outcome = run_shard(store, prep.plan, 0, tone_settings, load_synthesizer=lambda key: synth)
     assert outcome.fatal is None and sum(len(c) for c in synth.calls) == 2
     committed = read_manifest(store, prep.plan.run_id, 0)
     assert committed is not None and [r.status for r in committed] == ["ok"] * 6
@@ -201,7 +201,7 @@ def test_on_s3_unrecorded_objects_are_kept_by_the_write_once_put(text_file, tone
     plan = prepare([str(path)], tone_settings).plan
     store = open_store(f"s3://{s3_bucket}/out")
     synth = FlakySynth(ToneBackend().load(plan.voice, tone_settings.synthesis), fail_on="no such marker")
-    first = process_shard(plan, 0, tone_settings, store, lambda: synth).rows  # as if killed before any record
+    first = process_shard(plan, 0, tone_settings, store, lambda key: synth).rows  # as if killed before any record
     client = boto3.client("s3")
     before = {
         r.audio_key: client.head_object(Bucket=s3_bucket, Key=f"out/{r.audio_key}")["LastModified"]
@@ -209,7 +209,7 @@ def test_on_s3_unrecorded_objects_are_kept_by_the_write_once_put(text_file, tone
         if r.audio_key
     }
     synth.calls.clear()
-    again = process_shard(plan, 0, tone_settings, store, lambda: synth).rows
+    again = process_shard(plan, 0, tone_settings, store, lambda key: synth).rows
     assert synth.calls  # S3 confirms nothing per chunk: without a record the chunks are made again ...
     assert [r.reused for r in again] == [True, False, True]  # ... and the put finds them (412): kept, not rewritten
     assert [r.audio_checksum for r in again] == [r.audio_checksum for r in first]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,9 +56,21 @@ def get_backend(name: str) -> Backend:
     return backend
 
 
-# Resolved and loaded voices of this process: a worker hashes and loads a voice once for all its shards.
+# Resolved and loaded voices of this process: a worker hashes a voice once, and keeps the most recently used
+# `max_loaded_voices` loaded for all its shards.
 _RESOLVED: dict[str, VoiceInfo] = {}
-_LOADED: dict[tuple[str, str], Synthesizer] = {}
+_LOADED: OrderedDict[tuple[str, str], Synthesizer] = OrderedDict()
+
+
+def voice_settings(base: SynthesisSettings, spec: str) -> SynthesisSettings:
+    """Synthesis settings for another voice: `spec` is a voice as `synthesis.voice` takes it, optionally
+    prefixed by its backend ("vits:/models/mms-tts-eng"); its checksum comes from its own records."""
+    backend, _, rest = spec.partition(":")
+    if rest and backend in _REGISTRY:
+        return base.model_copy(update={"backend": backend, "voice": rest, "sha256": ""})
+    if spec == base.voice:
+        return base
+    return base.model_copy(update={"voice": spec, "sha256": ""})
 
 
 def resolve_voice(settings: SynthesisSettings) -> VoiceInfo:
@@ -71,8 +84,14 @@ def resolve_voice(settings: SynthesisSettings) -> VoiceInfo:
 
 def load_cached(info: VoiceInfo, settings: SynthesisSettings) -> Synthesizer:
     key = (info.identity, settings.model_dump_json())
-    if key not in _LOADED:
-        _LOADED[key] = get_backend(info.backend).load(info, settings)
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    while len(_LOADED) >= settings.max_loaded_voices:
+        _, old = _LOADED.popitem(last=False)  # least recently used: its memory goes before the next one loads
+        with contextlib.suppress(Exception):
+            old.close()
+    _LOADED[key] = get_backend(info.backend).load(info, settings)
     return _LOADED[key]
 
 
@@ -95,4 +114,5 @@ __all__ = [
     "load_cached",
     "register_backend",
     "resolve_voice",
+    "voice_settings",
 ]

@@ -29,6 +29,19 @@ class VoiceInfo:
     languages: tuple[str, ...]
     identity: str  # digest of model + config bytes + backend version that determine the audio
     spec: str = ""  # the voice as the settings name it (bundled name, path or URI): a worker resolves it again
+    speakers: tuple[str, ...] = ()  # speaker names (or numbers) of a multi-speaker voice; () for one speaker
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """Per-utterance choices a table row can make: pace and speaker. None / "": the voice's settings."""
+
+    length_scale: float | None = None
+    speaker: str = ""
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SynthOptions:
+        return cls(params.get("length_scale"), params.get("speaker") or "")
 
 
 class Synthesizer(Protocol):
@@ -38,7 +51,7 @@ class Synthesizer(Protocol):
     supports_batching: bool
     device: str
 
-    def synthesize(self, texts: Sequence[str]) -> list[np.ndarray]: ...
+    def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]: ...
 
     def cost(self, text: str) -> int:
         """Size of the text in the model's input units (phonemes, tokens): the engine's batch budget unit."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tasks import model_cache
-from tasks.backends.base import VoiceInfo, cuda_device, digest_of, library_versions, verify_sha256
+from tasks.backends.base import SynthOptions, VoiceInfo, cuda_device, digest_of, library_versions, verify_sha256
 from tasks.config import SynthesisSettings
 from tasks.errors import ConfigError, ModelError
 
@@ -93,6 +94,23 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path}: not a valid Piper voice config: {exc!r}") from exc
 
 
+def _speakers(config: dict[str, Any]) -> tuple[str, ...]:
+    """Names (from speaker_id_map) and numbers of a multi-speaker voice's speakers; () for one speaker."""
+    count = int(config.get("num_speakers") or 1)
+    if count <= 1:
+        return ()
+    names = [str(n) for n in (config.get("speaker_id_map") or {})]
+    return (*names, *(str(i) for i in range(count)))
+
+
+def speaker_id(config: Any, speaker: str) -> int | None:
+    """A speaker name or number to the model's speaker id (validated at plan time against VoiceInfo.speakers)."""
+    if not speaker:
+        return None
+    id_map = getattr(config, "speaker_id_map", None) or {}
+    return int(id_map[speaker]) if speaker in id_map else int(speaker)
+
+
 class PiperBackend:
     name = "piper"
 
@@ -110,6 +128,7 @@ class PiperBackend:
         config = _read_config(config_path)
         lang = str(config.get("language", {}).get("family") or config.get("espeak", {}).get("voice", "en"))[:2]
         return VoiceInfo(
+            speakers=_speakers(config),
             backend="piper",
             name=settings.voice if settings.voice in BUNDLED_VOICES else model.stem,
             model_path=str(model),
@@ -227,21 +246,31 @@ class PiperSynthesizer:
     def cost(self, text: str) -> int:
         return sum(len(ids) for ids in self._ids(text))
 
-    def synthesize(self, texts: Sequence[str]) -> list[np.ndarray]:
-        out = self._synthesize_batched(texts) if self.batched else [self._synthesize_one(t) for t in texts]
+    def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
+        config = self.synth_config
+        if options and (options.length_scale or options.speaker):
+            config = dataclasses.replace(
+                config,
+                length_scale=options.length_scale or config.length_scale,
+                speaker_id=speaker_id(self.config, options.speaker),
+            )
+        if self.batched:
+            out = self._synthesize_batched(texts, config)
+        else:
+            out = [self._synthesize_one(t, config) for t in texts]
         self._ooms_since_success = 0
         return out
 
-    def _synthesize_one(self, text: str) -> np.ndarray:
+    def _synthesize_one(self, text: str, synth_config: Any) -> np.ndarray:
         # From the phoneme ids cost() already made: espeak runs once per chunk, not twice. Same steps as
         # PiperVoice.synthesize with normalize_audio off and volume 1: model output clipped to [-1, 1].
         parts = [
-            np.clip(self.voice.phoneme_ids_to_audio(ids, self.synth_config), -1.0, 1.0).astype(np.float32)
+            np.clip(self.voice.phoneme_ids_to_audio(ids, synth_config), -1.0, 1.0).astype(np.float32)
             for ids in self._ids(text)
         ]
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    def _synthesize_batched(self, texts: Sequence[str]) -> list[np.ndarray]:
+    def _synthesize_batched(self, texts: Sequence[str], sc: Any) -> list[np.ndarray]:
         """All sentences of all texts in one padded ONNX run; each cut to its own length, texts reassembled."""
         import onnxruntime as ort
 
@@ -254,7 +283,7 @@ class PiperSynthesizer:
         for row, (_, ids) in enumerate(sentences):
             batch[row, : len(ids)] = ids
         lengths = np.array([len(ids) for _, ids in sentences], dtype=np.int64)
-        c, sc = self.config, self.synth_config
+        c = self.config
         scales = np.array(
             [
                 c.noise_scale if sc.noise_scale is None else sc.noise_scale,
@@ -267,9 +296,10 @@ class PiperSynthesizer:
         if self._shrink_next_run:
             run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "gpu:0")
             self._shrink_next_run = False
-        audio, durations = self.voice.session.run(
-            None, {"input": batch, "input_lengths": lengths, "scales": scales}, run_options
-        )[:2]
+        feeds = {"input": batch, "input_lengths": lengths, "scales": scales}
+        if c.num_speakers > 1:  # multi-speaker models take a speaker id per item
+            feeds["sid"] = np.full(len(sentences), sc.speaker_id or 0, dtype=np.int64)
+        audio, durations = self.voice.session.run(None, feeds, run_options)[:2]
         samples = (durations.reshape(len(sentences), -1).sum(axis=1) * c.hop_length).astype(np.int64)
         flat = audio.reshape(len(sentences), -1)
         for row, (t, _) in enumerate(sentences):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.backends.base import VoiceInfo, digest_of
+from tasks.backends.base import SynthOptions, VoiceInfo, digest_of
 from tasks.config import SynthesisSettings
 
 SAMPLE_RATE = 16000
@@ -26,10 +26,11 @@ class ToneSynthesizer:
     supports_batching: bool = True
     device: str = "cpu"
 
-    def synthesize(self, texts: Sequence[str]) -> list[np.ndarray]:
+    def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
+        scale = options.length_scale if options and options.length_scale else self.length_scale
         out = []
         for text in texts:
-            seconds = max(0.2, len(text) / CHARS_PER_SECOND) * self.length_scale
+            seconds = max(0.2, len(text) / CHARS_PER_SECOND) * scale
             t = np.arange(int(seconds * SAMPLE_RATE), dtype=np.float32) / SAMPLE_RATE
             freq = 220.0 + (sum(map(ord, text)) % 200)
             out.append((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32))

@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from tasks import model_cache
-from tasks.backends.base import VoiceInfo, cuda_device, digest_of, library_versions, sha256_file, verify_sha256
+from tasks.backends.base import (
+    SynthOptions,
+    VoiceInfo,
+    cuda_device,
+    digest_of,
+    library_versions,
+    sha256_file,
+    verify_sha256,
+)
 from tasks.config import SynthesisSettings
 from tasks.errors import ConfigError, ModelError
 
@@ -121,7 +129,17 @@ class VitsSynthesizer:
     def cost(self, text: str) -> int:
         return len(self.tokenizer(text).input_ids)
 
-    def synthesize(self, texts: Sequence[str]) -> list[np.ndarray]:
+    def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
+
+        rate = self.model.speaking_rate
+        if options and options.length_scale:
+            self.model.speaking_rate = 1.0 / options.length_scale
+        try:
+            return self._synthesize(texts)
+        finally:
+            self.model.speaking_rate = rate
+
+    def _synthesize(self, texts: Sequence[str]) -> list[np.ndarray]:
         import torch
 
         inputs = self.tokenizer(list(texts), return_tensors="pt", padding=True)
