@@ -118,7 +118,8 @@ def read_documents(
             docs.append(read_document(item, encoding, options))
         except InputError as exc:
             first_error = first_error or exc
-            rejected.append(Rejected(str(item), exc.user_message()))
+            reason = f"{exc} ({exc.hint})" if exc.hint else str(exc)  # one line: it goes into lists
+            rejected.append(Rejected(str(item), reason))
     if first_error is not None and (len(items) == 1 or not docs or strict):
         if len(rejected) == 1:
             raise first_error
