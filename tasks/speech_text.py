@@ -237,9 +237,16 @@ def load_lexicon(path: str) -> Lexicon:
     return Lexicon(str(file), tuple(words), tuple(patterns))
 
 
+# Where emoji live (symbols, dingbats, pictographs, keycap and variation marks): the emoji library's per-character
+# tokenizer runs only on text that has one of these, which plain prose in any script rarely does.
+_MAYBE_EMOJI = re.compile(
+    "[\u00a9\u00ae\u2000-\u2bff\u3030\u303d\u3297\u3299\ufe0f\U0001f000-\U0001faff\U000e0000-\U000e007f]"
+)
+
+
 def handle_emoji(text: str, how: str) -> str:
     """Emoji and pictographs: "drop" them, "name" them in words, or "keep" them for the voice to read."""
-    if how == "keep":
+    if how == "keep" or not _MAYBE_EMOJI.search(text):
         return text
     import emoji
 
