@@ -28,6 +28,7 @@ bench: setup
 	$(BIN)/python tests/benchmarks/bench_oom.py
 	$(BIN)/python tests/benchmarks/bench_storage.py --rounds 1
 	$(BIN)/python tests/benchmarks/bench_dispatch.py
+	$(BIN)/python tests/benchmarks/bench_plan.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

@@ -156,7 +156,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     langs = Counter(c.lang for c in plan.chunks)
     chars = sum(len(c.text) for c in plan.chunks)
     print(f"run id     {plan.run_id}")
-    print(f"voice      {plan.voice.backend}:{plan.voice.name} ({plan.voice.sample_rate} Hz -> {plan.sample_rate} Hz)")
+    for n, (key, v) in enumerate(plan.voices.items()):
+        used = sum(c.voice == key for c in plan.chunks)
+        label = "voice     " if n == 0 else "          "
+        print(f"{label} {v.backend}:{v.name} ({v.sample_rate} Hz -> {plan.sample_rate} Hz), {used} chunks")
     print(f"documents  {prep.documents}")
     for doc in plan.inputs:
         chapters = f", {doc['chapters']} chapters" if doc["chapters"] > 1 else ""

@@ -30,6 +30,7 @@ _HF_SCHEMA = pa.schema(
     [
         ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
         ("text", pa.string()),
+        ("spoken_text", pa.string()),
         ("id", pa.string()),
         ("utterance_id", pa.string()),
         ("speaker", pa.string()),
@@ -54,6 +55,7 @@ def _hf_features(sample_rate: int) -> bytes:
     features = {
         "audio": {"_type": "Audio", "sampling_rate": sample_rate},
         "text": {**value, "dtype": "string"},
+        "spoken_text": {**value, "dtype": "string"},
         "id": {**value, "dtype": "string"},
         "utterance_id": {**value, "dtype": "string"},
         "speaker": {**value, "dtype": "string"},
@@ -73,6 +75,7 @@ def _hf_table(rows: list[ManifestRow], audio: list[bytes], sample_rate: int) -> 
             {
                 "audio": {"bytes": data, "path": (r.audio_key or "").rsplit("/", 1)[-1]},
                 "text": r.text,
+                "spoken_text": r.spoken_text or r.text,
                 "id": r.chunk_id,
                 "utterance_id": r.utterance_id,
                 "speaker": r.speaker,
@@ -115,6 +118,7 @@ def export_run(store: ObjectStore, run_id: str, fmt: str, to: str | None = None)
                     "audio_filepath": _local_path(r.audio_uri or ""),
                     "duration": r.duration_s,
                     "text": r.text,
+                    "normalized_text": r.spoken_text or r.text,  # NeMo's TTS manifests name it so
                     "lang": r.lang,
                     "voice": r.voice,
                     "id": r.chunk_id,

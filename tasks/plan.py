@@ -59,7 +59,7 @@ class Plan:
 
     @property
     def voice(self) -> VoiceInfo:
-        """The run's voice (one per run until per-row voices arrive)."""
+        """The run's own voice (`synthesis.voice`): the first of `voices`; rows and languages may add others."""
         return next(iter(self.voices.values()))
 
     @property
@@ -110,6 +110,7 @@ class _Planner:
         self.rate = output_rate(settings, voice)
         self._params: dict[tuple[str, str, float | None], tuple[dict[str, Any], str]] = {}
         self.chunks: list[PlannedChunk] = []
+        self._index = 0  # chunk_index within the current document
         t = settings.text
         self.lexicons = {voice: load_lexicon(path) for voice, path in t.lexicons.items()}
 

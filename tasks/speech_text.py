@@ -146,7 +146,7 @@ ENGLISH_RULES: list[Rule] = [
         lambda m: f"{m.group(1)} {_ordinal_of(m.group(2))}",
     ),
     (re.compile(r"\b(\d+)(?:st|nd|rd|th)\b"), _ordinal),
-    (re.compile(r"(?<![\d,.])(1[1-9]\d\d|20\d\d)(s?)(?![\d,]|\.\d)"), lambda m: _year(m.group(1), bool(m.group(2)))),
+    (re.compile(r"(?<![\d,.])(1[1-9]\d\d|20\d\d)(s?)(?!\d|[,.]\d)"), lambda m: _year(m.group(1), bool(m.group(2)))),
     (re.compile(r"\bNo\. ?(?=\d)"), lambda m: "number "),
     (re.compile(r"(?<![\w.])-(?=\d)"), lambda m: "minus "),
     (re.compile(r"(?<![\w.])(" + _NUMBER + r")(?![\w.]\w)"), lambda m: _words(m.group(1))),

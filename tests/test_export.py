@@ -22,7 +22,7 @@ TEXT = "\n\n".join(
         "The keeper climbed the stairs at dusk.",
         "* * *",  # skipped: nothing speakable, so not exported
         "She carried a lantern and a notebook full of tide tables.",
-        "The storm came early that year, and the ferry stopped running at three.",
+        "The storm came early in 1987, and the ferry stopped running at 3.",
         "By morning the light was still turning.",
     ]
 )
@@ -52,6 +52,7 @@ def test_hf_export_loads_with_the_audio_feature(tmp_path: Path, text_file, tone_
     assert isinstance(ds.features["audio"], Audio) and ds.features["audio"].sampling_rate == plan.sample_rate
     spoken = [c.text for c in plan.chunks if c.text != "* * *"]
     assert ds["text"] == spoken
+    assert "The storm came early in nineteen eighty-seven, and the ferry stopped running at three." in ds["spoken_text"]
     raw = ds.cast_column("audio", Audio(decode=False))
     for item, duration in zip(raw, ds["duration"], strict=True):
         samples, rate = audio.decode(item["audio"]["bytes"])
@@ -67,7 +68,7 @@ def test_nemo_export_lines_point_at_readable_audio(tmp_path: Path, text_file, to
     assert exported.rows == len(lines) == 4
     for line in lines:
         entry = json.loads(line)
-        assert {"audio_filepath", "duration", "text", "lang", "voice"} <= set(entry)
+        assert {"audio_filepath", "duration", "text", "normalized_text", "lang", "voice"} <= set(entry)
         samples, rate = audio.decode(Path(entry["audio_filepath"]).read_bytes())
         assert samples.size / rate == pytest.approx(entry["duration"])
         assert entry["lang"] == "en" and entry["voice"] == "tone"
