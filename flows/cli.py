@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 import traceback
-from collections import Counter
 from typing import Any
 
 from tasks.backends import backend_names
@@ -152,20 +151,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     prep = prepare(args.inputs, settings_from_args(args))
     plan = prep.plan
-    per_doc = Counter(c.source for c in plan.chunks)
-    langs = Counter(c.lang for c in plan.chunks)
-    chars = sum(len(c.text) for c in plan.chunks)
+    stats = plan.stats
+    per_doc, langs = stats["chunks_by_source"], stats["chunks_by_lang"]
     print(f"run id     {plan.run_id}")
     for n, (key, v) in enumerate(plan.voices.items()):
-        used = sum(c.voice == key for c in plan.chunks)
+        used = stats["chunks_by_voice"].get(key, 0)
         label = "voice     " if n == 0 else "          "
         print(f"{label} {v.backend}:{v.name} ({v.sample_rate} Hz -> {plan.sample_rate} Hz), {used} chunks")
     print(f"documents  {prep.documents}")
     for doc in plan.inputs:
         chapters = f", {doc['chapters']} chapters" if doc["chapters"] > 1 else ""
-        print(f"  {per_doc[doc['source']]:6d} chunks  {doc['source']} ({doc['encoding']}{chapters})")
-    print(f"chunks     {len(plan.chunks)} ({', '.join(f'{k} {v}' for k, v in sorted(langs.items()))})")
-    print(f"characters {chars}")
+        print(f"  {per_doc.get(doc['source'], 0):6d} chunks  {doc['source']} ({doc['encoding']}{chapters})")
+    print(f"chunks     {plan.num_chunks} ({', '.join(f'{k} {v}' for k, v in sorted(langs.items()))})")
+    print(f"characters {stats['characters']}")
     print(f"shards     {plan.num_shards} of up to {prep.settings.run.shard_size} chunks")
     est = plan.estimated_seconds()
     print(f"estimated audio {est / 60:.1f} min ({est:.0f} s)")
@@ -211,7 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = load_run_state(store, _pick_run(store, args.run_id))
     plan, counts = state.plan, state.counts()
     done = len(state.committed)
-    print(f"run {plan.run_id}: {len(plan.chunks)} chunks in {plan.num_shards} shard(s) at {store.uri('')}")
+    print(f"run {plan.run_id}: {plan.num_chunks} chunks in {plan.num_shards} shard(s) at {store.uri('')}")
     print(f"  shards committed {done}, pending {len(state.pending)}")
     if state.pending:
         print(f"  pending shards: {shard_list(state.pending)}")
@@ -318,7 +316,7 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
         local_api.use(local_api.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])))
     from flows.corpus import corpus_flow
 
-    bar, advance = _progress_bar(len(prep.plan.chunks))
+    bar, advance = _progress_bar(prep.plan.num_chunks)
     progress.set_reporter(advance)
     try:
         with bar:

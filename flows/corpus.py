@@ -19,7 +19,8 @@ from flows.shard import synthesize_shard
 from tasks.config import Settings, validate_settings
 from tasks.layout import manifests_prefix, run_manifest_key, summary_key
 from tasks.manifest import read_checkpoint
-from tasks.plan import Plan, prepare
+from tasks.plan import prepare
+from tasks.plan_file import Plan
 from tasks.plan_store import write_plan
 from tasks.run_state import RunState, consolidate, load_run_state
 from tasks.storage import ObjectStore, open_store
@@ -54,7 +55,7 @@ def _name_run(name: str, tags: list[str]) -> None:
 
 def _run_in_process(plan: Plan, out: str, summary: RunSummary) -> None:
     done = 0
-    bar = progress.ArtifactProgress(len(plan.chunks), f"voxbatch {plan.run_id}: chunks done")
+    bar = progress.ArtifactProgress(plan.num_chunks, f"voxbatch {plan.run_id}: chunks done")
 
     def on_progress(chunks: int, audio_seconds: float) -> None:
         progress.report(chunks, audio_seconds)
@@ -63,7 +64,7 @@ def _run_in_process(plan: Plan, out: str, summary: RunSummary) -> None:
     for shard in range(plan.num_shards):
         outcome = synthesize_shard(out, plan.run_id, shard, on_progress=on_progress, plan=quote(plan))
         summary.add(outcome.stats.to_dict(), outcome.already_done)
-        done += len(plan.shard(shard))
+        done += plan.shard_len(shard)
         bar.set(done, force=True)
 
 
@@ -72,10 +73,10 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
     from flows.dispatch import dispatch_shards
 
     logger = get_run_logger()
-    sizes = {n: len(plan.shard(n)) for n in range(plan.num_shards)}
+    sizes = {n: plan.shard_len(n) for n in range(plan.num_shards)}
     committed = set(state.committed)
     bar = progress.ArtifactProgress(
-        len(plan.chunks), f"voxbatch {plan.run_id}: chunks done", done=sum(sizes[n] for n in committed)
+        plan.num_chunks, f"voxbatch {plan.run_id}: chunks done", done=sum(sizes[n] for n in committed)
     )
     last_read = [0.0]
 
@@ -125,7 +126,7 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
     logger.info(
         "run %s: %d chunks in %d shard(s), voice %s, %s",
         plan.run_id,
-        len(plan.chunks),
+        plan.num_chunks,
         plan.num_shards,
         voice,
         f"dispatched to {dispatch}" if dispatch else "in this process",

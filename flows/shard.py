@@ -21,7 +21,7 @@ from tasks.device_slots import claim_gpu, gpu_slots, pool_limit_name
 from tasks.errors import ConfigError, VoxbatchError
 from tasks.lease import Heartbeat
 from tasks.lifetime import die_with_parent
-from tasks.plan import Plan
+from tasks.plan_file import Plan
 from tasks.plan_store import read_plan
 from tasks.shard import ShardOutcome, run_shard_at
 from tasks.storage import open_store
@@ -119,7 +119,7 @@ def shard_flow(out: str, run_id: str, shard: int, overrides: dict[str, Any] | No
     with lease, _pool_slot(pool_limit_name()):
         started = time.perf_counter()
         plan = read_plan(store, run_id)
-        bar = progress.ArtifactProgress(len(plan.shard(shard)), f"voxbatch {run_id} shard {shard}: chunks done")
+        bar = progress.ArtifactProgress(plan.shard_len(shard), f"voxbatch {run_id} shard {shard}: chunks done")
         outcome = synthesize_shard(out, run_id, shard, overrides, on_progress=bar.add, plan=quote(plan))
     stats = outcome.stats.to_dict()
     stats["already_done"] = outcome.already_done

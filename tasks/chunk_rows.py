@@ -15,7 +15,7 @@ from tasks import audio, qa
 from tasks.config import Settings
 from tasks.layout import content_type
 from tasks.manifest import ManifestRow
-from tasks.plan import Plan, PlannedChunk
+from tasks.plan_file import Plan, PlannedChunk
 from tasks.storage import ObjectStore
 
 

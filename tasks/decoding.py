@@ -15,6 +15,7 @@ with a warning that names the file and the lines they were on.
 from __future__ import annotations
 
 import codecs
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -45,12 +46,23 @@ class Decoded:
     warnings: tuple[str, ...] = ()
 
 
+def decode_bytes(raw: bytes, name: str, partial: bool = False) -> str:
+    """Strict decoding; with `partial`, raw is the start of a longer file and may end inside a character."""
+    if not partial:
+        return raw.decode(name)
+    return str(codecs.getincrementaldecoder(name)("strict").decode(raw, final=False))
+
+
 def _line_of(raw: bytes, offset: int) -> int:
     return raw.count(b"\n", 0, offset) + 1
 
 
 def _is_stray(c: str) -> bool:
     return unicodedata.category(c) == "Cc" and c not in _KEPT_CONTROLS
+
+
+# Category Cc is U+0000-001F and U+007F-009F; of those, tab, LF, CR, FF and ESC are kept.
+STRAY = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
 
 
 # --- how much of a decoding is its language's common text -------------------------------------------------------
@@ -88,11 +100,11 @@ def _sjis_common(c: str) -> bool:
 _CJK = (("gb18030", _gb_common), ("big5", _big5_common), ("shift_jis", _sjis_common))
 
 
-def _cjk_guess(raw: bytes) -> tuple[str, str] | None:
+def _cjk_guess(raw: bytes, partial: bool) -> tuple[str, str] | None:
     best: tuple[float, str, str] | None = None
     for name, common in _CJK:
         try:
-            text = raw.decode(name)
+            text = decode_bytes(raw, name, partial)
         except UnicodeDecodeError:
             continue
         wide = [c for c in text if ord(c) > 127 and not c.isspace()]
@@ -104,7 +116,7 @@ def _cjk_guess(raw: bytes) -> tuple[str, str] | None:
     return (best[2], best[1]) if best else None
 
 
-def _utf16_or_32(raw: bytes) -> tuple[str, str] | None:
+def _utf16_or_32(raw: bytes, partial: bool) -> tuple[str, str] | None:
     """UTF-16/32 without a byte-order mark: the decoding with the fewest odd characters, then the one whose high
     bytes are where the NULs are (ASCII decodes cleanly both ways round, as itself or as ideographs)."""
     nuls = [raw[k::4].count(0) for k in range(4)]  # NUL bytes at each offset modulo 4
@@ -112,7 +124,7 @@ def _utf16_or_32(raw: bytes) -> tuple[str, str] | None:
     found = []
     for name, positions in high_bytes.items():
         try:
-            text = raw.decode(name)
+            text = decode_bytes(raw, name, partial)
         except UnicodeDecodeError:
             continue
         odd = sum(_is_stray(c) or unicodedata.category(c) in ("Co", "Cn", "Cs") for c in text)
@@ -125,22 +137,23 @@ def _utf16_or_32(raw: bytes) -> tuple[str, str] | None:
     return (text, name) if share <= BINARY_SHARE and latin >= 0.8 * len(text) else None
 
 
-def _detect(raw: bytes, source: str) -> tuple[str, str]:
+def _detect(raw: bytes, source: str, partial: bool = False) -> tuple[str, str]:
+    """(text, encoding) of raw; with `partial`, raw is the first block of a longer file (see decode_bytes)."""
     for bom, name in _BOMS:
         if raw.startswith(bom):
             try:
-                return raw.decode(name), name
+                return decode_bytes(raw, name, partial), name
             except UnicodeDecodeError as exc:
                 raise InputError(f"{source}: starts with a {name} byte-order mark but is not valid {name}") from exc
     if raw.count(0) / len(raw) > _NUL_SHARE_FOR_UTF16:
-        wide = _utf16_or_32(raw)
+        wide = _utf16_or_32(raw, partial)
         if wide:
             return wide
     try:
-        return raw.decode("utf-8"), "utf-8"
+        return decode_bytes(raw, "utf-8", partial), "utf-8"
     except UnicodeDecodeError as exc:
         utf8_error = exc
-    cjk = _cjk_guess(raw)
+    cjk = _cjk_guess(raw, partial)
     if cjk:
         return cjk
     matches = [m for m in from_bytes(raw) if m.encoding in _CODE_PAGES]
@@ -171,7 +184,9 @@ def decode(raw: bytes, source: str, encoding: str = "auto") -> Decoded:
 
 
 def _remove_strays(text: str, encoding: str, source: str) -> Decoded:
-    stray = sum(map(_is_stray, text))
+    if not STRAY.search(text):
+        return Decoded(text, encoding)
+    stray = len(STRAY.findall(text))
     if not stray:
         return Decoded(text, encoding)
     if stray > BINARY_SHARE * len(text):
@@ -182,11 +197,27 @@ def _remove_strays(text: str, encoding: str, source: str) -> Decoded:
     lines: list[int] = []
     kept: list[str] = []
     for number, line in enumerate(text.split("\n"), start=1):
-        clean = "".join(c for c in line if not _is_stray(c))
+        clean = STRAY.sub("", line)
         if len(clean) != len(line):
             lines.append(number)
         kept.append(clean)
-    shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
-    noun = "line" if len(lines) == 1 else "lines"
-    warning = f"{source}: removed {stray} stray control character(s) (NUL and the like) on {noun} {shown}"
+    warning = stray_warning(source, stray, lines[:10], max(0, len(lines) - 10))
     return Decoded("\n".join(kept), encoding, (warning,))
+
+
+def detect_encoding(sample: bytes, source: str, partial: bool) -> str:
+    """The encoding of a file from its first block (`partial`: more follows), as codecs names it."""
+    return codecs.lookup(_detect(sample, source, partial)[1]).name
+
+
+def check_encoding(name: str, source: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise InputError(f"{source}: unknown encoding {name!r}") from None
+
+
+def stray_warning(source: str, stray: int, lines: list[int], more_lines: int) -> str:
+    shown = ", ".join(map(str, lines)) + (f" and {more_lines} more" if more_lines else "")
+    noun = "line" if len(lines) + more_lines == 1 else "lines"
+    return f"{source}: removed {stray} stray control character(s) (NUL and the like) on {noun} {shown}"

@@ -8,12 +8,45 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from tasks.decoding import decode
 from tasks.errors import InputError
 from tasks.inputs import BOOK_SUFFIXES, TABLE_SUFFIXES, Input, expand_inputs, name_of, read_bytes
 from tasks.normalize import Paragraph, TextOptions, clean_line, to_paragraphs
+from tasks.text_stream import TextScan, scan_text, text_paragraphs
+
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+
+@dataclass(frozen=True)
+class StreamedText:
+    """A plain-text file's paragraphs, read from the file each time they are iterated (bounded memory)."""
+
+    item: Input
+    scan: TextScan
+    urls: str
+
+    def __iter__(self) -> Iterator[Paragraph]:
+        return text_paragraphs(self.item, self.scan, self.urls)
+
+
+@dataclass(frozen=True)
+class Reread:
+    """A markdown, EPUB or table file's paragraphs, parsed again when iterated (once a corpus holds too much)."""
+
+    item: Input
+    encoding: str
+    options: TextOptions | None
+
+    def __iter__(self) -> Iterator[Paragraph]:
+        return iter(read_document(self.item, self.encoding, self.options).paragraphs)
+
+
+# Paragraphs of markdown, EPUB and tables held in memory between reading and planning, in characters: past
+# this, a document's paragraphs are parsed again when it is planned, so a corpus of many files stays bounded.
+HELD_CHARS = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -23,13 +56,9 @@ class Document:
     doc_id: str
     source: str
     encoding: str
-    paragraphs: tuple[Paragraph, ...]
+    paragraphs: tuple[Paragraph, ...] | StreamedText | Reread  # plain text streams; see HELD_CHARS for the rest
     chapters: tuple[str, ...] = ("",)  # titles; Paragraph.chapter indexes this
     warnings: tuple[str, ...] = ()
-
-    @property
-    def num_chars(self) -> int:
-        return sum(len(p.text) for p in self.paragraphs)
 
     def describe(self) -> dict[str, object]:
         """What the plan records about this input."""
@@ -83,11 +112,15 @@ def _read_table(
 
 def read_document(path: Input, encoding: str = "auto", options: TextOptions | None = None) -> Document:
     source = str(path)
+    name = name_of(path)
+    suffix = name.suffix.lower()
+    if suffix not in BOOK_SUFFIXES and suffix not in TABLE_SUFFIXES and suffix not in MARKDOWN_SUFFIXES:
+        scan = scan_text(path, source, encoding)
+        stream = StreamedText(path, scan, (options or TextOptions()).urls)
+        return Document(f"{_slug(name.stem)}-{scan.digest[:10]}", source, scan.encoding, stream, ("",), scan.warnings)
     raw = read_bytes(path)
     if not raw.strip():
         raise InputError(f"{source}: file is empty")
-    name = name_of(path)
-    suffix = name.suffix.lower()
     warnings: tuple[str, ...] = ()
     if suffix in BOOK_SUFFIXES:
         used = "epub"
@@ -98,7 +131,7 @@ def read_document(path: Input, encoding: str = "auto", options: TextOptions | No
     else:
         decoded = decode(raw, source, encoding)
         used, warnings = decoded.encoding, decoded.warnings
-        paragraphs, chapters = to_paragraphs(decoded.text, suffix in (".md", ".markdown"), options)
+        paragraphs, chapters = to_paragraphs(decoded.text, True, options)
     if not paragraphs:
         raise InputError(f"{source}: no speakable text after normalization")
     digest = hashlib.sha256(raw).hexdigest()[:10]
@@ -113,9 +146,15 @@ def read_documents(
     docs: list[Document] = []
     rejected: list[Rejected] = []
     first_error: InputError | None = None
+    held = 0
     for item in items:
         try:
-            docs.append(read_document(item, encoding, options))
+            doc = read_document(item, encoding, options)
+            if isinstance(doc.paragraphs, tuple):
+                held += sum(len(p.text) for p in doc.paragraphs)
+                if held > HELD_CHARS:
+                    doc = replace(doc, paragraphs=Reread(item, encoding, options))
+            docs.append(doc)
         except InputError as exc:
             first_error = first_error or exc
             reason = f"{exc} ({exc.hint})" if exc.hint else str(exc)  # one line: it goes into lists

@@ -11,9 +11,9 @@ if TYPE_CHECKING:
     from tasks.tables import Row
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, hyperlinks), and two-byte escapes.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 # Invisible format characters that TTS front ends read as garbage; ZWJ stays for emoji sequences.
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200e\u200f\u2060\ufeff"))
+INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200e\u200f\u2060\ufeff"))
 _WS = re.compile(r"\s+")
 _MD_FENCE = re.compile(r"^\s*(```|~~~)")
 _MD_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -23,6 +23,11 @@ _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _MD_EMPHASIS = re.compile(r"(\*{1,3}|_{1,3}|`+|~~)(\S(?:.*?\S)?)\1")
 _MD_HTML = re.compile(r"</?[A-Za-z][^>]*>")
+
+
+# The characters is_cjk accepts, as a character class (for whole-string searches).
+CJK_CHAR = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002ebef\uf900-\ufaff\u3000-\u303f]")
+_CC = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 
 
 def is_cjk(ch: str) -> bool:
@@ -67,10 +72,10 @@ def replace_urls(line: str, how: str) -> str:
 
 def clean_line(line: str) -> str:
     """Normalize one source line: escapes, NFKC, control and invisible characters, whitespace."""
-    line = _ANSI.sub("", line)
+    line = ANSI_ESCAPE.sub("", line)
     line = unicodedata.normalize("NFKC", line)
-    line = line.translate(_INVISIBLE)
-    line = "".join(" " if unicodedata.category(c) == "Cc" else c for c in line)
+    line = line.translate(INVISIBLE)
+    line = _CC.sub(" ", line)
     return _WS.sub(" ", line).strip()
 
 

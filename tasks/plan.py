@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from tasks.backends.base import VoiceInfo, digest_of
@@ -11,66 +13,11 @@ from tasks.chunking import chunk_paragraph, detect_lang, language_runs
 from tasks.config import Settings
 from tasks.errors import ConfigError, InputError, ModelError
 from tasks.ingest import Corpus, Document, read_documents
-from tasks.manifest import int32
 from tasks.normalize import Paragraph, TextOptions
+from tasks.plan_file import Plan, PlanWriter, header_for, open_plan
 from tasks.speech_text import load_lexicon, spoken
 from tasks.tables import Row
 from tasks.voice_book import VoiceBook, speaks
-
-# Typical speaking rates, for the dry run's duration estimate only.
-CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}
-
-
-@dataclass(frozen=True)
-class PlannedChunk:
-    """One chunk as the plan records it: everything a worker needs to make its audio (columns of plan.parquet)."""
-
-    shard: int = int32()
-    doc_id: str = ""
-    source: str = ""
-    chunk_index: int = int32(0)  # position within its document
-    line: int = int32(0)  # 1-based source line of the paragraph the chunk starts in
-    chapter_index: int = int32(0)  # EPUB spine chapter or markdown chapter heading; 0 for plain text
-    chapter_title: str = ""
-    chunk_id: str = ""
-    text: str = ""  # the chunk as the input has it
-    spoken_text: str = ""  # what the voice reads: text normalized for speech (numbers as words, lexicon, emoji)
-    lang: str = ""
-    voice: str = ""  # key into Plan.voices
-    params_json: str = ""  # the settings besides text and voice that shape its audio
-    utterance_id: str = ""  # tables: the row's id (its parts share it); "" for documents
-    part: int = int32(0)  # tables: which part of a row split for length
-    speaker: str = ""  # tables: the row's speaker of a multi-speaker voice
-    extra_json: str = ""  # tables: the row's other columns, as JSON
-    error: str = ""  # a row refused at plan time with text.bad_rows = "failed": the manifest row's error
-
-
-@dataclass(frozen=True)
-class Plan:
-    run_id: str
-    voices: dict[str, VoiceInfo]  # voice key -> identity (backend, name, spec, sha256)
-    sample_rate: int  # output rate
-    chunks: tuple[PlannedChunk, ...]  # in shard order
-    shard_size: int
-    settings: dict[str, Any] = field(default_factory=dict)  # the run's settings (a worker starts from them)
-    checksum: str = ""  # over the work: chunks, voices, shard size, rate (not over the settings)
-    inputs: tuple[dict[str, Any], ...] = ()  # per document: source, encoding, chapters, warnings
-    rejected: tuple[dict[str, str], ...] = ()  # inputs set aside: source and reason
-
-    @property
-    def voice(self) -> VoiceInfo:
-        """The run's own voice (`synthesis.voice`): the first of `voices`; rows and languages may add others."""
-        return next(iter(self.voices.values()))
-
-    @property
-    def num_shards(self) -> int:
-        return -(-len(self.chunks) // self.shard_size)
-
-    def shard(self, n: int) -> list[PlannedChunk]:
-        return list(self.chunks[n * self.shard_size : (n + 1) * self.shard_size])
-
-    def estimated_seconds(self) -> float:
-        return sum(len(c.text) / CHARS_PER_SECOND.get(c.lang, 15.0) for c in self.chunks)
 
 
 def output_rate(settings: Settings, voice: VoiceInfo) -> int:
@@ -101,6 +48,23 @@ def chunk_id(text: str, voice: VoiceInfo, params: dict[str, Any]) -> str:
     return digest_of("chunk/v1", text, voice.identity, params)[:32]
 
 
+_MARK = "\x00text\x00"
+
+
+def chunk_id_maker(voice: VoiceInfo, params: dict[str, Any]) -> Callable[[str], str]:
+    """`chunk_id` for one voice and parameters, fast: the JSON around the text is made once, not per chunk."""
+    head, tail = json.dumps(["chunk/v1", _MARK, voice.identity, params], sort_keys=True, default=str).split(
+        json.dumps(_MARK), 1
+    )
+    head_b, tail_b = head.encode(), tail.encode()
+    dumps, sha256 = json.dumps, hashlib.sha256
+
+    def make(text: str) -> str:
+        return sha256(head_b + dumps(text).encode() + tail_b).hexdigest()[:32]
+
+    return make
+
+
 class _Planner:
     """Paragraphs and table rows to planned chunks, with their voices and parameters."""
 
@@ -108,8 +72,8 @@ class _Planner:
         self.settings = settings
         self.book = VoiceBook(settings, voice)
         self.rate = output_rate(settings, voice)
-        self._params: dict[tuple[str, str, float | None], tuple[dict[str, Any], str]] = {}
-        self.chunks: list[PlannedChunk] = []
+        self._params: dict[tuple[str, str, float | None], tuple[dict[str, Any], str, Callable[[str], str]]] = {}
+        self.writer = PlanWriter(settings.run.shard_size)
         self._index = 0  # chunk_index within the current document
         t = settings.text
         self.lexicons = {voice: load_lexicon(path) for voice, path in t.lexicons.items()}
@@ -121,15 +85,20 @@ class _Planner:
         lexicon = self.lexicons.get(voice.spec) or self.lexicons.get(key) or self.lexicons.get("*")
         return spoken(text, lang, normalize, t.emoji, lexicon)
 
-    def params(self, key: str, speaker: str = "", length_scale: float | None = None) -> tuple[dict[str, Any], str]:
+    def params(
+        self, key: str, speaker: str = "", length_scale: float | None = None
+    ) -> tuple[dict[str, Any], str, Callable[[str], str]]:
+        """The audio parameters of a voice key, speaker and pace: as a dict, as JSON, and their chunk id maker."""
         cached = self._params.get((key, speaker, length_scale))
         if cached is None:
-            params = audio_params(self.settings, self.book.voices[key], self.rate)
+            voice = self.book.voices[key]
+            params = audio_params(self.settings, voice, self.rate)
             if length_scale is not None:
                 params["length_scale"] = length_scale
             if speaker:
                 params["speaker"] = speaker
-            cached = self._params[(key, speaker, length_scale)] = (params, json.dumps(params, sort_keys=True))
+            made = (params, json.dumps(params, sort_keys=True), chunk_id_maker(voice, params))
+            cached = self._params[(key, speaker, length_scale)] = made
         return cached
 
     def limit(self, lang: str) -> int:
@@ -137,26 +106,31 @@ class _Planner:
         return t.max_chars_zh if lang == "zh" else t.max_chars_en
 
     def add(self, doc: Document, paragraph: Paragraph, text: str, lang: str, key: str, **fields: Any) -> None:
-        params, params_json = self.params(key, fields.get("speaker", ""), fields.pop("length_scale", None))
-        if fields.get("error"):  # a row refused at plan time: its own id, never the id of real audio
-            params = {**params, "failed": fields["error"]}
+        params, params_json, make_id = self.params(key, fields.get("speaker", ""), fields.pop("length_scale", None))
         said = self.spoken(text, lang, key, bool(fields.get("utterance_id")))
-        self.chunks.append(
-            PlannedChunk(
-                shard=0,  # assigned once the order is known
-                doc_id=doc.doc_id,
-                source=doc.source,
-                chunk_index=self._index,
-                line=paragraph.line,
-                chapter_index=paragraph.chapter,
-                chapter_title=doc.chapters[paragraph.chapter],
-                chunk_id=chunk_id(said, self.book.voices[key], params),
-                text=text,
-                spoken_text=said,
-                lang=lang,
-                voice=key,
-                params_json=params_json,
-                **fields,
+        if fields.get("error"):  # a row refused at plan time: its own id, never the id of real audio
+            make_id = chunk_id_maker(self.book.voices[key], {**params, "failed": fields["error"]})
+        chapter = paragraph.chapter
+        self.writer.add(
+            (
+                0,  # the shard: the writer knows it from the position
+                doc.doc_id,
+                doc.source,
+                self._index,
+                paragraph.line,
+                chapter,
+                doc.chapters[chapter],
+                make_id(said),
+                text,
+                said,
+                lang,
+                key,
+                params_json,
+                fields.get("utterance_id", ""),
+                fields.get("part", 0),
+                fields.get("speaker", ""),
+                fields.get("extra_json", ""),
+                fields.get("error", ""),
             )
         )
         self._index += 1
@@ -232,37 +206,31 @@ def _extra_json(extra: dict[str, Any]) -> str:
     return json.dumps(extra, sort_keys=True, ensure_ascii=False, default=str) if extra else ""
 
 
-def make_plan(docs: list[Document], settings: Settings, voice: VoiceInfo, corpus: Corpus | None = None) -> Plan:
+def make_plan(docs: Iterable[Document], settings: Settings, voice: VoiceInfo, corpus: Corpus | None = None) -> Plan:
+    """Plan the documents into a plan file, a row group at a time; the Plan reads it back by shard."""
     planner = _Planner(settings, voice)
-    for doc in docs:
-        planner.document(doc)
-    size = settings.run.shard_size
-    chunks = [replace(c, shard=i // size) for i, c in enumerate(planner.chunks)]
-    run_id = settings.run.run_id or "run-" + digest_of([c.chunk_id for c in chunks], size)[:12]
-    rate, voices = planner.rate, planner.book.voices
-    rejected = tuple({"source": r.source, "reason": r.reason} for r in corpus.rejected) if corpus else ()
-    return Plan(
-        run_id,
-        voices,
-        rate,
-        tuple(chunks),
-        size,
-        settings.model_dump(),
-        plan_checksum(chunks, voices, size, rate),
-        tuple(d.describe() for d in docs),
-        rejected,
-    )
-
-
-def plan_checksum(
-    chunks: list[PlannedChunk] | tuple[PlannedChunk, ...],
-    voices: dict[str, VoiceInfo],
-    shard_size: int,
-    sample_rate: int,
-) -> str:
-    """Digest of the work a plan describes; a plan read back from storage must reproduce it."""
-    identities = {k: v.identity for k, v in sorted(voices.items())}
-    return digest_of("plan/v1", identities, shard_size, sample_rate, [asdict(c) for c in chunks])
+    inputs: list[dict[str, Any]] = []
+    rejected = [{"source": r.source, "reason": r.reason} for r in corpus.rejected] if corpus else []
+    try:
+        for doc in docs:
+            before = planner.writer.num_chunks
+            planner.document(doc)
+            inputs.append(doc.describe())
+            if planner.writer.num_chunks == before:
+                reason = f"{doc.source}: no speakable text after normalization"
+                rejected.append({"source": doc.source, "reason": reason})
+        writer = planner.writer
+        if not writer.num_chunks or (rejected and settings.text.strict):
+            listing = "\n".join(f"  {r['reason']}" for r in rejected)
+            raise InputError(listing.strip() if len(rejected) == 1 else f"{len(rejected)} inputs are bad:\n{listing}")
+        writer.flush()  # the last row group, so its digest is in the header
+        run_id = settings.run.run_id or "run-" + writer.run_id_digest()[:12]
+        header = header_for(writer, run_id, planner.book.voices, planner.rate, settings.model_dump(), inputs, rejected)
+        path = writer.close(header)
+    except BaseException:
+        planner.writer.abort()
+        raise
+    return open_plan(path, str(path), verify=False)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from tasks.layout import manifests_prefix, run_manifest_key, shard_of_manifest_key
 from tasks.manifest import ManifestRow, read_manifest, write_run_manifest
-from tasks.plan import Plan
+from tasks.plan_file import Plan
 from tasks.plan_store import read_plan
 from tasks.s3 import UPLOAD_THREADS
 from tasks.storage import ObjectStore

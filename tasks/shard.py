@@ -27,7 +27,7 @@ from tasks.manifest import (
     write_manifest,
 )
 from tasks.oom import DeviceFatal
-from tasks.plan import Plan
+from tasks.plan_file import Plan
 from tasks.plan_store import read_plan
 from tasks.storage import ObjectStore, open_store
 from tasks.worker import ProgressFn, ShardStats, process_shard

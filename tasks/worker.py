@@ -26,7 +26,7 @@ from tasks.engine import BudgetState, Engine, EngineConfig, EngineStats, ItemRes
 from tasks.layout import audio_key
 from tasks.manifest import ManifestRow
 from tasks.oom import DeviceFatal
-from tasks.plan import Plan, PlannedChunk
+from tasks.plan_file import Plan, PlannedChunk
 from tasks.storage import ObjectStore
 from tasks.upload import Uploader
 

@@ -124,13 +124,13 @@ def test_markdown_headings_make_chapters_and_settings_decide_code_and_urls() -> 
 def test_encodings_are_detected(text_file, raw: bytes, encoding: str, expected: str) -> None:  # type: ignore[no-untyped-def]
     doc = read_document(text_file(raw))
     assert doc.encoding == encoding
-    assert doc.paragraphs[0].text == expected.replace("，", ",")  # NFKC: full-width comma to ASCII
+    assert next(iter(doc.paragraphs)).text == expected.replace("，", ",")  # NFKC: full-width comma to ASCII
 
 
 def test_stray_control_bytes_are_removed_with_a_warning_naming_the_line(text_file) -> None:  # type: ignore[no-untyped-def]
     path = text_file(b"First line is fine.\nSecond\x00 line has a NUL.\nThird \x07has a bell.\nFourth.\n")
     doc = read_document(path)
-    assert doc.paragraphs[0].text == "First line is fine. Second line has a NUL. Third has a bell. Fourth."
+    assert next(iter(doc.paragraphs)).text == "First line is fine. Second line has a NUL. Third has a bell. Fourth."
     (warning,) = doc.warnings
     assert str(path) in warning and "lines 2, 3" in warning and "removed 2" in warning
 

@@ -11,7 +11,8 @@ from tasks import audio
 from tasks.config import Settings
 from tasks.errors import RunIncomplete
 from tasks.export import export_run
-from tasks.plan import Plan, prepare
+from tasks.plan import prepare
+from tasks.plan_file import Plan
 from tasks.plan_store import write_plan
 from tasks.run_state import consolidate, load_run_state
 from tasks.shard import run_shard

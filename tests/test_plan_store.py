@@ -41,11 +41,14 @@ def test_a_tampered_plan_is_refused(tmp_path: Path, text_file, tone_settings: Se
     store = open_store(str(tmp_path / "out"))
     key = write_plan(store, plan)
     table = pq.read_table(io.BytesIO(store.get(key)))
+    header = pq.read_metadata(io.BytesIO(store.get(key))).metadata[b"voxbatch.plan"]
     texts = table.column("text").to_pylist()
     texts[2] = "Something else entirely."
     edited = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts))
     sink = io.BytesIO()
-    pq.write_table(edited, sink)
+    with pq.ParquetWriter(sink, edited.schema) as writer:  # the same header, one text changed
+        writer.write_table(edited)
+        writer.add_key_value_metadata({"voxbatch.plan": header.decode()})
     with pytest.raises(StorageError, match="checksum does not match"):
         parse_plan(sink.getvalue(), key)
     with pytest.raises(StorageError, match="not a readable voxbatch plan"):

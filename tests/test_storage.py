@@ -35,6 +35,22 @@ def test_put_is_write_once_unless_overwrite(store: ObjectStore) -> None:
     assert store.exists("audio/ab/x.flac") and not store.exists("audio/ab/y.flac")
 
 
+def test_files_go_in_and_out_streamed(store: ObjectStore, tmp_path: Path) -> None:
+    big = tmp_path / "plan.parquet"
+    big.write_bytes(os.urandom(3 << 20) + b"end")  # over the 1 MiB copy block, so it is copied in pieces
+    small = tmp_path / "small"
+    small.write_bytes(b"two")
+    assert store.put_file("runs/r/plan.parquet", big)
+    assert not store.put_file("runs/r/plan.parquet", small)  # write-once unless overwrite, as put
+    back = tmp_path / "back.parquet"
+    store.get_file("runs/r/plan.parquet", back)
+    assert back.read_bytes() == big.read_bytes()
+    assert store.put_file("runs/r/plan.parquet", small, overwrite=True)
+    assert store.get("runs/r/plan.parquet") == b"two"
+    with pytest.raises(ObjectMissing, match="no such object"):
+        store.get_file("runs/none/plan.parquet", tmp_path / "none")
+
+
 def test_missing_objects_and_listing(store: ObjectStore) -> None:
     with pytest.raises(ObjectMissing, match="no such object"):
         store.get("manifests/r/shard-00000.parquet")

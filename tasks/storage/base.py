@@ -7,6 +7,7 @@ user's file name, so a document named `../../etc/passwd` or `我的 书.txt` can
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Protocol
 
 from tasks.errors import StorageError
@@ -35,6 +36,14 @@ class ObjectStore(Protocol):
 
     def put(self, key: str, data: bytes, *, overwrite: bool = False, content_type: str | None = None) -> bool:
         """Store `data`; returns False (and writes nothing) if the key exists and overwrite is False."""
+        ...
+
+    def put_file(self, key: str, path: Path, *, overwrite: bool = False, content_type: str | None = None) -> bool:
+        """`put` of a local file's contents, streamed (a large plan is never held in memory)."""
+        ...
+
+    def get_file(self, key: str, path: Path) -> None:
+        """Copy the object into the local file `path`, streamed; ObjectMissing if there is none."""
         ...
 
     def list(self, prefix: str) -> list[str]:

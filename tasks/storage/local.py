@@ -13,7 +13,9 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from tasks.errors import StorageError
@@ -74,13 +76,31 @@ class LocalStore:
             raise StorageError(f"{self.uri(key)}: cannot read: {exc.strerror}") from exc
 
     def put(self, key: str, data: bytes, *, overwrite: bool = False, content_type: str | None = None) -> bool:
+        return self._write(key, lambda f: f.write(data), overwrite)
+
+    def put_file(self, key: str, path: Path, *, overwrite: bool = False, content_type: str | None = None) -> bool:
+        def copy(f: BinaryIO) -> None:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+
+        return self._write(key, copy, overwrite)
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"{self.uri(key)}: no such object") from exc
+        except OSError as exc:
+            raise StorageError(f"{self.uri(key)}: cannot read: {exc.strerror}") from exc
+
+    def _write(self, key: str, fill: Callable[[BinaryIO], object], overwrite: bool) -> bool:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP}{_host()}-{os.getpid()}-", suffix=path.suffix)
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                    fill(f)
                     f.flush()
                     os.fsync(f.fileno())
                 if overwrite:

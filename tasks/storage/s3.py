@@ -8,7 +8,9 @@ find what exists: resume reads the shard's manifest or checkpoint (see tasks.sha
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from tasks import s3
 from tasks.errors import StorageError
@@ -70,14 +72,42 @@ class S3Store:
             raise self._error(key, exc, "read") from exc
 
     def put(self, key: str, data: bytes, *, overwrite: bool = False, content_type: str | None = None) -> bool:
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + check_key(key), "Body": data}
+        return self._put(key, lambda: data, overwrite, content_type)
+
+    def put_file(self, key: str, path: Path, *, overwrite: bool = False, content_type: str | None = None) -> bool:
+        """One PUT streamed from the file (never held in memory); S3 takes up to 5 GB this way."""
+        with open(path, "rb") as f:
+
+            def body() -> BinaryIO:
+                f.seek(0)  # each attempt sends the file from its start
+                return f
+
+            return self._put(key, body, overwrite, content_type)
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            body = self._client().get_object(Bucket=self.bucket, Key=self.prefix + check_key(key))["Body"]
+            with open(path, "wb") as f:
+                for block in body.iter_chunks(1 << 20):
+                    f.write(block)
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot write the copy of {self.uri(key)}: {exc.strerror}") from exc
+        except Exception as exc:
+            if s3.is_not_found(exc):
+                raise ObjectMissing(f"{self.uri(key)}: no such object") from exc
+            raise self._error(key, exc, "read") from exc
+
+    def _put(self, key: str, body: Callable[[], Any], overwrite: bool, content_type: str | None) -> bool:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + check_key(key)}
         if content_type:
             args["ContentType"] = content_type
         if not overwrite:
             args["IfNoneMatch"] = "*"
         for attempt in range(5):
             try:
-                self._client().put_object(**args)
+                self._client().put_object(Body=body(), **args)
                 return True
             except Exception as exc:
                 code = s3.error_code(exc)
