@@ -7,12 +7,10 @@ character of the normalized text is lost or duplicated.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sentencex import segment
-
-from tasks.normalize import is_cjk
 
 # Where an over-long sentence may be cut, best first: clause punctuation (ASCII after NFKC, and the
 # CJK marks NFKC keeps), then whitespace, then anywhere.
@@ -30,19 +28,23 @@ class TextChunk:
     end: int
 
 
+_IDEOGRAPH = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002ebef\uf900-\ufaff\u3005\u3007]")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
 def detect_lang(text: str) -> str:
-    """zh when ideographs make up over a third of the letters, else en."""
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
+    """zh when ideographs make up over a third of the letters, else en (whole-string searches, no loop)."""
+    if text.isascii() or not _IDEOGRAPH.search(text):
         return "en"
-    return "zh" if sum(is_cjk(c) for c in letters) / len(letters) > 1 / 3 else "en"
+    letters = len(_LETTER.findall(text))
+    return "zh" if letters and len(_IDEOGRAPH.findall(text)) / letters > 1 / 3 else "en"
 
 
 def language_runs(text: str) -> list[tuple[int, int, str]]:
     """Spans of consecutive sentences in one language: (start, end, lang), covering the whole text."""
     runs: list[tuple[int, int, str]] = []
     for start, end in _sentence_spans(text, detect_lang(text)):
-        lang = detect_lang(text[start:end]) if any(c.isalpha() for c in text[start:end]) else None
+        lang = detect_lang(text[start:end]) if _LETTER.search(text, start, end) else None
         if runs and (lang is None or runs[-1][2] == lang):
             runs[-1] = (runs[-1][0], end, runs[-1][2])
         else:
@@ -63,11 +65,12 @@ def _sentence_spans(text: str, lang: str) -> Iterator[tuple[int, int]]:
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
+    piece = text[start:end]
+    kept = piece.strip()
+    if not kept:
+        return start, start
+    lead = len(piece) - len(piece.lstrip())
+    return start + lead, start + lead + len(kept)
 
 
 def _cut_point(text: str, start: int, end: int, limit: int) -> int:
@@ -101,10 +104,20 @@ def _pieces(text: str, start: int, end: int, limit: int) -> Iterator[tuple[int, 
 
 def chunk_paragraph(text: str, lang: str, limit: int) -> list[TextChunk]:
     """Pack a paragraph's sentences greedily into chunks of at most `limit` characters."""
+    start, end = _strip(text, 0, len(text))
+    if end - start <= limit:  # every sentence fits in one chunk: no need to find them
+        return [TextChunk(text[start:end], lang, start, end)] if end > start else []
     chunks: list[TextChunk] = []
     cur: tuple[int, int] | None = None
     for s_start, s_end in _sentence_spans(text, lang):
-        for a, b in _pieces(text, s_start, s_end, limit):
+        sentence = text[s_start:s_end]
+        core = sentence.strip()
+        if len(core) <= limit:  # the common case, without _pieces
+            a = s_start + len(sentence) - len(sentence.lstrip())
+            pieces: Iterable[tuple[int, int]] = ((a, a + len(core)),) if core else ()
+        else:
+            pieces = _pieces(text, s_start, s_end, limit)
+        for a, b in pieces:
             if cur is not None and b - cur[0] <= limit:
                 cur = (cur[0], b)
                 continue

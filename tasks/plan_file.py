@@ -106,39 +106,44 @@ class PlanWriter:
         self.path = Path(tempfile.mkstemp(dir=spool_dir(), suffix=".parquet")[1])
         self._writer = pq.ParquetWriter(self.path, PLAN_SCHEMA, compression="zstd")
         self._columns: list[list[Any]] = [[] for _ in FIELDS]
+        self._appends = [c.append for c in self._columns[1:]]
+        self._any_ids = False
+        self._chars_by_lang: dict[str, int] = {}
         self.num_chunks = 0
         self.group_digests: list[str] = []
         self._ids = hashlib.sha256(b"[[")  # the run id's digest, fed as the chunk ids go by (see run_id_digest)
         self.by_source: Counter[str] = Counter()
         self.by_lang: Counter[str] = Counter()
         self.by_voice: Counter[str] = Counter()
-        self.characters = 0
-        self.estimated_seconds = 0.0
 
     def add(self, row: tuple[Any, ...]) -> None:
         """One chunk, its values in `FIELDS` order; its shard is filled in here from its position."""
-        row = (self.num_chunks // self.shard_size, *row[1:])
-        for column, value in zip(self._columns, row, strict=True):
-            column.append(value)
-        source, chunk_id, text, lang, voice = row[2], row[7], row[8], row[10], row[11]
-        self._ids.update((b', "' if self.num_chunks else b'"') + chunk_id.encode() + b'"')
+        self._columns[0].append(self.num_chunks // self.shard_size)
+        for append, value in zip(self._appends, row[1:], strict=True):
+            append(value)
         self.num_chunks += 1
-        self.by_source[source] += 1
-        self.by_lang[lang] += 1
-        self.by_voice[voice] += 1
-        self.characters += len(text)
-        self.estimated_seconds += len(text) / CHARS_PER_SECOND.get(lang, 15.0)
-        if len(self._columns[0]) >= self.group_rows:
+        if self.num_chunks % self.group_rows == 0:
             self.flush()
 
     def flush(self) -> None:
-        if not self._columns[0]:
+        """Write the buffered rows as one row group (and count them into the totals)."""
+        columns = dict(zip(FIELDS, self._columns, strict=True))
+        if not columns["shard"]:
             return
+        ids = columns["chunk_id"]
+        self._ids.update((b", " if self._any_ids else b"") + ('"' + '", "'.join(ids) + '"').encode())
+        self._any_ids = True
+        self.by_source.update(columns["source"])
+        self.by_lang.update(columns["lang"])
+        self.by_voice.update(columns["voice"])
+        for lang, text in zip(columns["lang"], columns["text"], strict=True):
+            self._chars_by_lang[lang] = self._chars_by_lang.get(lang, 0) + len(text)
         arrays = [pa.array(col, type=f.type) for col, f in zip(self._columns, PLAN_SCHEMA, strict=True)]
         table = pa.Table.from_arrays(arrays, schema=PLAN_SCHEMA)
         self.group_digests.append(group_digest(table))
         self._writer.write_table(table, row_group_size=len(table))
         self._columns = [[] for _ in FIELDS]
+        self._appends = [c.append for c in self._columns[1:]]
 
     def run_id_digest(self) -> str:
         """What `digest_of([chunk ids], shard_size)` gives, without holding the ids."""
@@ -151,8 +156,10 @@ class PlanWriter:
             "chunks_by_source": dict(self.by_source),
             "chunks_by_lang": dict(self.by_lang),
             "chunks_by_voice": dict(self.by_voice),
-            "characters": self.characters,
-            "estimated_seconds": round(self.estimated_seconds, 1),
+            "characters": sum(self._chars_by_lang.values()),
+            "estimated_seconds": round(
+                sum(n / CHARS_PER_SECOND.get(lang, 15.0) for lang, n in self._chars_by_lang.items()), 1
+            ),
         }
 
     def close(self, header: dict[str, Any]) -> Path:

@@ -174,8 +174,21 @@ def apply_rules(text: str, rules: list[Rule]) -> str:
     return text
 
 
+# Every rule before the abbreviations needs a digit; the abbreviations need one of theirs; the last needs "&".
+_DIGIT = re.compile(r"\d")
+_DIGIT_RULES = ENGLISH_RULES[:-2]
+_ABBREVIATION_HINT = re.compile("|".join(re.escape(a) for a in _ABBREVIATIONS))  # no lookbehind: a quick scan
+
+
 def english(text: str) -> str:
-    return apply_rules(text, ENGLISH_RULES)
+    """The English rules, each run only on text that has what it needs (most prose has no digit)."""
+    if _DIGIT.search(text):
+        text = apply_rules(text, _DIGIT_RULES)
+    if _ABBREVIATION_HINT.search(text):
+        text = ENGLISH_RULES[-2][0].sub(ENGLISH_RULES[-2][1], text)
+    if "&" in text:
+        text = ENGLISH_RULES[-1][0].sub(ENGLISH_RULES[-1][1], text)
+    return text
 
 
 def chinese(text: str) -> str:
@@ -246,7 +259,7 @@ _MAYBE_EMOJI = re.compile(
 
 def handle_emoji(text: str, how: str) -> str:
     """Emoji and pictographs: "drop" them, "name" them in words, or "keep" them for the voice to read."""
-    if how == "keep" or not _MAYBE_EMOJI.search(text):
+    if how == "keep" or text.isascii() or not _MAYBE_EMOJI.search(text):
         return text
     import emoji
 
