@@ -34,6 +34,8 @@ for tool in buildah debootstrap; do
 done
 [[ -f docker/Dockerfile ]] || { echo "buildah-check: run from the repository root" >&2; exit 2; }
 mkdir -p "$WORK"
+# Working containers of an earlier check that was killed hold their layers: drop them.
+buildah "${STORE[@]}" rm --all >/dev/null 2>&1 || true
 
 # 1. A base image: Debian's minimal root filesystem with Python, made once.
 if ! buildah "${STORE[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
@@ -76,6 +78,8 @@ buildah "${STORE[@]}" build --isolation chroot --format docker --layers \
   -f docker/Dockerfile --target cpu -t "$TAG" . >"$WORK/build.log" 2>&1 \
   || { tail -30 "$WORK/build.log" >&2; exit 1; }
 buildah "${STORE[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$TAG" >&2
+# Layers of earlier builds that no tagged image uses any more: without this the store grows by gigabytes a build.
+buildah "${STORE[@]}" rmi --prune >/dev/null 2>&1 || true
 
 # 3. voxbatch inside the image, as its own non-root user: doctor, then the sample run, then a rerun.
 ctr=$(buildah "${STORE[@]}" from "$TAG")
