@@ -10,7 +10,7 @@ setup: $(VENV)/.installed
 # Reinstall when the dependency pins change; constraints.txt pins every transitive package.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[piper,epub,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[piper,epub,zh,dev]'
 	touch $@
 
 demo: setup
@@ -29,6 +29,8 @@ bench: setup
 	$(BIN)/python tests/benchmarks/bench_storage.py --rounds 1
 	$(BIN)/python tests/benchmarks/bench_dispatch.py
 	$(BIN)/python tests/benchmarks/bench_plan.py
+	$(BIN)/voxbatch voices install zh-baker
+	$(BIN)/python tests/benchmarks/bench_zh.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

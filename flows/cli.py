@@ -8,6 +8,7 @@ import sys
 import traceback
 from typing import Any
 
+from flows import voices_cmd
 from tasks.backends import backend_names
 from tasks.config import Settings, dump_toml, load_settings
 from tasks.errors import (
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check versions, devices, voice files and output space")
     doctor.add_argument("--out", default=".", help="output location to check (default: .)")
     _settings_flags(doctor)
+    voices_cmd.add_parser(sub)
     return parser
 
 
@@ -367,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "export": cmd_export,
         "worker": cmd_worker,
+        "voices": voices_cmd.cmd_voices,
     }
     try:
         return commands[args.command](args)
@@ -395,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 # interpreter's shutdown after they were used ("terminate called without an active exception", exit 134, seen
 # in about 1 of 10 `voxbatch status` runs), turning a finished command into a crash. Nothing of theirs is left
 # to clean up once the output is flushed.
-_NO_PREFECT = {"plan", "config", "status", "export", "doctor"}
+_NO_PREFECT = {"plan", "config", "status", "export", "doctor", "voices"}
 
 
 def entry() -> None:

@@ -7,8 +7,11 @@ character of the normalized text is lost or duplicated.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from itertools import accumulate
+from operator import add, sub
+from typing import NamedTuple
 
 from sentencex import segment
 
@@ -18,9 +21,8 @@ _CLAUSE_END = set(";,:、;,:—") | {"\u2026"}
 _MIN_PIECE_SHARE = 0.3  # a cut that leaves less than this share of the limit is only a last resort
 
 
-@dataclass(frozen=True)
-class TextChunk:
-    """A chunk of one paragraph: its text and its span in the paragraph."""
+class TextChunk(NamedTuple):
+    """A chunk of one paragraph: its text and its span in the paragraph (a tuple: planning makes millions)."""
 
     text: str
     lang: str
@@ -43,7 +45,7 @@ def detect_lang(text: str) -> str:
 def language_runs(text: str) -> list[tuple[int, int, str]]:
     """Spans of consecutive sentences in one language: (start, end, lang), covering the whole text."""
     runs: list[tuple[int, int, str]] = []
-    for start, end in _sentence_spans(text, detect_lang(text)):
+    for start, end in _sentence_spans(text, segment(detect_lang(text), text)):
         lang = detect_lang(text[start:end]) if _LETTER.search(text, start, end) else None
         if runs and (lang is None or runs[-1][2] == lang):
             runs[-1] = (runs[-1][0], end, runs[-1][2])
@@ -52,16 +54,42 @@ def language_runs(text: str) -> list[tuple[int, int, str]]:
     return runs
 
 
-def _sentence_spans(text: str, lang: str) -> Iterator[tuple[int, int]]:
+def _sentence_spans(text: str, sentences: list[str]) -> list[tuple[int, int]]:
+    spans = []
     pos = 0
-    for sentence in segment(lang, text):
-        start = text.find(sentence, pos)
+    find = text.find
+    for sentence in sentences:
+        start = find(sentence, pos)
         if start < 0:  # the segmenter changed the text: fall back to one span for the rest
             break
         pos = start + len(sentence)
-        yield start, pos
+        spans.append((start, pos))
     if pos < len(text):
-        yield pos, len(text)
+        spans.append((pos, len(text)))
+    return spans
+
+
+def _pack_fast(text: str, sentences: list[str], lang: str, limit: int) -> list[TextChunk] | None:
+    """What the packing loop of `chunk_paragraph` makes, by bisection over sentence ends (no loop per sentence).
+
+    None when it does not apply: the sentences do not tile the text exactly, one is blank or over the limit."""
+    if "".join(sentences) != text:
+        return None
+    cores = list(map(len, map(str.strip, sentences)))
+    if not cores or min(cores) == 0 or max(cores) > limit:
+        return None
+    ends_raw = list(accumulate(map(len, sentences)))
+    # each sentence's span without its surrounding whitespace
+    starts = list(map(sub, ends_raw, map(len, map(str.lstrip, sentences))))
+    ends = list(map(add, starts, cores))
+    chunks: list[TextChunk] = []
+    i, n = 0, len(starts)
+    while i < n:
+        a = starts[i]
+        j = bisect_right(ends, a + limit, i) - 1  # the last sentence that still fits (at least sentence i)
+        chunks.append(TextChunk(text[a : ends[j]], lang, a, ends[j]))
+        i = j + 1
+    return chunks
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
@@ -107,25 +135,34 @@ def chunk_paragraph(text: str, lang: str, limit: int) -> list[TextChunk]:
     start, end = _strip(text, 0, len(text))
     if end - start <= limit:  # every sentence fits in one chunk: no need to find them
         return [TextChunk(text[start:end], lang, start, end)] if end > start else []
+    sentences = segment(lang, text)
+    fast = _pack_fast(text, sentences, lang, limit)
+    return fast if fast is not None else _pack_loop(text, sentences, lang, limit)
+
+
+def _pack_loop(text: str, sentences: list[str], lang: str, limit: int) -> list[TextChunk]:
+    """Greedy packing, a sentence (or a piece of an over-long one) at a time."""
     chunks: list[TextChunk] = []
-    cur: tuple[int, int] | None = None
-    for s_start, s_end in _sentence_spans(text, lang):
+    cur_a = cur_b = -1  # the chunk being packed (none yet)
+    for s_start, s_end in _sentence_spans(text, sentences):
         sentence = text[s_start:s_end]
         core = sentence.strip()
-        if len(core) <= limit:  # the common case, without _pieces
+        if not core:
+            continue
+        if len(core) <= limit:  # the common case, without _pieces (inlined: this loop is most of planning)
             a = s_start + len(sentence) - len(sentence.lstrip())
-            pieces: Iterable[tuple[int, int]] = ((a, a + len(core)),) if core else ()
+            pieces: Iterable[tuple[int, int]] = ((a, a + len(core)),)
         else:
             pieces = _pieces(text, s_start, s_end, limit)
         for a, b in pieces:
-            if cur is not None and b - cur[0] <= limit:
-                cur = (cur[0], b)
-                continue
-            if cur is not None:
-                chunks.append(TextChunk(text[cur[0] : cur[1]], lang, *cur))
-            cur = (a, b)
-    if cur is not None:
-        chunks.append(TextChunk(text[cur[0] : cur[1]], lang, *cur))
+            if cur_a >= 0:
+                if b - cur_a <= limit:
+                    cur_b = b
+                    continue
+                chunks.append(TextChunk(text[cur_a:cur_b], lang, cur_a, cur_b))
+            cur_a, cur_b = a, b
+    if cur_a >= 0:
+        chunks.append(TextChunk(text[cur_a:cur_b], lang, cur_a, cur_b))
     return chunks
 
 

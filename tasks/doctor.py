@@ -171,18 +171,20 @@ def check_voice(settings: Settings) -> list[Check]:
                 "" if version else "pip install 'voxbatch[piper]'",
             )
         )
-    try:
-        info = get_backend(s.backend).resolve(s)
-        checks.append(
-            Check(
-                f"voice {s.voice}",
-                "ok",
-                f"{info.model_path} sha256 {info.model_sha256[:16]}… verified, {info.sample_rate} Hz, "
-                f"{'/'.join(info.languages)}",
+    from tasks.backends import voice_settings
+
+    specs = [s.voice, *(v for v in s.voices.values() if v != s.voice)]
+    for spec in dict.fromkeys(specs):  # the run's voice, then each language's
+        voice = voice_settings(s, spec)
+        try:
+            info = get_backend(voice.backend).resolve(voice)
+            detail = (
+                f"{voice.backend}: {info.model_path} sha256 {info.model_sha256[:16]}… verified, {info.sample_rate} Hz, "
+                f"{'/'.join(info.languages)}"
             )
-        )
-    except VoxbatchError as exc:
-        checks.append(Check(f"voice {s.voice}", "fail", str(exc), exc.hint or ""))
+            checks.append(Check(f"voice {spec}", "ok", detail + (f"; licence: {info.licence}" if info.licence else "")))
+        except VoxbatchError as exc:
+            checks.append(Check(f"voice {spec}", "fail", str(exc), exc.hint or ""))
     return checks
 
 

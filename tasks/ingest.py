@@ -97,7 +97,7 @@ def _read_book(raw: bytes, source: str) -> tuple[list[Paragraph], list[str]]:
     titles: list[str] = []
     for index, chapter in enumerate(read_epub(raw, source)):
         titles.append(chapter.title)
-        paragraphs.extend(replace(p, chapter=index) for p in chapter.paragraphs)
+        paragraphs.extend(p._replace(chapter=index) for p in chapter.paragraphs)
     return paragraphs, titles
 
 

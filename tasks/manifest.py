@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -97,6 +98,8 @@ class ManifestRow:
     clipped_fraction: float | None = None
     chars_per_second: float | None = None
     loudness_lufs: float | None = None
+    mixed: bool = False  # spoken by two voices, a part each (Chinese with English words in it)
+    voices: str = ""  # a mixed chunk's voice keys, comma-separated, in the order they speak; "" otherwise
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +118,9 @@ def shard_is_complete(rows: list[ManifestRow] | None, planned_ids: list[str]) ->
     return rows is not None and [r.chunk_id for r in rows] == planned_ids and all(r.done for r in rows)
 
 
-def to_parquet_bytes(table: pa.Table) -> bytes:
+def to_parquet_bytes(table: pa.Table, metadata: dict[str, str] | None = None) -> bytes:
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
@@ -125,16 +130,21 @@ def rows_table(rows: list[ManifestRow]) -> pa.Table:
     return pa.Table.from_pylist([r.to_dict() for r in rows], schema=MANIFEST_SCHEMA)
 
 
+# Columns added after manifests were first written: an older manifest (a run resumed after an upgrade) lacks them
+# and its rows take their defaults.
+_ADDED_LATER = {"mixed", "voices"}
+
+
 def rows_from_table(table: pa.Table, source: str) -> list[ManifestRow]:
     names = set(MANIFEST_SCHEMA.names)
-    if not names <= set(table.column_names):
-        missing = ", ".join(sorted(names - set(table.column_names)))
+    if not names - _ADDED_LATER <= set(table.column_names):
+        missing = ", ".join(sorted(names - _ADDED_LATER - set(table.column_names)))
         raise StorageError(f"{source}: not a voxbatch manifest of this version (missing columns: {missing})")
     return [ManifestRow(**{k: v for k, v in d.items() if k in names}) for d in table.to_pylist()]
 
 
-def _write(store: ObjectStore, key: str, rows: list[ManifestRow]) -> str:
-    store.put(key, to_parquet_bytes(rows_table(rows)), overwrite=True, content_type=content_type(key))
+def _write(store: ObjectStore, key: str, rows: list[ManifestRow], metadata: dict[str, str] | None = None) -> str:
+    store.put(key, to_parquet_bytes(rows_table(rows), metadata), overwrite=True, content_type=content_type(key))
     return key
 
 
@@ -167,8 +177,13 @@ def read_checkpoint(store: ObjectStore, run_id: str, shard: int) -> list[Manifes
     return _read(store, checkpoint_key(run_id, shard))
 
 
-def write_run_manifest(store: ObjectStore, run_id: str, rows: list[ManifestRow]) -> str:
-    return _write(store, run_manifest_key(run_id), rows)
+def write_run_manifest(
+    store: ObjectStore, run_id: str, rows: list[ManifestRow], voices: dict[str, dict[str, Any]] | None = None
+) -> str:
+    """The consolidated manifest; `voices` (the plan's voice records: backend, name, identity, licence) go into
+    its Parquet metadata as `voxbatch.voices`, so a dataset's terms travel with it."""
+    metadata = {"voxbatch.voices": json.dumps(voices, sort_keys=True, ensure_ascii=False)} if voices else None
+    return _write(store, run_manifest_key(run_id), rows, metadata)
 
 
 def read_run_manifest(store: ObjectStore, run_id: str) -> list[ManifestRow] | None:

@@ -31,7 +31,10 @@ from tasks.manifest import arrow_schema, int32
 
 _META = b"voxbatch.plan"
 _GROUP_ROWS = 4096  # about this many chunks per row group (whole shards): a few MB of text at most
-FORMAT = 4  # 3: spoken text, table rows; 4: row groups of whole shards, each with its own digest
+# 3: spoken text, table rows; 4: row groups of whole shards, each with its own digest; 5: spoken_text null
+# where it equals text (half the text a plan stores), parts_json (mixed scripts). Format 4 plans read as they are.
+FORMAT = 5
+_READS = (4, 5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +59,16 @@ class PlannedChunk:
     speaker: str = ""  # tables: the row's speaker of a multi-speaker voice
     extra_json: str = ""  # tables: the row's other columns, as JSON
     error: str = ""  # a row refused at plan time with text.bad_rows = "failed": the manifest row's error
+    parts_json: str = ""  # a chunk of two scripts: [[start, end, voice key], ...] over spoken_text; "" otherwise
 
 
-PLAN_SCHEMA = arrow_schema(PlannedChunk)
+_SPOKEN = arrow_schema(PlannedChunk).get_field_index("spoken_text")
+PLAN_SCHEMA = arrow_schema(PlannedChunk).set(_SPOKEN, pa.field("spoken_text", pa.string(), nullable=True))
 FIELDS = tuple(f.name for f in dataclasses.fields(PlannedChunk))
+# Columns with few distinct values get dictionary encoding; trying it on the text columns costs a third of writing
+_REPEATING = [
+    *("shard", "doc_id", "source", "chapter_title", "lang", "voice", "params_json", "speaker", "error", "parts_json")
+]
 # Typical speaking rates, for the dry run's duration estimate only.
 CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}
 
@@ -75,6 +84,8 @@ def group_digest(table: pa.Table) -> str:
         arr = table.column(name).combine_chunks()
         h.update(name.encode() + b"\0")
         if pa.types.is_string(arr.type):
+            if arr.null_count:  # which values are null (none are in plans of format 4: their digests stay)
+                h.update(np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes())
             offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
             data = arr.buffers()[2]
             h.update((offsets - offsets[0]).astype("<i4").tobytes())
@@ -98,38 +109,50 @@ def spool_dir() -> Path:
 
 
 class PlanWriter:
-    """Rows in, row groups out: buffers one group's rows as columns and writes each group as it fills."""
+    """Rows in, row groups out: buffers one group's rows and writes each group (as columns) when it fills."""
 
     def __init__(self, shard_size: int) -> None:
         self.shard_size = shard_size
         self.group_rows = shard_size * shards_per_group(shard_size)
         self.path = Path(tempfile.mkstemp(dir=spool_dir(), suffix=".parquet")[1])
-        self._writer = pq.ParquetWriter(self.path, PLAN_SCHEMA, compression="zstd")
-        self._columns: list[list[Any]] = [[] for _ in FIELDS]
-        self._appends = [c.append for c in self._columns[1:]]
+        self._writer = pq.ParquetWriter(self.path, PLAN_SCHEMA, compression="zstd", use_dictionary=_REPEATING)
+        self._rows: list[tuple[Any, ...]] = []  # the group being filled, as rows (transposed when written)
         self._any_ids = False
         self._chars_by_lang: dict[str, int] = {}
-        self.num_chunks = 0
+        self._written = 0  # chunks in the row groups written so far
         self.group_digests: list[str] = []
         self._ids = hashlib.sha256(b"[[")  # the run id's digest, fed as the chunk ids go by (see run_id_digest)
         self.by_source: Counter[str] = Counter()
         self.by_lang: Counter[str] = Counter()
         self.by_voice: Counter[str] = Counter()
 
+    @property
+    def num_chunks(self) -> int:
+        return self._written + len(self._rows)
+
     def add(self, row: tuple[Any, ...]) -> None:
-        """One chunk, its values in `FIELDS` order; its shard is filled in here from its position."""
-        self._columns[0].append(self.num_chunks // self.shard_size)
-        for append, value in zip(self._appends, row[1:], strict=True):
-            append(value)
-        self.num_chunks += 1
-        if self.num_chunks % self.group_rows == 0:
-            self.flush()
+        """One chunk, its values in `FIELDS` order; its shard (the first value) is set here from its position."""
+        self.extend([row])
+
+    def extend(self, rows: list[tuple[Any, ...]]) -> None:
+        """Chunks in order, as `add` takes them: a row group is written each time one fills."""
+        while rows:
+            room = self.group_rows - len(self._rows)
+            self._rows.extend(rows[:room])
+            rows = rows[room:]
+            if len(self._rows) == self.group_rows:
+                self.flush()
 
     def flush(self) -> None:
         """Write the buffered rows as one row group (and count them into the totals)."""
-        columns = dict(zip(FIELDS, self._columns, strict=True))
-        if not columns["shard"]:
+        if not self._rows:
             return
+        first = self._written
+        self._written += len(self._rows)
+        columns = dict(zip(FIELDS, zip(*self._rows, strict=True), strict=True))
+        self._rows = []
+        size = self.shard_size
+        columns["shard"] = tuple(i // size for i in range(first, self._written))
         ids = columns["chunk_id"]
         self._ids.update((b", " if self._any_ids else b"") + ('"' + '", "'.join(ids) + '"').encode())
         self._any_ids = True
@@ -138,12 +161,10 @@ class PlanWriter:
         self.by_voice.update(columns["voice"])
         for lang, text in zip(columns["lang"], columns["text"], strict=True):
             self._chars_by_lang[lang] = self._chars_by_lang.get(lang, 0) + len(text)
-        arrays = [pa.array(col, type=f.type) for col, f in zip(self._columns, PLAN_SCHEMA, strict=True)]
+        arrays = [pa.array(columns[f.name], type=f.type) for f in PLAN_SCHEMA]
         table = pa.Table.from_arrays(arrays, schema=PLAN_SCHEMA)
         self.group_digests.append(group_digest(table))
         self._writer.write_table(table, row_group_size=len(table))
-        self._columns = [[] for _ in FIELDS]
-        self._appends = [c.append for c in self._columns[1:]]
 
     def run_id_digest(self) -> str:
         """What `digest_of([chunk ids], shard_size)` gives, without holding the ids."""
@@ -174,6 +195,12 @@ class PlanWriter:
         self.path.unlink(missing_ok=True)
 
 
+def _chunk(row: dict[str, Any]) -> PlannedChunk:
+    if row["spoken_text"] is None:  # stored as null: the voice reads the text as it is
+        row["spoken_text"] = row["text"]
+    return PlannedChunk(**row)
+
+
 class PlanFile:
     """A plan file on local disk: its header, and its chunks by shard, each row group checked on reading."""
 
@@ -184,7 +211,7 @@ class PlanFile:
             self.header: dict[str, Any] = json.loads((self._file.metadata.metadata or {})[_META])
         except (pa.ArrowInvalid, OSError, KeyError, ValueError) as exc:
             raise StorageError(f"{where}: not a readable voxbatch plan ({type(exc).__name__}: {exc})") from exc
-        if self.header.get("format") != FORMAT:
+        if self.header.get("format") not in _READS:
             raise StorageError(
                 f"{where}: plan format {self.header.get('format')!r}; this voxbatch reads format {FORMAT}",
                 hint="plan the run again (the same `voxbatch run` command rewrites it)",
@@ -223,12 +250,12 @@ class PlanFile:
     def shard(self, n: int) -> list[PlannedChunk]:
         table = self._group(n // shards_per_group(self.header["shard_size"]))
         rows = table.filter(pc.equal(table.column("shard"), n)).to_pylist()
-        return [PlannedChunk(**row) for row in rows]
+        return [_chunk(row) for row in rows]
 
     def chunks(self) -> Iterator[PlannedChunk]:
         for index in range(self._file.metadata.num_row_groups):
             for row in self._group(index).to_pylist():
-                yield PlannedChunk(**row)
+                yield _chunk(row)
 
     @cached_property
     def num_shards(self) -> int:

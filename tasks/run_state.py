@@ -77,5 +77,9 @@ def consolidate(store: ObjectStore, state: RunState) -> str | None:
     """Write the run's one manifest when every shard is committed; returns its key (None while shards are pending)."""
     if not state.complete:
         return None
-    write_run_manifest(store, state.run_id, state.rows())
+    voices = {
+        key: {"backend": v.backend, "name": v.name, "identity": v.identity, "licence": v.licence}
+        for key, v in state.plan.voices.items()
+    }
+    write_run_manifest(store, state.run_id, state.rows(), voices)
     return run_manifest_key(state.run_id)

@@ -177,12 +177,34 @@ def apply_rules(text: str, rules: list[Rule]) -> str:
 # Every rule before the abbreviations needs a digit; the abbreviations need one of theirs; the last needs "&".
 _DIGIT = re.compile(r"\d")
 _DIGIT_RULES = ENGLISH_RULES[:-2]
-_ABBREVIATION_HINT = re.compile("|".join(re.escape(a) for a in _ABBREVIATIONS))  # no lookbehind: a quick scan
+
+
+# A quick scan for the abbreviation rule: each abbreviation ends with ".", so only the dots are looked behind,
+# first at the letter before the dot (a sentence's last letter rarely ends an abbreviation), then at the words.
+def _abbreviation_hint() -> re.Pattern[str]:
+    by_letter: dict[str, list[str]] = {}
+    for a in _ABBREVIATIONS:
+        by_letter.setdefault(a[-2], []).append(a)
+    branches = (
+        f"(?<={re.escape(letter)}\\.)(?:" + "|".join(f"(?<={re.escape(a)})" for a in words) + ")"
+        for letter, words in by_letter.items()
+    )
+    return re.compile(r"\.(?:" + "|".join(branches) + ")")
+
+
+_ABBREVIATION_HINT = _abbreviation_hint()
+_NOT_DIGIT_OR_AMPERSAND = bytes(b for b in range(0x80) if not chr(b).isdigit() and b != ord("&"))
+
+
+def _has_digit(text: str) -> bool:
+    if text.isascii():  # ten substring searches beat one regex scan of \d
+        return any(d in text for d in "0123456789")
+    return bool(_DIGIT.search(text))
 
 
 def english(text: str) -> str:
     """The English rules, each run only on text that has what it needs (most prose has no digit)."""
-    if _DIGIT.search(text):
+    if _has_digit(text):
         text = apply_rules(text, _DIGIT_RULES)
     if _ABBREVIATION_HINT.search(text):
         text = ENGLISH_RULES[-2][0].sub(ENGLISH_RULES[-2][1], text)
@@ -278,6 +300,25 @@ def handle_emoji(text: str, how: str) -> str:
         last = end
     out.append(text[last:])
     return "".join(out).strip()
+
+
+def reads_as_written(text: str, lang: str, normalize: bool, emoji_mode: str, lexicon: Lexicon | None) -> bool:
+    """True when `spoken` leaves this text and every slice of it unchanged (no rule finds anything to do).
+
+    One check for a whole paragraph instead of `spoken` per chunk: most prose has no digit, abbreviation,
+    "&" or emoji."""
+    if lexicon is not None or (normalize and lang == "zh"):
+        return False
+    if emoji_mode != "keep" and not text.isascii() and _MAYBE_EMOJI.search(text):
+        return False
+    if not normalize:
+        return True
+    if text.isascii():  # digits and "&" in one pass: delete every other byte and see if anything is left
+        if text.encode("ascii").translate(None, _NOT_DIGIT_OR_AMPERSAND):
+            return False
+    elif _DIGIT.search(text) or "&" in text:
+        return False
+    return not _ABBREVIATION_HINT.search(text)
 
 
 def spoken(text: str, lang: str, normalize: bool, emoji_mode: str, lexicon: Lexicon | None) -> str:

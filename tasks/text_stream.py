@@ -60,6 +60,14 @@ def _blocks(item: Input) -> Iterator[bytes]:
         yield data[start : start + BLOCK]
 
 
+_NOT_STRAY_ASCII = bytes(b for b in range(0x80) if not STRAY.match(chr(b)))
+
+
+def _may_have_strays(text: str) -> bool:
+    """False when ASCII text has no stray control character (a quick check before the regex scan)."""
+    return not text.isascii() or bool(text.encode("ascii").translate(None, _NOT_STRAY_ASCII))
+
+
 def scan_text(item: Input, source: str, encoding: str = "auto") -> TextScan:
     """First pass: InputError naming the file (and line) if it is empty, binary or not in its encoding."""
     digest = hashlib.sha256()
@@ -82,7 +90,7 @@ def scan_text(item: Input, source: str, encoding: str = "auto") -> TextScan:
         total += len(text)
         nonblank = nonblank or not text.isspace()
         speakable = speakable or bool(_VISIBLE.search(text))
-        if STRAY.search(text):
+        if _may_have_strays(text) and STRAY.search(text):
             last, line = 0, lines_before + 1
             for m in STRAY.finditer(text):
                 stray += 1
@@ -140,6 +148,28 @@ def clean_paragraph(text: str, urls: str) -> str:
     return text.strip()
 
 
+_PRINTABLE_ASCII_AND_NEWLINE = bytes(range(0x20, 0x7F)) + b"\n"
+
+
+def _is_plain(text: str, urls: str) -> bool:
+    """True when `clean_paragraph` would only join lines and collapse spaces in every paragraph of this text:
+    ASCII with no control character but newlines, and no URL to handle (one check per block, not per paragraph;
+    deleting the allowed bytes and finding none left is several times quicker than a regex search)."""
+    return (
+        text.isascii()
+        and not text.encode("ascii").translate(None, _PRINTABLE_ASCII_AND_NEWLINE)
+        and (urls == "read" or ("://" not in text and "www." not in text.lower()))
+    )
+
+
+def _clean_plain(text: str, urls: str) -> str:
+    """`clean_paragraph` for a paragraph of a text `_is_plain` accepted."""
+    text = text.replace("\n", " ")
+    if "  " in text:
+        text = _WS.sub(" ", text)
+    return text.strip()
+
+
 def _cut(buffer: str, final: bool) -> int:
     """Where the paragraphs complete in `buffer` end: after its last blank line (or the whole of a final one)."""
     if final:
@@ -176,11 +206,12 @@ def text_paragraphs(item: Input, scan: TextScan, urls: str = "link") -> Iterator
         buffer += text
         cut = _cut(buffer, final)
         head, buffer = buffer[:cut], buffer[cut:]
+        clean = _clean_plain if _is_plain(head, urls) else clean_paragraph
         last = 0
         for m in _PARAGRAPH.finditer(head):
             line += head.count("\n", last, m.start())
             last = m.start()
-            cleaned = clean_paragraph(m.group(0), urls)
+            cleaned = clean(m.group(0), urls)
             if cleaned:
                 yield Paragraph(cleaned, line)
         line += head.count("\n", last)

@@ -29,6 +29,7 @@ from tasks.oom import DeviceFatal
 from tasks.plan_file import Plan, PlannedChunk
 from tasks.storage import ObjectStore
 from tasks.upload import Uploader
+from tasks.work_items import MixedWork
 
 ProgressFn = Callable[[int, float], None]  # (chunks finished, audio seconds they hold)
 CheckpointFn = Callable[[list[ManifestRow]], None]  # rows whose audio is stored, so far
@@ -133,15 +134,16 @@ def _engine_for(
 
 
 def _groups(
-    chunks: list[PlannedChunk], todo: list[int], settings: Settings
+    chunks: list[PlannedChunk], work: MixedWork, settings: Settings
 ) -> list[tuple[str, SynthOptions | None, list[int]]]:
-    """The chunks to synthesize grouped by voice and per-row options (pace, speaker), voice by voice: one
-    engine runs each group, so a batch never mixes voices or options."""
+    """The work items (chunks, and the parts of mixed ones) grouped by voice and per-row options (pace,
+    speaker), voice by voice: one engine runs each group, so a batch never mixes voices or options."""
     groups: dict[tuple[str, float, str], list[int]] = {}
-    for i in todo:
-        params = json.loads(chunks[i].params_json)
-        key = (chunks[i].voice, float(params.get("length_scale", settings.synthesis.length_scale)), chunks[i].speaker)
-        groups.setdefault(key, []).append(i)
+    for n in work.items:
+        c = chunks[work.chunk_of(n)]
+        params = json.loads(c.params_json)
+        key = (work.voice(n), float(params.get("length_scale", settings.synthesis.length_scale)), c.speaker)
+        groups.setdefault(key, []).append(n)
     out = []
     for (voice, scale, speaker), indices in sorted(groups.items(), key=lambda g: g[0][0]):  # stable: plan order
         plain = scale == settings.synthesis.length_scale and not speaker
@@ -211,16 +213,22 @@ def process_shard(
         uploads: Uploader[ManifestRow] = Uploader()
         last_checkpoint = time.perf_counter()
         checkpoint_seconds = 0.0
+        work = MixedWork(chunks, todo)
         try:
-            for voice_key, options, group in _groups(chunks, todo, settings):
+            for voice_key, options, group in _groups(chunks, work, settings):
                 # Loaded only when there is work (a finished shard costs no model load); a worker keeps the
                 # most recently used voices loaded (synthesis.max_loaded_voices).
                 synth = load_synthesizer(voice_key)
                 engine, state_dir, memory_key = _engine_for(synth, settings, options)
                 try:
-                    for result in engine.run([(i, chunks[i].spoken_text or chunks[i].text) for i in group]):
+                    for part_result in engine.run([(n, work.text(n)) for n in group]):
+                        joined = work.deliver(part_result, synth, plan, settings)
+                        if joined is None:
+                            continue  # a part of a mixed chunk whose other parts are still to come
+                        result, synth_done = joined
                         i = result.index
-                        row = _row_for(result, chunks[i], plan, synth, fmt)
+                        row = _row_for(result, chunks[i], plan, synth_done, fmt)
+                        row.mixed, row.voices = work.spoken_by(i)
                         made = post_process(row, result.audio, plan, settings)
                         if made is None:
                             finished(i, row)

@@ -14,6 +14,9 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="voxbatch-test-cache-")  # learned budgets, model cache
 os.environ.pop("VOXBATCH_FAULTS", None)
+# Voices built by `voxbatch voices install` (zh-baker: a minute or two): a folder of this session's, unless the
+# developer points VOXBATCH_VOICES at one that holds them already (the install is then a no-op).
+os.environ.setdefault("VOXBATCH_VOICES", tempfile.mkdtemp(prefix="voxbatch-test-voices-"))
 # Hugging Face `datasets` (reading exports back): its cache in a temporary folder, and never the network.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="voxbatch-test-hf-")
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -166,6 +169,14 @@ def build_tiny_vits(directory: Path, seed: int = 0) -> Path:
     ]
     (directory / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     return directory
+
+
+@pytest.fixture(scope="session")
+def zh_baker() -> Path:
+    """The Mandarin voice, installed once per session into $VOXBATCH_VOICES."""
+    from tasks import voice_install
+
+    return voice_install.install("zh-baker", log=lambda line: None)
 
 
 @pytest.fixture(scope="session")

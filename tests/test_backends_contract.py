@@ -1,8 +1,9 @@
 """One contract for every registered synthesizer backend (tone, piper with the real voice, vits with a tiny
-random checkpoint), then the registry as the settings and the CLI see it."""
+random checkpoint, twostage with the real Mandarin voice), then the registry as the settings and the CLI see it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,16 +16,25 @@ from tasks.errors import ConfigError, ModelError
 from tests.test_cli import voxbatch
 
 
-@pytest.fixture(params=["tone", "piper", "vits"])
+@pytest.fixture(params=["tone", "piper", "vits", pytest.param("twostage", marks=pytest.mark.slow)])
 def backend_settings(request: pytest.FixtureRequest) -> Settings:
     synthesis: dict[str, object] = {"backend": request.param}
     if request.param == "vits":
         synthesis["voice"] = str(request.getfixturevalue("tiny_vits"))
+    if request.param == "twostage":
+        synthesis["voice"] = str(request.getfixturevalue("zh_baker"))  # installed once per session
     return validate_settings({"synthesis": synthesis})
 
 
+# The contract's texts in each backend's language: a short line, then a longer one
+TEXTS = {
+    "twostage": ["一句短话。", "一句稍微长一点的话，里面有一两个分句。"],
+    "*": ["A short line.", "A somewhat longer line of text, with a clause or two in it."],
+}
+
+
 def test_every_registered_backend_is_under_contract() -> None:
-    assert backend_names() == ["piper", "vits", "tone"]
+    assert backend_names() == ["piper", "vits", "twostage", "tone"]
 
 
 def test_resolve_load_synthesize_contract(backend_settings: Settings) -> None:
@@ -34,7 +44,7 @@ def test_resolve_load_synthesize_contract(backend_settings: Settings) -> None:
     assert info.sample_rate >= 8000 and info.languages
     assert resolve_voice(s) is info  # resolved (and hashed) once per process
     synth = load_cached(info, s)
-    texts = ["A short line.", "A somewhat longer line of text, with a clause or two in it."]
+    texts = TEXTS.get(s.backend, TEXTS["*"])
     costs = [synth.cost(t) for t in texts]
     assert all(isinstance(c, int) and c > 0 for c in costs) and costs[0] < costs[1]
     out = synth.synthesize(texts)
@@ -47,12 +57,21 @@ def test_resolve_load_synthesize_contract(backend_settings: Settings) -> None:
     assert len(synth.synthesize(texts[:1])) == 1
 
 
-@pytest.mark.parametrize("backend", ["piper", "vits"])
+@pytest.mark.parametrize("backend", ["piper", "vits", "twostage"])
 def test_a_broken_model_is_a_model_error_chained_to_its_cause(backend: str, tmp_path: Path) -> None:
     if backend == "piper":
         broken = tmp_path / "v.onnx"
         broken.write_bytes(b"not an onnx model")
         broken.with_name("v.onnx.json").write_text(json.dumps({"audio": {"sample_rate": 22050}}))
+    elif backend == "twostage":  # files that match their SHA256SUMS but are no models
+        broken = tmp_path / "voice"
+        broken.mkdir()
+        config = {"sample_rate": 24000, "hop_length": 300, "frontend": "baker", "symbols": "symbols.json"}
+        (broken / "voice.json").write_text(json.dumps({**config, "acoustic": "a.onnx", "vocoder": "v.onnx"}))
+        for name in ("a.onnx", "v.onnx", "symbols.json"):
+            (broken / name).write_bytes(b"not a model")
+        sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in broken.iterdir())
+        (broken / "SHA256SUMS").write_text(sums)
     else:
         broken = tmp_path / "ckpt"
         broken.mkdir()
@@ -68,7 +87,7 @@ def test_a_broken_model_is_a_model_error_chained_to_its_cause(backend: str, tmp_
 
 
 def test_settings_and_cli_take_their_choices_from_the_registry() -> None:
-    with pytest.raises(ConfigError, match="unknown backend 'espeak'; known: piper, vits, tone"):
+    with pytest.raises(ConfigError, match="unknown backend 'espeak'; known: piper, vits, twostage, tone"):
         validate_settings({"synthesis": {"backend": "espeak"}})
     result = voxbatch("config", "--backend", "nope")
-    assert result.returncode == 2 and "--backend {piper,vits,tone}" in result.stderr
+    assert result.returncode == 2 and "--backend {piper,vits,twostage,tone}" in result.stderr

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sentencex import segment
 
-from tasks.chunking import chunk_paragraph, detect_lang
+from tasks.chunking import _pack_fast, _pack_loop, chunk_paragraph, detect_lang
 from tasks.normalize import clean_line
 
 EN_WORDS = st.sampled_from(
@@ -59,6 +60,16 @@ def test_chinese_chunks_are_lossless_and_within_limit(text: str, limit: int) -> 
 @given(text=st.text(min_size=1, max_size=600), limit=st.integers(min_value=10, max_value=300))
 def test_any_unicode_text_is_lossless(text: str, limit: int) -> None:
     check_lossless(clean_line(text), detect_lang(text), limit)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(english(), chinese()), limit=st.integers(min_value=10, max_value=400))
+def test_packing_by_bisection_equals_packing_sentence_by_sentence(text: str, limit: int) -> None:
+    lang = detect_lang(text)
+    sentences = segment(lang, text)
+    fast = _pack_fast(text, sentences, lang, limit)
+    if fast is not None:  # it declines paragraphs with a blank or over-long sentence; the loop takes those
+        assert fast == _pack_loop(text, sentences, lang, limit)
 
 
 def test_long_line_without_punctuation_or_spaces_is_cut_hard() -> None:

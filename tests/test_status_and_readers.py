@@ -89,3 +89,20 @@ def test_status_reports_pending_shards_and_failures_by_reason(finished: tuple[Pa
 def test_status_of_a_place_with_no_run(tmp_path: Path) -> None:
     result = voxbatch("status", str(tmp_path))
     assert result.returncode == 4 and "no voxbatch run here" in result.stderr
+
+
+def test_a_manifest_written_before_the_mixed_and_voices_columns_still_reads() -> None:
+    """A run resumed after an upgrade: its committed shards' manifests lack the newer columns."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from tasks.manifest import ManifestRow, rows_from_table, rows_table
+
+    old = rows_table([ManifestRow(run_id="r", shard=0, chunk_id="c", text="t")]).drop_columns(["mixed", "voices"])
+    buffer = io.BytesIO()
+    pq.write_table(old, buffer)
+    (row,) = rows_from_table(pq.read_table(io.BytesIO(buffer.getvalue())), "old.parquet")
+    assert (row.chunk_id, row.mixed, row.voices) == ("c", False, "")
+    with pytest.raises(Exception, match="missing columns: chunk_id"):
+        rows_from_table(old.drop_columns(["chunk_id"]), "older.parquet")

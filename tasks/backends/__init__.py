@@ -44,7 +44,19 @@ def backend_summaries() -> str:
 
 register_backend("piper", "tasks.backends.piper:PiperBackend", "Piper voices on ONNX Runtime")
 register_backend("vits", "tasks.backends.vits:VitsBackend", "VITS checkpoints on PyTorch (transformers VitsModel)")
+register_backend(
+    "twostage", "tasks.backends.twostage:TwoStageBackend", "acoustic model + vocoder voices on ONNX Runtime (zh-baker)"
+)
 register_backend("tone", "tasks.backends.tone:ToneBackend", "a test signal whose length follows the text")
+
+
+# Voices known by name whose backend is not the default one: `--voice zh-baker` needs no `--backend`.
+NAMED_VOICES = {"zh-baker": "twostage"}
+
+
+def backend_of(voice: str, backend: str) -> str:
+    """The backend for a voice: a named voice's own, else the one given."""
+    return NAMED_VOICES.get(voice, backend)
 
 
 def get_backend(name: str) -> Backend:
@@ -70,7 +82,7 @@ def voice_settings(base: SynthesisSettings, spec: str) -> SynthesisSettings:
         return base.model_copy(update={"backend": backend, "voice": rest, "sha256": ""})
     if spec == base.voice:
         return base
-    return base.model_copy(update={"voice": spec, "sha256": ""})
+    return base.model_copy(update={"backend": backend_of(spec, base.backend), "voice": spec, "sha256": ""})
 
 
 def resolve_voice(settings: SynthesisSettings) -> VoiceInfo:
@@ -105,10 +117,12 @@ def evict(synth: Synthesizer) -> None:
 
 
 __all__ = [
+    "NAMED_VOICES",
     "Backend",
     "Synthesizer",
     "VoiceInfo",
     "backend_names",
+    "backend_of",
     "evict",
     "get_backend",
     "load_cached",

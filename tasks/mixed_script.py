@@ -1,0 +1,63 @@
+"""Chinese with English words in it: script runs (planning) and the join of their audio (synthesis).
+
+"我们用Python写了一个TTS系统。" is spoken by two voices: the Chinese runs by the voice for zh, "Python" and "TTS"
+by the voice for en. `script_runs` finds the runs: ideographs are zh, Latin letters are en, and everything else
+(digits, spaces, punctuation) stays with the run before it, so "2026年" is read by the Chinese voice and
+"Python 3.12" by the English one. `join_parts` resamples each part to one rate, trims the silence each voice
+puts around its part and joins them with short crossfades.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from tasks import audio
+
+_SCRIPT = re.compile(
+    "(?P<zh>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u3007\U00020000-\U0002ebef]+)"
+    "|(?P<en>[A-Za-z\u00c0-\u024f]+(?:['\u2019][A-Za-z]+)*)"
+)
+CROSSFADE_SECONDS = 0.015
+KEEP_SECONDS = 0.04  # of the silence around each part: words of two voices still need a breath between them
+
+
+def script_runs(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, lang) spans covering the text, one per run of a script; [] when it has no letters at all."""
+    runs: list[tuple[int, int, str]] = []
+    for m in _SCRIPT.finditer(text):
+        lang = m.lastgroup or "en"
+        if runs and runs[-1][2] == lang:
+            runs[-1] = (runs[-1][0], m.end(), lang)
+        elif runs:
+            runs[-1] = (runs[-1][0], m.start(), runs[-1][2])  # what lies between goes with the run before
+            runs.append((m.start(), m.end(), lang))
+        else:
+            runs.append((0, m.end(), lang))
+    if runs:
+        runs[-1] = (runs[-1][0], len(text), runs[-1][2])
+    return runs
+
+
+def is_mixed(text: str, lang: str) -> bool:
+    """A quick check before `script_runs`: a Chinese chunk with Latin letters, or an English one with ideographs."""
+    if lang == "zh":
+        return re.search("[A-Za-z]", text) is not None
+    return not text.isascii() and re.search("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", text) is not None
+
+
+def join_parts(parts: list[tuple[np.ndarray, int]], rate: int, resampler: str) -> np.ndarray:
+    """Parts (samples, their rate) as one waveform at `rate`: each trimmed and resampled, joined by crossfades."""
+    fade = int(CROSSFADE_SECONDS * rate)
+    out = np.zeros(0, np.float32)
+    for samples, part_rate in parts:
+        piece = audio.trim_silence(samples, part_rate, KEEP_SECONDS)
+        piece = audio.resample(piece.astype(np.float32), part_rate, rate, resampler)
+        if out.size >= fade and piece.size >= fade and fade:
+            ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+            overlap = out[-fade:] * (1.0 - ramp) + piece[:fade] * ramp
+            out = np.concatenate([out[:-fade], overlap, piece[fade:]])
+        else:
+            out = np.concatenate([out, piece])
+    return out.astype(np.float32)
