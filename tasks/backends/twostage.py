@@ -25,9 +25,17 @@ from typing import Any
 import numpy as np
 
 from tasks import model_cache
-from tasks.backends.base import SynthOptions, VoiceInfo, cuda_device, digest_of, library_versions
+from tasks.backends.base import (
+    SynthOptions,
+    VoiceInfo,
+    cuda_device,
+    digest_of,
+    library_versions,
+    onnx_cuda,
+    onnx_session_setup,
+)
 from tasks.config import SynthesisSettings
-from tasks.errors import ConfigError, ModelError
+from tasks.errors import ModelError
 
 BACKEND_VERSION = 1  # bump when the way audio is made from the same files changes
 MIN_VOCODER_FRAMES = 10  # the vocoder's reflection padding needs at least this many frames
@@ -127,16 +135,7 @@ class TwoStageBackend:
         )
 
     def load(self, info: VoiceInfo, settings: SynthesisSettings) -> TwoStageSynthesizer:
-        import onnxruntime as ort
-
-        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        if settings.device == "cuda" and not cuda:
-            raise ConfigError(
-                "synthesis.device = 'cuda', but ONNX Runtime has no CUDA provider here "
-                f"(providers: {', '.join(ort.get_available_providers())})",
-                hint="install onnxruntime-gpu matching your CUDA, or use device 'auto'/'cpu'",
-            )
-        use_cuda = cuda and settings.device in ("auto", "cuda")
+        use_cuda = onnx_cuda(settings)
         folder = Path(info.model_path).parent
         synth = TwoStageSynthesizer(
             info=info,
@@ -173,13 +172,8 @@ class TwoStageSynthesizer:
 
         from tasks.backends.zh_frontend import BakerFrontend
 
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        providers: list[Any] = ["CPUExecutionProvider"]
+        options, providers = onnx_session_setup(self.threads, self.use_cuda)
         if self.use_cuda:
-            cuda_options = {"device_id": 0, "arena_extend_strategy": "kSameAsRequested"}
-            providers.insert(0, ("CUDAExecutionProvider", cuda_options))
             self.device = "cuda:0"
         names = {"acoustic": self.config["acoustic"], "vocoder": self.config["vocoder"]}
         if self.batched and (self.folder / "vocoder_batch.onnx").exists():
