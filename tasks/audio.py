@@ -1,4 +1,4 @@
-"""Audio post-processing: trim silence, resample (soxr or resampy), set the peak level, encode with soundfile."""
+"""Audio post-processing: trim silence, resample (soxr or resampy), set the level (peak or loudness), encode."""
 
 from __future__ import annotations
 
@@ -54,6 +54,16 @@ def set_peak(audio: np.ndarray, peak_dbfs: float) -> np.ndarray:
     if peak <= 0:
         return audio
     return (audio * (10 ** (peak_dbfs / 20) / peak)).astype(np.float32)
+
+
+def set_loudness(audio: np.ndarray, measured_lufs: float, target_lufs: float, peak_limit_dbfs: float) -> np.ndarray:
+    """Gain to the target loudness, but no more than keeps the peak at or below `peak_limit_dbfs` (a sample-peak
+    ceiling, not a true-peak limiter: a chunk with a high peak-to-loudness ratio ends up quieter than the target)."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak <= 0:
+        return audio
+    gain_db = min(target_lufs - measured_lufs, peak_limit_dbfs - db(peak))
+    return (audio * 10 ** (gain_db / 20)).astype(np.float32)
 
 
 def encode(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:

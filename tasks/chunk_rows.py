@@ -67,6 +67,7 @@ def _levels(row: ManifestRow, samples: np.ndarray, rate: int) -> None:
     row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
     row.chars_per_second = m.chars_per_second if np.isfinite(m.chars_per_second) else None
     row.loudness_lufs = qa.loudness_lufs(samples, rate)
+    row.silence_ratio, row.longest_pause_s = qa.silences(samples, rate)
 
 
 def _with_audio(row: ManifestRow, store: ObjectStore, key: str, data: bytes) -> ManifestRow:
@@ -103,17 +104,26 @@ def store_chunk(store: ObjectStore, row: ManifestRow, key: str, data: bytes, fin
 def _finish(row: ManifestRow, raw: np.ndarray, plan: Plan, settings: Settings) -> tuple[np.ndarray, bytes] | None:
     """Post-process one chunk's raw audio and check it; returns (final samples, encoded bytes), or None if failed."""
     a = settings.audio
+    broken = qa.non_finite(raw)
+    if broken:  # NaN would pass through every level measure below as NaN
+        row.status, row.error = "failed", "qa: " + broken
+        return None
     rate_in = plan.voices[row.voice].sample_rate
-    out = audio.trim_silence(raw, rate_in, a.pad_seconds) if a.trim_silence else raw
-    out = audio.resample(out, rate_in, plan.sample_rate, a.resampler)
+    trimmed = audio.trim_silence(raw, rate_in, a.pad_seconds) if a.trim_silence else raw
+    out = audio.resample(trimmed, rate_in, plan.sample_rate, a.resampler)
     said = row.spoken_text or row.text  # what the voice read: "1984" takes as long as "nineteen eighty-four"
-    m = qa.measure(raw, out.size / plan.sample_rate, said)  # judged on the raw output, before any gain
+    m = qa.measure(raw, out.size / plan.sample_rate, said, (trimmed, rate_in))  # on the output before any gain
     found = qa.problems(m, said, row.lang, settings.qa)
     if found:
         row.status, row.error, row.duration_s = "failed", "qa: " + "; ".join(found), m.duration_s
         row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
+        row.silence_ratio, row.longest_pause_s = m.silence_ratio, m.longest_pause_s
         return None
-    final = audio.set_peak(out, a.peak_dbfs)
+    measured = qa.loudness_lufs(out, plan.sample_rate) if a.loudness_lufs is not None else None
+    if measured is not None and a.loudness_lufs is not None:
+        final = audio.set_loudness(out, measured, a.loudness_lufs, a.peak_dbfs)
+    else:  # peak normalization, also for a chunk under 0.4 s (too short for a loudness measure)
+        final = audio.set_peak(out, a.peak_dbfs)
     return final, audio.encode(final, plan.sample_rate, a.format)
 
 

@@ -98,6 +98,8 @@ class ManifestRow:
     clipped_fraction: float | None = None
     chars_per_second: float | None = None
     loudness_lufs: float | None = None
+    silence_ratio: float | None = None  # share of 20 ms frames 40 dB below the peak
+    longest_pause_s: float | None = None  # longest such silence between the first and last sound
     mixed: bool = False  # spoken by two voices, a part each (Chinese with English words in it)
     voices: str = ""  # a mixed chunk's voice keys, comma-separated, in the order they speak; "" otherwise
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -132,7 +134,7 @@ def rows_table(rows: list[ManifestRow]) -> pa.Table:
 
 # Columns added after manifests were first written: an older manifest (a run resumed after an upgrade) lacks them
 # and its rows take their defaults.
-_ADDED_LATER = {"mixed", "voices"}
+_ADDED_LATER = {"mixed", "voices", "silence_ratio", "longest_pause_s"}
 
 
 def rows_from_table(table: pa.Table, source: str) -> list[ManifestRow]:

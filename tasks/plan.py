@@ -35,7 +35,7 @@ def audio_params(settings: Settings, voice: VoiceInfo, rate: int | None = None) 
     `rate`: the run's output rate (the run's own voice sets it when it is "native")."""
     s, a = settings.synthesis, settings.audio
     rate = output_rate(settings, voice) if rate is None else rate
-    return {
+    params: dict[str, Any] = {
         "length_scale": s.length_scale,
         "noise_scale": s.noise_scale,
         "noise_w": s.noise_w,
@@ -46,6 +46,12 @@ def audio_params(settings: Settings, voice: VoiceInfo, rate: int | None = None) 
         "trim_silence": a.trim_silence,
         "pad_seconds": a.pad_seconds if a.trim_silence else None,
     }
+    # Settings added later enter only when set, so the chunk ids of runs that do not use them stay as they were
+    optional = {"pitch_scale": s.pitch_scale != 1.0, "energy_scale": s.energy_scale != 1.0}
+    params |= {k: getattr(s, k) for k, used in optional.items() if used}
+    if a.loudness_lufs is not None:
+        params["loudness_lufs"] = a.loudness_lufs
+    return params
 
 
 def chunk_id(text: str, voice: VoiceInfo, params: dict[str, Any]) -> str:
