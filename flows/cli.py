@@ -8,7 +8,7 @@ import sys
 import traceback
 from typing import Any
 
-from flows import voices_cmd
+from flows import assemble_cmd, voices_cmd
 from tasks.backends import backend_names
 from tasks.config import Settings, dump_toml, load_settings
 from tasks.errors import (
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", required=True, help="output folder, file:// or s3://bucket/prefix URI")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    run.add_argument(
+        "--assemble", action="store_true", help="then join the chunks into books (as `voxbatch assemble`, FLAC)"
+    )
     _settings_flags(run)
     plan = sub.add_parser("plan", help="dry run: chunk the input, print counts and an estimate")
     plan.add_argument("inputs", nargs="+", metavar="INPUT")
@@ -138,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--out", default=".", help="output location to check (default: .)")
     _settings_flags(doctor)
     voices_cmd.add_parser(sub)
+    assemble_cmd.add_parser(sub)
     return parser
 
 
@@ -335,6 +339,8 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     if summary["pending"]:
         print(f"  finish it: `voxbatch status {args.out}` shows what is left; rerun the same command", file=sys.stderr)
         return EXIT_PENDING
+    if getattr(args, "assemble", False) and not summary["failed"]:
+        assemble_cmd.assemble_and_print(args.out, summary["run_id"])
     return EXIT_CHUNKS_FAILED if summary["failed"] or summary["rejected"] else EXIT_OK
 
 
@@ -370,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "worker": cmd_worker,
         "voices": voices_cmd.cmd_voices,
+        "assemble": lambda a: assemble_cmd.cmd_assemble(a, _pick_run),
     }
     try:
         return commands[args.command](args)
@@ -398,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 # interpreter's shutdown after they were used ("terminate called without an active exception", exit 134, seen
 # in about 1 of 10 `voxbatch status` runs), turning a finished command into a crash. Nothing of theirs is left
 # to clean up once the output is flushed.
-_NO_PREFECT = {"plan", "config", "status", "export", "doctor", "voices"}
+_NO_PREFECT = {"plan", "config", "status", "export", "doctor", "voices", "assemble"}
 
 
 def entry() -> None:

@@ -82,6 +82,8 @@ CONTENT_TYPES = {
     "parquet": "application/vnd.apache.parquet",
     "json": "application/json",
     "jsonl": "application/jsonl",
+    "srt": "application/x-subrip",
+    "vtt": "text/vtt",
 }
 
 

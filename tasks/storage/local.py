@@ -21,6 +21,9 @@ from urllib.parse import unquote, urlparse
 from tasks.errors import StorageError
 from tasks.storage.base import ObjectMissing, check_key
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # reading the umask sets it: set it back at once
+_FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file
 _TMP = ".tmp-"
 _FOREIGN_STALE_SECONDS = 3600.0  # another host's temporary file this old is a leftover too
 
@@ -99,6 +102,7 @@ class LocalStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP}{_host()}-{os.getpid()}-", suffix=path.suffix)
             try:
+                os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; outputs are read by others (players, web servers)
                 with os.fdopen(fd, "wb") as f:
                     fill(f)
                     f.flush()

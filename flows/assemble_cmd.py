@@ -1,0 +1,44 @@
+"""`voxbatch assemble OUT`: a finished run's chunks as one audio file per document (and per chapter), subtitled."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from tasks.assemble import FORMATS, Pauses
+
+    p = sub.add_parser("assemble", help="join a finished run's chunks into a file per document and chapter")
+    p.add_argument("out", metavar="OUT", help="output folder or URI of the run")
+    p.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
+    p.add_argument("--format", choices=list(FORMATS), default="flac", dest="assemble_format")
+    defaults = Pauses()
+    for name in ("sentence", "paragraph", "chapter"):
+        p.add_argument(
+            f"--{name}-pause",
+            type=float,
+            default=getattr(defaults, name),
+            metavar="SECONDS",
+            help=f"silence between {name}s (default %(default)s)",
+        )
+
+
+def cmd_assemble(args: argparse.Namespace, pick_run) -> int:  # type: ignore[no-untyped-def]
+    from tasks.assemble import Pauses
+    from tasks.storage import open_store
+
+    store = open_store(args.out)
+    pauses = Pauses(args.sentence_pause, args.paragraph_pause, args.chapter_pause)
+    assemble_and_print(args.out, pick_run(store, args.run_id), args.assemble_format, pauses)
+    return 0
+
+
+def assemble_and_print(out: str, run_id: str, fmt: str = "flac", pauses: Any = None) -> None:
+    from tasks.assemble import assemble_run
+    from tasks.storage import open_store
+
+    store = open_store(out)
+    for made in assemble_run(store, run_id, fmt, pauses):
+        minutes, seconds = divmod(made.seconds, 60)
+        print(f"  assembled {store.uri(made.key)}: {made.chunks} chunks, {int(minutes)}:{seconds:04.1f} (+ .srt, .vtt)")
