@@ -67,8 +67,8 @@ def test_a_book_is_its_chunks_and_pauses_and_its_subtitles_match(prefect_api: No
     position = 0.0
     for (start, end, _), row, gap in zip(subtitle, rows, [*gaps, 0.0], strict=True):
         assert abs(start - position) <= 0.002 and abs(end - start - row["duration_s"]) <= 0.002
-        middle = samples[int((start + end) / 2 * rate) - 1000 : int((start + end) / 2 * rate) + 1000]
-        assert np.sqrt(np.mean(middle**2)) > 0.005  # speech under each cue
+        spoken = samples[int(start * rate) : int(end * rate)]
+        assert np.sqrt(np.mean(spoken**2)) > 0.01  # speech under each cue (its middle may fall between sentences)
         if gap:
             pause = samples[int(end * rate) + 10 : int((end + gap) * rate) - 10]
             assert np.max(np.abs(pause)) == 0  # and silence between
