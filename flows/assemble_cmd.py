@@ -30,15 +30,13 @@ def cmd_assemble(args: argparse.Namespace, pick_run) -> int:  # type: ignore[no-
 
     store = open_store(args.out)
     pauses = Pauses(args.sentence_pause, args.paragraph_pause, args.chapter_pause)
-    assemble_and_print(args.out, pick_run(store, args.run_id), args.assemble_format, pauses)
+    assemble_and_print(store, pick_run(store, args.run_id), args.assemble_format, pauses)
     return 0
 
 
-def assemble_and_print(out: str, run_id: str, fmt: str = "flac", pauses: Any = None) -> None:
+def assemble_and_print(store: Any, run_id: str, fmt: str = "flac", pauses: Any = None) -> None:
     from tasks.assemble import assemble_run
-    from tasks.storage import open_store
 
-    store = open_store(out)
     for made in assemble_run(store, run_id, fmt, pauses):
         minutes, seconds = divmod(made.seconds, 60)
         print(f"  assembled {store.uri(made.key)}: {made.chunks} chunks, {int(minutes)}:{seconds:04.1f} (+ .srt, .vtt)")

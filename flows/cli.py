@@ -317,7 +317,7 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     faults.from_env()  # a malformed VOXBATCH_FAULTS is an error now, not after Prefect starts
     prep = prepare(args.inputs, settings)  # fail fast on bad input, before Prefect starts
     _report_inputs(prep.plan)
-    open_store(args.out)
+    store = open_store(args.out)  # a bad output location fails here, before Prefect starts
     if local_api is not None:
         local_api.use(local_api.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])))
     from flows.corpus import corpus_flow
@@ -340,7 +340,7 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
         print(f"  finish it: `voxbatch status {args.out}` shows what is left; rerun the same command", file=sys.stderr)
         return EXIT_PENDING
     if getattr(args, "assemble", False) and not summary["failed"]:
-        assemble_cmd.assemble_and_print(args.out, summary["run_id"])
+        assemble_cmd.assemble_and_print(store, summary["run_id"])
     return EXIT_CHUNKS_FAILED if summary["failed"] or summary["rejected"] else EXIT_OK
 
 

@@ -119,8 +119,7 @@ def _finish(row: ManifestRow, raw: np.ndarray, plan: Plan, settings: Settings) -
         row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
         row.silence_ratio, row.longest_pause_s = m.silence_ratio, m.longest_pause_s
         return None
-    measured = qa.loudness_lufs(out, plan.sample_rate) if a.loudness_lufs is not None else None
-    if measured is not None and a.loudness_lufs is not None:
+    if a.loudness_lufs is not None and (measured := qa.loudness_lufs(out, plan.sample_rate)) is not None:
         final = audio.set_loudness(out, measured, a.loudness_lufs, a.peak_dbfs)
     else:  # peak normalization, also for a chunk under 0.4 s (too short for a loudness measure)
         final = audio.set_peak(out, a.peak_dbfs)

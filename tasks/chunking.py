@@ -30,16 +30,16 @@ class TextChunk(NamedTuple):
     end: int
 
 
-_IDEOGRAPH = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002ebef\uf900-\ufaff\u3005\u3007]")
+IDEOGRAPH = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002ebef\uf900-\ufaff\u3005\u3007]")
 _LETTER = re.compile(r"[^\W\d_]")
 
 
 def detect_lang(text: str) -> str:
     """zh when ideographs make up over a third of the letters, else en (whole-string searches, no loop)."""
-    if text.isascii() or not _IDEOGRAPH.search(text):
+    if text.isascii() or not IDEOGRAPH.search(text):
         return "en"
     letters = len(_LETTER.findall(text))
-    return "zh" if letters and len(_IDEOGRAPH.findall(text)) / letters > 1 / 3 else "en"
+    return "zh" if letters and len(IDEOGRAPH.findall(text)) / letters > 1 / 3 else "en"
 
 
 def language_runs(text: str) -> list[tuple[int, int, str]]:

@@ -14,11 +14,10 @@ import re
 import numpy as np
 
 from tasks import audio
+from tasks.chunking import IDEOGRAPH
 
-_SCRIPT = re.compile(
-    "(?P<zh>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u3007\U00020000-\U0002ebef]+)"
-    "|(?P<en>[A-Za-z\u00c0-\u024f]+(?:['\u2019][A-Za-z]+)*)"
-)
+_SCRIPT = re.compile(f"(?P<zh>{IDEOGRAPH.pattern}+)" + "|(?P<en>[A-Za-z\u00c0-\u024f]+(?:['\u2019][A-Za-z]+)*)")
+_LATIN = re.compile("[A-Za-z]")
 CROSSFADE_SECONDS = 0.015
 KEEP_SECONDS = 0.04  # of the silence around each part: words of two voices still need a breath between them
 
@@ -43,8 +42,8 @@ def script_runs(text: str) -> list[tuple[int, int, str]]:
 def is_mixed(text: str, lang: str) -> bool:
     """A quick check before `script_runs`: a Chinese chunk with Latin letters, or an English one with ideographs."""
     if lang == "zh":
-        return re.search("[A-Za-z]", text) is not None
-    return not text.isascii() and re.search("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", text) is not None
+        return _LATIN.search(text) is not None
+    return not text.isascii() and IDEOGRAPH.search(text) is not None
 
 
 def join_parts(parts: list[tuple[np.ndarray, int]], rate: int, resampler: str) -> np.ndarray:

@@ -204,6 +204,18 @@ def fetch_files(uris: list[str], cache: ModelCache | None = None, expected: dict
     return cache.view(files)
 
 
+def fetch_folder(uri: str, *, checksums: str = "SHA256SUMS", required: bool = False) -> Path:
+    """An s3:// or file:// folder through the cache, its files checked against its `checksums` file (sha256sum
+    format) where it has one; `required`: a folder without one is a ModelError."""
+    cache = ModelCache()
+    uris = list_prefix(uri)
+    sums = next((u for u in uris if u.endswith("/" + checksums)), None)
+    if sums is None and required:
+        raise ModelError(f"{uri}: no {checksums} in the folder")
+    expected = parse_sha256sums(cache.fetch(sums).read_text()) if sums else {}
+    return fetch_files(uris, cache, expected)
+
+
 def parse_sha256sums(text: str) -> dict[str, str]:
     """sha256sum output ("<digest>  <name>" per line) to {name: digest}."""
     out = {}

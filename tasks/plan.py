@@ -177,8 +177,7 @@ class _Planner:
         rows = []
         index = self._index
         for start, end, lang in runs:
-            context = self._by_lang.get(lang) or self._language(lang, f"{doc.source}: line {paragraph.line}")
-            make_id, options, limit, tail = context
+            make_id, options, limit, tail = self._language(lang, f"{doc.source}: line {paragraph.line}")
             piece = text if (start, end) == (0, len(text)) else text[start:end]
             as_written = reads_as_written(piece, lang, *options)
             maybe_mixed = self._mixing and (lang == "zh" or not piece.isascii())
@@ -201,7 +200,11 @@ class _Planner:
         self.writer.extend(rows)
 
     def _language(self, lang: str, where: str) -> _LanguageContext:
-        """What every paragraph chunk in `lang` shares (id maker, speech options, limit, columns with the voice)."""
+        """What every paragraph chunk in `lang` shares (id maker, speech options, limit, columns with the voice),
+        made once per language (`where` names the first place it occurs, for the error of a language with no voice)."""
+        known = self._by_lang.get(lang)
+        if known is not None:
+            return known
         key = self.book.for_language(lang, where)
         _, params_json, make_id = self.params(key)
         tail = (lang, key, params_json, "", 0, "", "", "", "")
@@ -222,11 +225,10 @@ class _Planner:
             return None
         parts, said = [], ""
         for start, end, run_lang in runs:
-            context = self._by_lang.get(run_lang) or self._language(run_lang, where)
-            piece = spoken(text[start:end], run_lang, *context[1])
+            piece = spoken(text[start:end], run_lang, *self._language(run_lang, where)[1])
             parts.append([len(said), len(said) + len(piece), keys[run_lang]])
             said += piece
-        make_id = (self._by_lang.get(lang) or self._language(lang, where))[0]
+        make_id = self._language(lang, where)[0]
         identities = {k: self.book.voices[k].identity for k in sorted(set(keys.values()))}
         parts_json = json.dumps(parts)
         return make_id(json.dumps([said, parts, identities], sort_keys=True)), said, parts_json

@@ -62,12 +62,21 @@ class PlannedChunk:
     parts_json: str = ""  # a chunk of two scripts: [[start, end, voice key], ...] over spoken_text; "" otherwise
 
 
-_SPOKEN = arrow_schema(PlannedChunk).get_field_index("spoken_text")
-PLAN_SCHEMA = arrow_schema(PlannedChunk).set(_SPOKEN, pa.field("spoken_text", pa.string(), nullable=True))
+_SCHEMA = arrow_schema(PlannedChunk)
+PLAN_SCHEMA = _SCHEMA.set(_SCHEMA.get_field_index("spoken_text"), pa.field("spoken_text", pa.string(), nullable=True))
 FIELDS = tuple(f.name for f in dataclasses.fields(PlannedChunk))
 # Columns with few distinct values get dictionary encoding; trying it on the text columns costs a third of writing
 _REPEATING = [
-    *("shard", "doc_id", "source", "chapter_title", "lang", "voice", "params_json", "speaker", "error", "parts_json")
+    "shard",
+    "doc_id",
+    "source",
+    "chapter_title",
+    "lang",
+    "voice",
+    "params_json",
+    "speaker",
+    "error",
+    "parts_json",
 ]
 # Typical speaking rates, for the dry run's duration estimate only.
 CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tasks.backends.base import sha256_file
+from tasks.backends.base import sha256_file, verify_sha256
 from tasks.config import cache_home
 from tasks.errors import ConfigError, ModelError
 
@@ -75,9 +75,7 @@ def verify_folder(folder: Path) -> dict[str, str]:
         path = folder / name
         if not path.exists():
             raise ModelError(f"{path}: missing from the voice folder")
-        if sha256_file(path) != digest:
-            size = path.stat().st_size
-            raise ModelError(f"{path}: checksum mismatch, the file is corrupt or truncated ({size} bytes)")
+        verify_sha256(path, digest, "install or copy the voice folder again")
     return expected
 
 

@@ -18,7 +18,7 @@ from tasks.mixed_script import join_parts
 from tasks.plan_file import Plan, PlannedChunk
 
 
-class MixedWork:
+class ShardWork:
     """Item ids: a chunk's own index for a whole chunk; numbers past the shard's chunks for parts."""
 
     def __init__(self, chunks: list[PlannedChunk], todo: list[int]) -> None:

@@ -29,7 +29,7 @@ from tasks.oom import DeviceFatal
 from tasks.plan_file import Plan, PlannedChunk
 from tasks.storage import ObjectStore
 from tasks.upload import Uploader
-from tasks.work_items import MixedWork
+from tasks.work_items import ShardWork
 
 ProgressFn = Callable[[int, float], None]  # (chunks finished, audio seconds they hold)
 CheckpointFn = Callable[[list[ManifestRow]], None]  # rows whose audio is stored, so far
@@ -134,7 +134,7 @@ def _engine_for(
 
 
 def _groups(
-    chunks: list[PlannedChunk], work: MixedWork, settings: Settings
+    chunks: list[PlannedChunk], work: ShardWork, settings: Settings
 ) -> list[tuple[str, SynthOptions | None, list[int]]]:
     """The work items (chunks, and the parts of mixed ones) grouped by voice and per-row options (pace,
     speaker), voice by voice: one engine runs each group, so a batch never mixes voices or options."""
@@ -213,7 +213,7 @@ def process_shard(
         uploads: Uploader[ManifestRow] = Uploader()
         last_checkpoint = time.perf_counter()
         checkpoint_seconds = 0.0
-        work = MixedWork(chunks, todo)
+        work = ShardWork(chunks, todo)
         try:
             for voice_key, options, group in _groups(chunks, work, settings):
                 # Loaded only when there is work (a finished shard costs no model load); a worker keeps the

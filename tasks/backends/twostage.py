@@ -47,13 +47,7 @@ def _voice_folder(voice: str) -> Path:
     from tasks import voice_install
 
     if model_cache.is_remote(voice):
-        cache = model_cache.ModelCache()
-        uris = model_cache.list_prefix(voice)
-        sums = next((u for u in uris if u.endswith("/" + voice_install.CHECKSUMS)), None)
-        if sums is None:
-            raise ModelError(f"{voice}: no {voice_install.CHECKSUMS} in the voice folder")
-        expected = model_cache.parse_sha256sums(cache.fetch(sums).read_text())
-        return model_cache.fetch_files(uris, cache, expected)
+        return model_cache.fetch_folder(voice, checksums=voice_install.CHECKSUMS, required=True)
     if "/" not in voice and not voice.startswith("."):
         folder = voice_install.voices_dir() / voice
         if not folder.exists():

@@ -42,11 +42,7 @@ def _local_directory(voice: str) -> Path:
     """The checkpoint directory: local as given, or an s3:// / file:// folder fetched through the cache."""
     if not model_cache.is_remote(voice):
         return Path(voice).expanduser()
-    cache = model_cache.ModelCache()
-    uris = model_cache.list_prefix(voice)
-    sums_uri = next((u for u in uris if u.endswith("/" + CHECKSUMS)), None)
-    expected = model_cache.parse_sha256sums(cache.fetch(sums_uri).read_text()) if sums_uri else {}
-    return model_cache.fetch_files(uris, cache, expected)
+    return model_cache.fetch_folder(voice, checksums=CHECKSUMS)
 
 
 class VitsBackend:

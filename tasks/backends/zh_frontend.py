@@ -4,8 +4,8 @@ What a Chinese book holds is handled before the pinyin: traditional characters a
 (OpenCC, so pypinyin's phrase dictionary, which reads polyphones from words, sees the words it knows); digits
 left in the text (normalization off, or forms cn2an does not know) are read by the Chinese number rules of
 tasks.speech_text; full-width and ASCII punctuation both end clauses. Latin letters are not this voice's: a mixed
-sentence is split by script before it gets here (tasks.mixed_script), and what has no pinyin is left out and
-counted (`dropped`), never an error.
+sentence is split by script before it gets here (tasks.mixed_script), and what has no pinyin is left out, never
+an error.
 
 The symbols follow the voice's `symbols.json` (TensorFlowTTS's baker_mapper.json): `sil`, then per syllable its
 initial (`^` for none) and final with its tone (1-5, 5 neutral), `#0` between syllables, `sil`, `eos`.
@@ -42,7 +42,6 @@ class BakerFrontend:
     """Text to clauses of ids, with the voice's symbol table and pinyin-to-phoneme map."""
 
     symbols_path: Path
-    dropped: int = 0  # characters left out (no pinyin) since loading: shown in logs, not an error
     _cache: dict[str, list[Clause]] = field(default_factory=dict)
 
     @cached_property
@@ -83,8 +82,6 @@ class BakerFrontend:
         if not text.strip():
             return []
         syllables = [s[0] for s in pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, errors="ignore")]
-        hanzi = sum(1 for ch in text if not ch.isspace() and not ch.isascii())
-        self.dropped += max(0, hanzi - len(syllables)) + sum(1 for ch in text if ch.isascii() and ch.isalnum())
         phones = [p for s in syllables for p in [*self._phones(s), "#0"]][:-1]
         if not phones:
             return []
