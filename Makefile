@@ -10,7 +10,7 @@ setup: $(VENV)/.installed
 # Reinstall when the dependency pins change; constraints.txt pins every transitive package.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[piper,epub,zh,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[piper,epub,zh,asr,dev]'
 	touch $@
 
 demo: setup

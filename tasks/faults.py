@@ -3,6 +3,8 @@
     VOXBATCH_FAULTS="oom_rate=0.05,seed=7"   a fraction of batches fail, at random (seeded)
     VOXBATCH_FAULTS="memory_budget=4000"     every batch whose padded cost exceeds 4000 fails
     VOXBATCH_FAULTS="batch_delay=0.5"        every batch takes 0.5 s longer (a slow device: time to kill a worker)
+    VOXBATCH_FAULTS="garble_rate=0.3"        a fraction of chunks (by chunk id and seed) come out unintelligible
+                                             the first time (babble for the quality checks to catch)
 
 The exception is torch.OutOfMemoryError when torch is installed (a plain RuntimeError with CUDA's message
 otherwise), raised after the batch ran and its output is thrown away (the costliest case), so the whole
@@ -11,6 +13,7 @@ recovery path runs as it would on a GPU, and costs at least as much.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
@@ -27,6 +30,7 @@ class Faults:
     memory_budget: int | None = None
     seed: int = 0
     batch_delay: float = 0.0
+    garble_rate: float = 0.0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -44,6 +48,13 @@ class Faults:
             self._raise(f"batch of {batch_size} with padded cost {padded_cost} > memory_budget {self.memory_budget}")
         if self.oom_rate > 0 and self._rng.random() < self.oom_rate:
             self._raise(f"random fault, oom_rate {self.oom_rate}")
+
+    def garbles(self, chunk_id: str) -> bool:
+        """Whether this chunk's first attempt is garbled: the same chunks on every run with the same seed."""
+        if self.garble_rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.seed}:{chunk_id}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < self.garble_rate
 
     def _raise(self, why: str) -> None:
         self.injected += 1
@@ -68,7 +79,7 @@ def parse(spec: str) -> Faults:
                 values[key] = float(value)
                 if not 0.0 <= values[key] <= 60.0:
                     raise ValueError("must be in [0, 60] seconds")
-            elif key == "oom_rate":
+            elif key in ("oom_rate", "garble_rate"):
                 values[key] = float(value)
                 if not 0.0 <= values[key] < 1.0:
                     raise ValueError("must be in [0, 1)")
@@ -77,7 +88,7 @@ def parse(spec: str) -> Faults:
                 if key == "memory_budget" and values[key] <= 0:
                     raise ValueError("must be positive")
             else:
-                raise ValueError("unknown key (known: oom_rate, memory_budget, seed, batch_delay)")
+                raise ValueError("unknown key (known: oom_rate, garble_rate, memory_budget, seed, batch_delay)")
         except ValueError as exc:
             raise ConfigError(f"{ENV}: {part!r}: {exc}") from None
     return Faults(**values)  # type: ignore[arg-type]

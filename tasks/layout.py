@@ -9,6 +9,7 @@
     runs/<run_id>/leases/shard-<n>.json        heartbeat of the worker process on a dispatched shard
     runs/<run_id>/manifest.parquet             one consolidated manifest, once every shard is committed
     runs/<run_id>/summary.json                 the run summary
+    runs/<run_id>/report.html                  the run report (voxbatch report), self-contained
     exports/<run_id>/{hf,nemo}/...             dataset exports
 
 Why the audio keys start with two hex characters of a hash: S3 scales request rates per key prefix (about
@@ -67,6 +68,10 @@ def summary_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}summary.json"
 
 
+def report_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}report.html"
+
+
 EXPORT_FORMATS = ("hf", "nemo")
 
 
@@ -84,6 +89,9 @@ CONTENT_TYPES = {
     "jsonl": "application/jsonl",
     "srt": "application/x-subrip",
     "vtt": "text/vtt",
+    "html": "text/html; charset=utf-8",
+    "opus": "audio/ogg",
+    "m4b": "audio/mp4",
 }
 
 

@@ -102,6 +102,10 @@ class ManifestRow:
     longest_pause_s: float | None = None  # longest such silence between the first and last sound
     mixed: bool = False  # spoken by two voices, a part each (Chinese with English words in it)
     voices: str = ""  # a mixed chunk's voice keys, comma-separated, in the order they speak; "" otherwise
+    qa_attempts: int = int32(0)  # syntheses the quality checks saw (1: the first passed; more: regenerated)
+    asr_transcript: str | None = None  # what Whisper heard (qa.asr)
+    asr_wer: float | None = None  # word error rate of the transcript against spoken_text (English)
+    asr_cer: float | None = None  # character error rate (both languages)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,6 +33,8 @@ class RunSummary:
     shards_already_done: int = 0
     oom_backoffs: int = 0
     storage_wait_seconds: float = 0.0
+    regenerated: int = 0  # chunk syntheses made again after a failed check
+    asr_seconds: float = 0.0  # time spent transcribing chunks (qa.asr)
     manifests: str = ""
     run_manifest: str = ""
     errors: list[str] = field(default_factory=list)
@@ -54,6 +56,8 @@ class RunSummary:
         self.oom_backoffs += int(stats.get("ooms", 0))
         self.audio_seconds += float(stats.get("audio_seconds", 0.0))
         self.storage_wait_seconds += float(stats.get("storage_wait_seconds", 0.0))
+        self.regenerated += int(stats.get("regenerations", 0))
+        self.asr_seconds += float(stats.get("asr_seconds", 0.0))
         self.errors.extend(list(stats.get("errors", []))[: max(0, 10 - len(self.errors))])
 
     def add_from_storage(self, store: ObjectStore, state: RunState, processed: set[int]) -> None:
@@ -79,6 +83,13 @@ class RunSummary:
             f"  audio {hms(self.audio_seconds)} in {hms(self.wall_seconds)} wall: real-time factor "
             f"{self.realtime_factor:.3f} ({speed})",
             f"  voice {self.voice}, {self.format} at {self.sample_rate} Hz; out-of-memory backoffs {self.oom_backoffs}",
+        ]
+        if self.regenerated or self.asr_seconds:
+            lines.append(
+                f"  checks: {self.regenerated} regeneration(s) of chunks that failed a check; "
+                f"listening (ASR) {self.asr_seconds:.1f} s"
+            )
+        lines += [
             f"  output {self.output}",
             f"  manifests {self.manifests}",
         ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from tasks import budget_store, faults
 from tasks.backends.base import Synthesizer, SynthOptions
-from tasks.chunk_rows import base_row, post_process, reused_row, store_chunk, with_place
+from tasks.chunk_rows import base_row, reused_row, store_chunk, with_place
 from tasks.chunking import chunk_paragraph, detect_lang, is_speakable
 from tasks.config import Settings
 from tasks.engine import BudgetState, Engine, EngineConfig, EngineStats, ItemResult
@@ -27,6 +27,7 @@ from tasks.layout import audio_key
 from tasks.manifest import ManifestRow
 from tasks.oom import DeviceFatal
 from tasks.plan_file import Plan, PlannedChunk
+from tasks.recheck import Checker, Redo
 from tasks.storage import ObjectStore
 from tasks.upload import Uploader
 from tasks.work_items import ShardWork
@@ -48,6 +49,8 @@ class ShardStats:
     synth_seconds: float = 0.0
     wall_seconds: float = 0.0
     storage_wait_seconds: float = 0.0  # time synthesis stood still waiting for storage writes
+    asr_seconds: float = 0.0  # time spent transcribing chunks (qa.asr)
+    regenerations: int = 0  # chunks synthesized again after failing a check
     checkpoints: int = 0
     errors: list[str] = field(default_factory=list)
     engine: EngineStats | None = None
@@ -211,9 +214,21 @@ def process_shard(
     fatal: DeviceFatal | None = None
     if todo:
         uploads: Uploader[ManifestRow] = Uploader()
+        checker = Checker(plan, settings, garble=faults.from_env().garbles)
         last_checkpoint = time.perf_counter()
         checkpoint_seconds = 0.0
         work = ShardWork(chunks, todo)
+
+        def deliver(ready: list[tuple[int, ManifestRow, tuple[Any, bytes] | None]]) -> None:
+            for i, row, made in ready:
+                if made is None:
+                    finished(i, row)
+                    continue
+                final, data = made
+                done = uploads.submit(i, lambda r=row, k=keys[i], d=data, f=final: store_chunk(store, r, k, d, f))
+                for j, stored in done:
+                    finished(j, stored)
+
         try:
             for voice_key, options, group in _groups(chunks, work, settings):
                 # Loaded only when there is work (a finished shard costs no model load); a worker keeps the
@@ -229,16 +244,8 @@ def process_shard(
                         i = result.index
                         row = _row_for(result, chunks[i], plan, synth_done, fmt)
                         row.mixed, row.voices = work.spoken_by(i)
-                        made = post_process(row, result.audio, plan, settings)
-                        if made is None:
-                            finished(i, row)
-                            continue
-                        final, data = made
-                        done = uploads.submit(
-                            i, lambda r=row, k=keys[i], d=data, f=final: store_chunk(store, r, k, d, f)
-                        )
-                        for j, stored in done:
-                            finished(j, stored)
+                        again = None if row.mixed else _redo(synth_done, options, work.text(i))
+                        deliver(checker.offer(i, row, result.audio, again))
                         if (
                             checkpoint is not None
                             and time.perf_counter() - last_checkpoint > settings.run.checkpoint_seconds
@@ -248,6 +255,7 @@ def process_shard(
                             last_checkpoint = time.perf_counter()
                             stats.checkpoints += 1
                             checkpoint_seconds += last_checkpoint - t0  # on this thread: synthesis waits too
+                    deliver(checker.flush())  # while this voice is loaded: regenerations need it
                 finally:
                     budget_store.save(state_dir, memory_key, engine.state)
                     stats.engine = _merged(stats.engine, engine.stats)
@@ -257,6 +265,8 @@ def process_shard(
             for j, stored in uploads.finish():
                 finished(j, stored)
             stats.storage_wait_seconds = uploads.wait_seconds + checkpoint_seconds
+            checker.close()
+            stats.asr_seconds, stats.regenerations = checker.asr_seconds, checker.regenerations
         if uploads.errors:
             raise uploads.errors[0]  # the output location is broken: the checkpoint keeps what was stored
 
@@ -265,6 +275,13 @@ def process_shard(
         stats.add(row)
     stats.wall_seconds = time.perf_counter() - started
     return ShardResult(ordered, stats, fatal)
+
+
+def _redo(synth: Synthesizer, options: SynthOptions | None, text: str) -> Redo | None:
+    """How to synthesize a chunk again with a given noise seed; None for a voice that would repeat itself."""
+    if not synth.sampling:
+        return None
+    return lambda seed: synth.synthesize([text], dataclasses.replace(options or SynthOptions(), seed=seed))[0]
 
 
 def _row_for(result: ItemResult, c: PlannedChunk, plan: Plan, synth: Synthesizer, fmt: str) -> ManifestRow:

@@ -70,7 +70,8 @@ def test_a_book_is_its_chunks_and_pauses_and_its_subtitles_match(prefect_api: No
         spoken = samples[int(start * rate) : int(end * rate)]
         assert np.sqrt(np.mean(spoken**2)) > 0.01  # speech under each cue (its middle may fall between sentences)
         if gap:
-            pause = samples[int(end * rate) + 10 : int((end + gap) * rate) - 10]
+            edge = int(0.002 * rate)  # SRT times are rounded to the millisecond: up to 11 samples at 22,050 Hz
+            pause = samples[int(end * rate) + edge : int((end + gap) * rate) - edge]
             assert np.max(np.abs(pause)) == 0  # and silence between
         position = end + gap
     vtt = (out / made.key.replace(".flac", ".vtt")).read_text()
@@ -113,3 +114,39 @@ def test_run_then_assemble_from_the_command_line(tmp_path: Path) -> None:
     longer = sf.info(book.with_suffix(".wav")).duration - sf.info(book).duration
     paragraphs = len({r["line"] for r in pq.read_table(next(out.glob("runs/*/manifest.parquet"))).to_pylist()})
     assert longer == pytest.approx((paragraphs - 1) * (1.5 - 0.75), abs=0.01)
+
+
+def test_an_epub_becomes_an_m4b_with_chapters_and_an_opus_file(prefect_api: None, tmp_path: Path) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    ffprobe = shutil.which("ffprobe")
+    assert ffprobe and shutil.which("ffmpeg"), "M4B needs ffmpeg (apt-get install ffmpeg; .ci/run installs it)"
+    book = make_epub(tmp_path / "harbour.epub")
+    out = tmp_path / "out"
+    summary = run([str(book)], str(out))  # the real voice
+    store = open_store(str(out))
+    (m4b,) = assemble_run(store, summary["run_id"], "m4b", PAUSES)  # one audiobook, chapters inside
+    flac_whole, *flac_chapters = assemble_run(store, summary["run_id"], "flac", PAUSES)
+    probe = subprocess.run(
+        [ffprobe, "-v", "error", "-print_format", "json", "-show_chapters", "-show_format", str(out / m4b.key)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    info = json.loads(probe.stdout)
+    chapters = info["chapters"]
+    assert [c["tags"]["title"] for c in chapters] == ["Morning", "Evening"]
+    # each marker starts where the chapter starts in the assembled book: after chapter one and a chapter pause
+    first_len = flac_chapters[0].seconds
+    assert float(chapters[0]["start_time"]) == pytest.approx(0.0, abs=0.01)
+    assert float(chapters[1]["start_time"]) == pytest.approx(first_len + PAUSES.chapter, abs=0.01)
+    assert float(chapters[1]["end_time"]) == pytest.approx(flac_whole.seconds, abs=0.01)
+    assert info["format"]["tags"]["title"] == "harbour" and info["format"]["tags"]["genre"] == "Audiobook"
+    assert float(info["format"]["duration"]) == pytest.approx(flac_whole.seconds, abs=0.1)  # AAC pads its frames
+    (opus, *_) = assemble_run(store, summary["run_id"], "opus", PAUSES)
+    decoded, rate = sf.read(out / opus.key, dtype="float32")
+    assert rate == 48000 and decoded.size / rate == pytest.approx(flac_whole.seconds, abs=0.03)
+    subtitle_cues = cues((out / opus.key).with_suffix(".srt"))
+    flac_cues = cues((out / flac_whole.key).with_suffix(".srt"))
+    assert [c[2] for c in subtitle_cues] == [c[2] for c in flac_cues]
+    assert max(abs(a[0] - b[0]) for a, b in zip(subtitle_cues, flac_cues, strict=True)) <= 0.002

@@ -57,6 +57,24 @@ def test_resolve_load_synthesize_contract(backend_settings: Settings) -> None:
     assert len(synth.synthesize(texts[:1])) == 1
 
 
+
+def test_a_seed_repeats_a_sampling_voice_and_others_say_they_do_not_sample(backend_settings: Settings) -> None:
+    """What regeneration relies on: a voice that samples makes the same audio for the same seed, other audio for
+    another; a voice that does not sample says so (and is never asked twice)."""
+    from tasks.backends.base import SynthOptions
+
+    s = backend_settings.synthesis
+    synth = load_cached(resolve_voice(s), s)
+    assert isinstance(synth.sampling, bool)
+    text = TEXTS.get(s.backend, TEXTS["*"])[1]
+    first, again, other = (synth.synthesize([text], SynthOptions(seed=n))[0] for n in (11, 11, 12))
+    if synth.sampling:
+        assert np.array_equal(first, again)
+        assert first.size != other.size or not np.array_equal(first, other)
+    else:
+        assert np.array_equal(first, again) and np.array_equal(first, other)
+
+
 @pytest.mark.parametrize("backend", ["piper", "vits", "twostage"])
 def test_a_broken_model_is_a_model_error_chained_to_its_cause(backend: str, tmp_path: Path) -> None:
     if backend == "piper":

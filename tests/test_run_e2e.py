@@ -158,3 +158,24 @@ def test_prefect_records_the_summary_table_and_report(first_run: tuple[Path, dic
     assert rows["out-of-memory backoffs"] == summary["oom_backoffs"]
     status = f"voxbatch status {summary['output']} --run-id {summary['run_id']}"
     assert any(status in str(r.data) and summary["manifests"] in str(r.data) for r in report)
+    # the report's figures: a row per measure and the worst chunks with their text
+    with get_client(sync_client=True) as client:
+        quality, worst = (
+            [
+                a
+                for a in client.read_artifacts(
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{key}-{kind}"]))
+                )
+                if str(a.flow_run_id) == summary["flow_run_id"]
+            ]
+            for kind in ("quality", "worst")
+        )
+    assert len(quality) == 1 and len(worst) == 1
+    measures = {
+        r["measure"]: r for r in (quality[0].data if isinstance(quality[0].data, list) else json.loads(quality[0].data))
+    }
+    assert measures["Duration s"]["chunks"] == summary["ok"]
+    assert 0 < measures["Duration s"]["min"] <= measures["Duration s"]["median"] <= measures["Duration s"]["max"]
+    assert measures["regenerated chunks"]["chunks"] == 0
+    worst_rows = worst[0].data if isinstance(worst[0].data, list) else json.loads(worst[0].data)
+    assert 0 < len(worst_rows) <= 10 and all(r["text"] and r["status"] == "ok" for r in worst_rows)

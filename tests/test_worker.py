@@ -30,6 +30,7 @@ class FlakySynth:
     fail_on: str = "storm"
     supports_batching: bool = True
     device: str = "cpu"
+    sampling: bool = False
     calls: list[list[str]] = field(default_factory=list)
 
     @property

@@ -111,9 +111,12 @@ def test_chinese_sample_end_to_end_is_understood(voices: Path, prefect_api: None
     from flows.corpus import corpus_flow
 
     out = tmp_path / "out"
-    summary = corpus_flow([str(SAMPLE_ZH)], str(out), {"synthesis": {"voice": "zh-baker"}})
+    summary = corpus_flow([str(SAMPLE_ZH)], str(out), {"synthesis": {"voice": "zh-baker"}, "qa": {"asr": True}})
     assert summary["failed"] == 0 and summary["chunks"] >= 4
     rows = pq.read_table(out / manifest_key(summary["run_id"], 0)).to_pylist()
+    # the run listened too (qa.asr, Whisper base): a character error rate per chunk, no word error rate
+    assert all(r["asr_wer"] is None and r["asr_cer"] is not None and r["asr_transcript"] for r in rows)
+    assert all(r["qa_attempts"] == 1 for r in rows)  # (a 5-character title is scored, not judged)
     errors = chars = 0
     for r in rows:
         samples, rate = audio.decode((out / r["audio_key"]).read_bytes())
@@ -126,6 +129,8 @@ def test_chinese_sample_end_to_end_is_understood(voices: Path, prefect_api: None
         errors, chars = errors + cer * n, chars + n
         print(f"CER {cer:.3f} over {n} characters: {r['text'][:30]} | {heard[:30]}")
     assert errors / chars < 0.15  # the character error rate of the whole sample
+    run_cer = sum(r["asr_cer"] * len([ch for ch in r["text"] if ch.isalnum()]) for r in rows) / chars
+    assert abs(run_cer - errors / chars) <= 0.05, (run_cer, errors / chars)  # the run heard what the test heard
     header = pq.ParquetFile(out / plan_key(summary["run_id"])).metadata.metadata[b"voxbatch.plan"]
     assert "non-commercial" in json.loads(header)["voices"]["zh-baker"]["licence"]
     manifest = pq.read_schema(out / run_manifest_key(summary["run_id"])).metadata[b"voxbatch.voices"]

@@ -35,10 +35,12 @@ class VoiceInfo:
 
 @dataclass(frozen=True)
 class SynthOptions:
-    """Per-utterance choices a table row can make: pace and speaker. None / "": the voice's settings."""
+    """Per-utterance choices a table row can make: pace and speaker. None / "": the voice's settings. `seed`
+    fixes the noise of voices that sample (a regenerated chunk's attempt); None: the backend's own."""
 
     length_scale: float | None = None
     speaker: str = ""
+    seed: int | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> SynthOptions:
@@ -51,6 +53,7 @@ class Synthesizer(Protocol):
     info: VoiceInfo
     supports_batching: bool
     device: str
+    sampling: bool  # the same text can come out differently (noise): worth synthesizing a failed chunk again
 
     def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]: ...
 

@@ -192,6 +192,18 @@ def _alignment_model(model: Path) -> bytes:
     return proto.SerializeToString()
 
 
+def _seeded_model(model: Path, seed: int) -> bytes:
+    """The model with its noise generators (RandomNormalLike) seeded: a new session from it makes the same audio
+    for the same text every time. ONNX Runtime seeds a generator once per session, so this is how one attempt of
+    a regenerated chunk gets noise of its own that a rerun repeats."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    for k, node in enumerate(n for n in proto.graph.node if n.op_type.startswith("Random")):
+        node.attribute.append(onnx.helper.make_attribute("seed", float((seed + k) % (1 << 24))))
+    return proto.SerializeToString()
+
+
 @dataclass
 class PiperSynthesizer:
     info: VoiceInfo
@@ -205,6 +217,7 @@ class PiperSynthesizer:
     _ooms_since_success: int = 0
     _shrink_next_run: bool = False
     _phonemes: dict[str, list[list[int]]] = field(default_factory=dict)
+    sampling: bool = True  # noise in the duration predictor and the flow
 
     @property
     def supports_batching(self) -> bool:
@@ -212,6 +225,10 @@ class PiperSynthesizer:
 
     def open(self) -> None:
         """Create the ONNX Runtime session (again, after repeated OOMs)."""
+        self.voice = self._voice(_alignment_model(Path(self.info.model_path)) if self.batched else None)
+
+    def _voice(self, source: bytes | None) -> Any:
+        """A PiperVoice on a new session of the model (`source`: modified model bytes; None: the file)."""
         import onnxruntime as ort
         from piper import PiperVoice
 
@@ -220,14 +237,13 @@ class PiperSynthesizer:
             self.device = "cuda:0"
         model = Path(self.info.model_path)
         try:
-            source: str | bytes = _alignment_model(model) if self.batched else str(model)
-            session = ort.InferenceSession(source, sess_options=options, providers=providers)
+            session = ort.InferenceSession(source or str(model), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own pybind types (Fail, InvalidProtobuf, ...)
             raise ModelError(
                 f"{model}: ONNX Runtime cannot load the voice model: {str(exc).splitlines()[0][:300]}",
                 hint="the file is probably truncated or not a Piper model; copy it again",
             ) from exc
-        self.voice = PiperVoice(session=session, config=self.config)
+        return PiperVoice(session=session, config=self.config)
 
     def _ids(self, text: str) -> list[list[int]]:
         """Phoneme ids per sentence, cached: the engine asks for the cost before it synthesizes."""
@@ -250,6 +266,12 @@ class PiperSynthesizer:
                 length_scale=options.length_scale or config.length_scale,
                 speaker_id=speaker_id(self.config, options.speaker),
             )
+        if options and options.seed is not None:  # a regeneration: one text at a time on a seeded session
+            loaded, self.voice = self.voice, self._voice(_seeded_model(Path(self.info.model_path), options.seed))
+            try:
+                return [self._synthesize_one(t, config) for t in texts]
+            finally:
+                self.voice = loaded
         if self.batched:
             out = self._synthesize_batched(texts, config)
         else:

@@ -25,6 +25,7 @@ class ToneSynthesizer:
     length_scale: float
     supports_batching: bool = True
     device: str = "cpu"
+    sampling: bool = False
 
     def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
         scale = options.length_scale if options and options.length_scale else self.length_scale

@@ -156,6 +156,7 @@ class TwoStageSynthesizer:
     device: str = "cpu"
     _sessions: dict[str, Any] = field(default_factory=dict)
     frontend: Any = None
+    sampling: bool = False  # converted without its dropout: the same text always gives the same audio
 
     @property
     def supports_batching(self) -> bool:

@@ -121,6 +121,7 @@ class VitsSynthesizer:
     device: str
     dtype: str
     supports_batching: bool = True
+    sampling: bool = True  # noise in the stochastic duration predictor and the flow
 
     def cost(self, text: str) -> int:
         return len(self.tokenizer(text).input_ids)
@@ -128,6 +129,10 @@ class VitsSynthesizer:
     def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
 
         rate = self.model.speaking_rate
+        if options and options.seed is not None:  # a regenerated chunk's attempt: its own, repeatable noise
+            import torch
+
+            torch.manual_seed(options.seed)
         if options and options.length_scale:
             self.model.speaking_rate = 1.0 / options.length_scale
         try:
