@@ -57,7 +57,6 @@ def test_resolve_load_synthesize_contract(backend_settings: Settings) -> None:
     assert len(synth.synthesize(texts[:1])) == 1
 
 
-
 def test_a_seed_repeats_a_sampling_voice_and_others_say_they_do_not_sample(backend_settings: Settings) -> None:
     """What regeneration relies on: a voice that samples makes the same audio for the same seed, other audio for
     another; a voice that does not sample says so (and is never asked twice)."""
