@@ -24,6 +24,7 @@ test: lint
 	$(BIN)/pytest -m "not gpu"
 
 bench: setup
+	$(BIN)/voxbatch bench
 	$(BIN)/python tests/benchmarks/bench_synthesis.py
 	$(BIN)/python tests/benchmarks/bench_oom.py
 	$(BIN)/python tests/benchmarks/bench_storage.py --rounds 1

@@ -69,8 +69,7 @@ fi
 torch_args=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
 if [[ $TORCH_INDEX == https://pypi.org/simple ]]; then
   log "download.pytorch.org is not reachable: torch's CUDA build from PyPI stands in for the CPU build"
-  torch_args+=(--build-arg "TORCH_PACKAGES=torch==$(sed -n 's/^torch==//p' constraints.txt) \
-torchaudio==$(sed -n 's/^torchaudio==//p' constraints.txt)")
+  torch_args+=(--build-arg "TORCH_PACKAGES=torch==$(sed -n 's/^torch==//p' constraints.txt)")
 fi
 log "buildah build --target cpu"
 buildah "${STORE[@]}" build --isolation chroot --format docker --layers \

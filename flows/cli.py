@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+import threading
 import traceback
 from typing import Any
 
-from flows import assemble_cmd, report_cmd, voices_cmd
+from flows import assemble_cmd, bench_cmd, report_cmd, voices_cmd
 from flows.flags import settings_flags, settings_from_args
 from tasks.config import Settings, dump_toml
 from tasks.errors import (
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     voices_cmd.add_parser(sub)
     assemble_cmd.add_parser(sub)
     report_cmd.add_parser(sub)
+    bench_cmd.add_parser(sub)
     return parser
 
 
@@ -244,14 +247,15 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     prep = prepare(args.inputs, settings)  # fail fast on bad input, before Prefect starts
     _report_inputs(prep.plan)
     store = open_store(args.out)  # a bad output location fails here, before Prefect starts
-    if local_api is not None:
-        local_api.use(local_api.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])))
-    from flows.corpus import corpus_flow
-
     bar, advance = _progress_bar(prep.plan.num_chunks)
     progress.set_reporter(advance)
     try:
         with bar:
+            if local_api is not None:
+                _shards_while_prefect_starts(prep.plan, store, local_api)
+                local_api.use(local_api.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])))
+            from flows.corpus import corpus_flow
+
             summary = corpus_flow(args.inputs, args.out, settings.model_dump())
     finally:
         progress.set_reporter(None)
@@ -270,6 +274,24 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     if getattr(args, "assemble", False) and not summary["failed"]:
         assemble_cmd.assemble_and_print(store, summary["run_id"])
     return EXIT_CHUNKS_FAILED if summary["failed"] or summary["rejected"] else EXIT_OK
+
+
+def _shards_while_prefect_starts(plan: Any, store: Any, local_api: Any) -> None:
+    """The temporary API takes seconds of CPU to boot: do shards meanwhile, until it answers, through the same
+    shard lifecycle (audio, stats and manifest committed as the flow would), so the first audio lands within
+    seconds and the boot costs the run little. The flow then reports those shards as done by this run."""
+    from flows import progress
+    from tasks.plan_store import write_plan
+    from tasks.shard import run_shard_early
+
+    # Prefect's own import (about 1.5 s of CPU) on a thread meanwhile: synthesis mostly runs outside the GIL.
+    threading.Thread(target=importlib.import_module, args=("flows.corpus",), daemon=True).start()
+    write_plan(store, plan)  # first: storage alone must explain any committed shard
+    for shard in range(plan.num_shards):
+        if run_shard_early(store, plan, shard, on_progress=progress.report).fatal is not None:
+            return  # the flow meets the same device error and reports it
+        if local_api.ready():
+            return
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -306,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "voices": voices_cmd.cmd_voices,
         "assemble": lambda a: assemble_cmd.cmd_assemble(a, _pick_run),
         "report": lambda a: report_cmd.cmd_report(a, _pick_run),
+        "bench": bench_cmd.cmd_bench,
     }
     try:
         return commands[args.command](args)
@@ -318,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:  # `voxbatch plan … | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a pipe's writer
     except Exception as exc:  # a bug or an environment problem voxbatch does not know yet
         if getattr(args, "verbose", False):
             traceback.print_exc()

@@ -54,8 +54,9 @@ def _name_run(name: str, tags: list[str]) -> None:
             client.update_flow_run(run_id, name=name, tags=sorted(set(flow_run.get_tags()) | set(tags)))
 
 
-def _run_in_process(plan: Plan, out: str, summary: RunSummary) -> None:
-    done = 0
+def _run_in_process(plan: Plan, out: str, summary: RunSummary) -> float:
+    """Run every shard here; returns the seconds spent on shards done before the flow started."""
+    done, early = 0, 0.0
     bar = progress.ArtifactProgress(plan.num_chunks, f"voxbatch {plan.run_id}: chunks done")
 
     def on_progress(chunks: int, audio_seconds: float) -> None:
@@ -65,8 +66,10 @@ def _run_in_process(plan: Plan, out: str, summary: RunSummary) -> None:
     for shard in range(plan.num_shards):
         outcome = synthesize_shard(out, plan.run_id, shard, on_progress=on_progress, plan=quote(plan))
         summary.add(outcome.stats.to_dict(), outcome.already_done)
+        early += outcome.stats.wall_seconds if outcome.early else 0.0
         done += plan.shard_len(shard)
         bar.set(done, force=True)
+    return early
 
 
 def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: list[str], state: RunState) -> RunState:
@@ -154,7 +157,7 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
         summary.add_from_storage(store, state, processed=set(state.committed) - set(before.committed))
         summary.pending = state.pending
     else:
-        _run_in_process(plan, out, summary)
+        started -= _run_in_process(plan, out, summary)  # the wall time includes a shard done while Prefect started
         state = load_run_state(store, plan.run_id, plan)
     if consolidate(store, state):
         summary.run_manifest = store.uri(run_manifest_key(plan.run_id))

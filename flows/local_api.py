@@ -80,6 +80,16 @@ class LocalApi:
             hint="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point PREFECT_API_URL at a server",
         )
 
+    def ready(self) -> bool:
+        """Whether the API answers now (no waiting)."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process is not None  # exited: let wait() report why
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
     def use(self, url: str) -> None:
         """Point this process's Prefect at `url` (before Prefect is imported; in its settings if it already is)."""
         os.environ["PREFECT_API_URL"] = url
@@ -125,6 +135,9 @@ def _serve(port: int) -> None:
     from tasks.lifetime import die_with_parent
 
     die_with_parent()
+    # Below synthesis in the CPU's eyes: the run does its first shards while this boots (flows.cli), and a
+    # booting API that takes cores from them costs more than one that waits for idle ones.
+    os.nice(10)
     import uvicorn
 
     uvicorn.run(

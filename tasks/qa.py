@@ -8,16 +8,14 @@ import numpy as np
 
 from tasks.audio import db
 from tasks.config import QASettings
+from tasks.loudness import integrated_loudness
 
 
 def loudness_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
-    """Integrated loudness (ITU-R BS.1770, torchaudio); None for audio shorter than one 400 ms block."""
+    """Integrated loudness (ITU-R BS.1770-4, tasks.loudness); None for audio shorter than one 400 ms block."""
     if audio.size < int(0.4 * sample_rate):
         return None
-    import torch
-    import torchaudio
-
-    value = float(torchaudio.functional.loudness(torch.from_numpy(np.ascontiguousarray(audio))[None], sample_rate))
+    value = integrated_loudness(audio, sample_rate)
     return value if np.isfinite(value) else None
 
 

@@ -47,6 +47,21 @@ class ShardOutcome:
     stats: ShardStats
     already_done: bool = False
     fatal: DeviceFatal | None = None  # the worker must stop; the finished rows are in the checkpoint
+    early: bool = False  # done by this process before its flow started (run_shard_early)
+
+
+# Shards this process did before its flow started (while a temporary Prefect API booted: `voxbatch run`
+# without a server). The flow's task for such a shard reports that outcome instead of "already done", once.
+_done_early: dict[tuple[str, int], ShardOutcome] = {}
+
+
+def run_shard_early(store: ObjectStore, plan: Plan, shard: int, on_progress: ProgressFn | None = None) -> ShardOutcome:
+    """Do (and commit) a shard before the run's flow starts; the flow then takes its outcome as its own."""
+    outcome = run_shard(store, plan, shard, worker_settings(plan, None), on_progress=on_progress)
+    if outcome.fatal is None:
+        outcome.early = True
+        _done_early[(plan.run_id, shard)] = outcome
+    return outcome
 
 
 def worker_voice(plan: Plan, settings: Settings, key: str | None = None) -> tuple[VoiceInfo, SynthesisSettings]:
@@ -87,6 +102,9 @@ def run_shard(
 ) -> ShardOutcome:
     if not 0 <= shard < plan.num_shards:
         raise ConfigError(f"shard {shard}: run {plan.run_id} has shards 0 to {plan.num_shards - 1}")
+    early = _done_early.pop((plan.run_id, shard), None)
+    if early is not None:
+        return early  # done by this process a moment ago, before the flow started (its progress reported then)
     settings = settings or validate_settings(plan.settings)
     planned = [c.chunk_id for c in plan.shard(shard)]
     committed = read_manifest(store, plan.run_id, shard)

@@ -1,0 +1,74 @@
+"""`voxbatch bench` on this machine (the bundled voice, tiny sizes), and what start-up work it measures: the
+first shard done while the temporary Prefect API boots, one plan per run, no torch import on a Piper run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.config import validate_settings
+from tasks.plan import prepare
+
+VOXBATCH = str(Path(sys.executable).parent / "voxbatch")
+
+
+def test_the_same_inputs_and_settings_are_planned_once(tmp_path: Path) -> None:
+    text = tmp_path / "a.txt"
+    text.write_text("One sentence. Another one.\n")
+    s = validate_settings({})
+    first = prepare([str(text)], s)
+    assert prepare([str(text)], s) is first
+    assert prepare([str(text)], validate_settings({"text": {"max_chars_en": 40}})) is not first
+    text.write_text("A changed file is planned again.\n")
+    again = prepare([str(text)], s)
+    assert again is not first and again.plan.run_id != first.plan.run_id
+    assert prepare([str(tmp_path)], s) is not prepare([str(tmp_path)], s)  # folders: planned every time
+
+
+@pytest.mark.slow
+def test_a_one_sentence_run_counts_its_early_shard_and_imports_no_torch(tmp_path: Path) -> None:
+    text = tmp_path / "one.txt"
+    text.write_text("The keeper lit the lamp at dusk.\n")
+    probe = (
+        "import sys, runpy; sys.argv = ['voxbatch', 'run', sys.argv[1], '--out', sys.argv[2]];"
+        "import flows.cli as c; code = c.main(sys.argv[1:]);"
+        "print('TORCH', 'torch' in sys.modules); sys.exit(code)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(text), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "TORCH False" in done.stdout  # loudness on scipy, torch only for the vits backend
+    assert "synthesized now 1, already done 0" in done.stdout  # done before the flow started, still this run's
+    wall = re.search(r"audio \S+ in (\d+):(\d+):(\d+\.\d)", done.stdout)
+    assert wall and float(wall.group(3)) > 0.0  # the early shard's time is in the run's wall time
+
+
+@pytest.mark.slow
+def test_bench_prints_both_columns_for_every_measure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [VOXBATCH, "bench", "--rounds", "1", "--kb", "1", "--skip-engine"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("one sentence", "1 KB text"))]
+    assert len(rows) == 12
+    numbers = {}
+    for line in rows:
+        case, rest = line[:14].strip(), line[14:]
+        measure, loop, run, ratio = rest[:50].strip(), *rest[50:].split()[:3]
+        numbers[(case, measure)] = (loop, run, ratio)
+    loop, run, _ = numbers[("one sentence", "first audio file, s after start")]
+    assert 0 < float(loop) < 60 and 0 < float(run) < 60
+    loop, run, ratio = numbers[("1 KB text", "audio s per wall s, start-up included")]
+    assert float(loop) > 0 and float(run) > 0 and float(ratio) == pytest.approx(float(run) / float(loop), abs=0.02)
+    loop, run, _ = numbers[("one sentence", "peak memory MB, the process")]
+    assert 50 < float(loop) < 2000 and 50 < float(run) < 4000
+    assert "GPU suite: skipped (no CUDA device here)" in done.stdout or "GPU suite:" in done.stdout
