@@ -288,8 +288,13 @@ def _shards_while_prefect_starts(plan: Any, store: Any, local_api: Any) -> None:
     threading.Thread(target=importlib.import_module, args=("flows.corpus",), daemon=True).start()
     write_plan(store, plan)  # first: storage alone must explain any committed shard
     for shard in range(plan.num_shards):
-        if run_shard_early(store, plan, shard, on_progress=progress.report).fatal is not None:
-            return  # the flow meets the same device error and reports it
+        try:
+            if run_shard_early(store, plan, shard, on_progress=progress.report).fatal is not None:
+                return  # the flow meets the same device error and reports it
+        except VoxbatchError as exc:
+            if exc.transient:
+                return  # storage unreachable, a busy device: the flow's task retries it with backoff
+            raise
         if local_api.ready():
             return
 
