@@ -69,7 +69,8 @@ def _whisper_base_folder() -> Path:
     return folder
 
 
-def _model(lang: str, device: str) -> Any:
+def whisper_model(lang: str, device: str = "cpu") -> Any:
+    """The faster-whisper model for a language ("zh": Whisper base, else tiny.en), loaded once per process."""
     from faster_whisper import WhisperModel
 
     with _load_lock:
@@ -101,9 +102,11 @@ class Listener:
 
     def __init__(self, lang: str, device: str = "cpu", batch_size: int = 8) -> None:
         self.lang = "zh" if lang == "zh" else "en"
-        self.device = device
+        # English batches are heard over their own length (`_fitted`), a shortcut whose verdict a full-window
+        # pass confirms; the multilingual model always hears the full window, so it needs no confirming.
+        self.fitted = self.lang == "en"
         self.batch_size = batch_size
-        self._whisper = _model(self.lang, device)
+        self._whisper = whisper_model(self.lang, device)
 
     def transcribe(self, audios: list[np.ndarray], rate: int, full_window: bool = False) -> list[str]:
         import soxr
@@ -111,7 +114,7 @@ class Listener:
         if not audios:
             return []
         at16k = [soxr.resample(a, rate, RATE).astype(np.float32) if rate != RATE else a for a in audios]
-        if full_window or self.lang == "zh":  # the multilingual model is asked its language through transcribe()
+        if full_window or not self.fitted:  # the multilingual model is asked its language through transcribe()
             return [self._whole(a) for a in at16k]
         out: list[str] = [""] * len(at16k)
         order = sorted(range(len(at16k)), key=lambda i: at16k[i].size)  # similar lengths share a batch

