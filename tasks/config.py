@@ -86,6 +86,13 @@ class SynthesisSettings(_Section):
         1, ge=1, le=1024, description="Most chunks per synthesis call (Piper on a CPU is fastest at 1)."
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads (ONNX Runtime intra-op, torch); 0 lets it choose.")
+    lanes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Piper on a CPU: chunks synthesized side by side, each on its own ONNX Runtime session with its "
+        "share of the threads (0: one per core, at most 4; 1: one session using every thread).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where to synthesize: auto takes CUDA when the backend and machine have it."
     )

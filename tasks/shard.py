@@ -34,7 +34,7 @@ from tasks.worker import ProgressFn, ShardStats, process_shard
 
 # What a worker may set for itself: how it computes, never what the audio is (that is fixed by the plan).
 WORKER_SETTINGS = {
-    "synthesis": {"device", "dtype", "threads", "batch_size"},
+    "synthesis": {"device", "dtype", "threads", "lanes", "batch_size"},
     "engine": None,
     "run": {"checkpoint_seconds"},
 }

@@ -106,6 +106,18 @@ def split_for_retry(text: str) -> list[str]:
     return [c.text for c in chunk_paragraph(text, detect_lang(text), max(4, (len(text) + 1) // 2))]
 
 
+TEXTS_PER_LANE = 4
+
+
+def _max_batch_size(synth: Synthesizer, settings: Settings) -> int:
+    if synth.supports_batching:
+        return settings.synthesis.batch_size
+    # Lanes: a call returns when its last text is done, so each lane gets several texts (the engine's queue is
+    # sorted by length: they end close together). Measured, 2 lanes on 2 cores, 20 KB: 2 texts each 1.06x the
+    # plain loop's steady throughput, 4 each 1.10x, 8 each 1.17x but the first audio 2 s later than with 4.
+    return synth.lanes * TEXTS_PER_LANE if synth.lanes > 1 else 1
+
+
 def _engine_for(
     synth: Synthesizer, settings: Settings, options: SynthOptions | None = None
 ) -> tuple[Engine, Path, dict[str, Any]]:
@@ -114,7 +126,7 @@ def _engine_for(
     key = synth.memory_key()
     state = budget_store.load(state_dir, key) or BudgetState(float(e.initial_budget))
     config = EngineConfig(
-        max_batch_size=settings.synthesis.batch_size if synth.supports_batching else 1,
+        max_batch_size=_max_batch_size(synth, settings),
         grow_after=e.grow_after,
         forget_after=e.forget_after,
         item_oom_tries=e.item_oom_tries,

@@ -83,3 +83,35 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
         get_backend("piper").resolve(_settings(str(tmp_path / "absent.onnx")).synthesis)
     with pytest.raises(ModelError, match="neither a bundled voice"):
         get_backend("piper").resolve(_settings("amy").synthesis)
+
+
+def test_lanes_synthesize_side_by_side_with_the_same_audio_as_one_session() -> None:
+    """Chunks on sessions of their own (synthesis.lanes) give exactly what one session gives (noise off), in the
+    order asked, each lane's session opened once and kept."""
+    settings = validate_settings({"synthesis": {"lanes": 3, "threads": 3, "noise_scale": 0.0, "noise_w": 0.0}})
+    backend = get_backend("piper")
+    info = backend.resolve(settings.synthesis)
+    lanes = backend.load(info, settings.synthesis)
+    assert (lanes.lanes, lanes.threads, lanes.supports_batching) == (3, 1, False)
+    one = backend.load(
+        info, validate_settings({"synthesis": {"lanes": 1, "noise_scale": 0.0, "noise_w": 0.0}}).synthesis
+    )
+    assert one.lanes == 1
+    texts = [f"Line {n}: the keeper climbed {'the long ' * (n % 4)}stairs at dusk." for n in range(7)]
+    together = lanes.synthesize(texts)
+    assert len(lanes._more_voices) == 2
+    alone = one.synthesize(texts)
+    assert [a.size for a in together] == [a.size for a in alone]
+    assert all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
+    lanes.synthesize(texts[:2])
+    assert len(lanes._more_voices) == 2  # sessions are kept, not opened per call
+
+
+def test_cpu_lanes_split_the_threads() -> None:
+    from tasks.backends.piper import cpu_lanes
+
+    assert cpu_lanes(1, 0) == (1, 0)  # one session, ONNX Runtime picks its threads
+    assert cpu_lanes(2, 8) == (2, 4)
+    assert cpu_lanes(4, 2) == (4, 1)
+    lanes, threads = cpu_lanes(0, 0)
+    assert 1 <= lanes <= 4 and threads >= (1 if lanes > 1 else 0)

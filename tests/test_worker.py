@@ -29,6 +29,7 @@ class FlakySynth:
     inner: ToneSynthesizer
     fail_on: str = "storm"
     supports_batching: bool = True
+    lanes: int = 1
     device: str = "cpu"
     sampling: bool = False
     calls: list[list[str]] = field(default_factory=list)

@@ -51,7 +51,8 @@ class Synthesizer(Protocol):
     """A loaded voice. `synthesize` returns one float32 mono array in [-1, 1] per text."""
 
     info: VoiceInfo
-    supports_batching: bool
+    supports_batching: bool  # padded batches: several texts in one model call
+    lanes: int  # texts it synthesizes side by side on separate sessions (Piper on a CPU); 1 for the others
     device: str
     sampling: bool  # the same text can come out differently (noise): worth synthesizing a failed chunk again
 

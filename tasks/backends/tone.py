@@ -24,6 +24,7 @@ class ToneSynthesizer:
     info: VoiceInfo
     length_scale: float
     supports_batching: bool = True
+    lanes: int = 1
     device: str = "cpu"
     sampling: bool = False
 

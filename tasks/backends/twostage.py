@@ -157,6 +157,7 @@ class TwoStageSynthesizer:
     _sessions: dict[str, Any] = field(default_factory=dict)
     frontend: Any = None
     sampling: bool = False  # converted without its dropout: the same text always gives the same audio
+    lanes: int = 1
 
     @property
     def supports_batching(self) -> bool:

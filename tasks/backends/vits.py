@@ -121,6 +121,7 @@ class VitsSynthesizer:
     device: str
     dtype: str
     supports_batching: bool = True
+    lanes: int = 1
     sampling: bool = True  # noise in the stochastic duration predictor and the flow
 
     def cost(self, text: str) -> int:
