@@ -1,8 +1,9 @@
-"""`voxbatch bench`: this machine's figures for voxbatch against the plain loop over the same voice."""
+"""`voxbatch bench`: this machine's figures for voxbatch against the plain loop over the same voice; the GPU suite."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -10,23 +11,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of each (default %(default)s)")
     p.add_argument("--kb", type=int, default=20, help="size of the long text in KB (default %(default)s)")
     p.add_argument("--skip-engine", action="store_true", help="only the end-to-end comparison")
+    gpu = p.add_argument_group("GPU suite (VITS by batch size and precision; runs by itself where CUDA is present)")
+    gpu.add_argument("--gpu-only", action="store_true", help="only the GPU suite")
+    gpu.add_argument(
+        "--gpu-device",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="where the suite runs: auto = CUDA if present, else skipped; cpu runs it on the CPU (default %(default)s)",
+    )
+    gpu.add_argument(
+        "--gpu-size", choices=("mms", "tiny"), default="mms", help="VITS size, random weights (default %(default)s)"
+    )
+    gpu.add_argument("--batches", default="", help="batch sizes, comma-separated (default 1,2,4,...,256)")
+    gpu.add_argument("--plot", type=Path, help="write a PNG of throughput against batch size here")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tasks.bench import run_bench
     from tasks.errors import ConfigError
 
     if args.rounds < 1 or args.kb < 1:
         raise ConfigError("--rounds and --kb must be at least 1")
-    run_bench(args.rounds, args.kb, args.skip_engine)
-    print(gpu_line())
+    try:
+        batches = sorted({int(b) for b in args.batches.split(",") if b.strip()})
+    except ValueError:
+        raise ConfigError(f"--batches {args.batches!r}: give whole numbers separated by commas, e.g. 1,8,64") from None
+    if any(b < 1 for b in batches):
+        raise ConfigError(f"--batches {args.batches!r}: every batch size must be at least 1")
+    if not args.gpu_only:
+        from tasks.bench import run_bench
+
+        run_bench(args.rounds, args.kb, args.skip_engine)
+        print()
+    device = gpu_device(args.gpu_device)
+    if device is None:
+        print("GPU suite: skipped (no CUDA device here; `--gpu-device cpu` runs it on the CPU)")
+        return 0
+    from tasks.bench_gpu import run_gpu_suite
+
+    run_gpu_suite(device, args.gpu_size, batches or None, plot_path=args.plot)
     return 0
 
 
-def gpu_line() -> str:
+def gpu_device(choice: str) -> str | None:
+    """Where the GPU suite runs: "cuda", "cpu", or None (skipped)."""
     from tasks.backends.base import cuda_device
+    from tasks.errors import ConfigError
 
-    name, total = cuda_device()
-    if name == "cpu":
-        return "GPU suite: skipped (no CUDA device here)"
-    return f"GPU suite: {name} ({total / 2**30:.0f} GiB) present; run `pytest -m gpu` for the GPU checks"
+    if choice == "cpu":
+        return "cpu"
+    present = cuda_device()[0] != "cpu"
+    if choice == "cuda" and not present:
+        raise ConfigError("--gpu-device cuda: torch sees no CUDA device here", hint="use --gpu-device cpu")
+    return "cuda" if present else None

@@ -124,51 +124,11 @@ def text_file(tmp_path: Path):  # type: ignore[no-untyped-def]
     return write
 
 
-VOCAB = list("abcdefghijklmnopqrstuvwxyz '.,;:!?-")
-
-
 def build_tiny_vits(directory: Path, seed: int = 0) -> Path:
     """A tiny random VITS checkpoint saved with save_pretrained, plus its SHA256SUMS, loaded like a real one."""
-    import hashlib
-    import json
+    from tasks.bench_gpu import build_vits_checkpoint
 
-    import torch
-    from transformers import VitsConfig, VitsModel, VitsTokenizer
-
-    directory.mkdir(parents=True, exist_ok=True)
-    vocab = {"<pad>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate(VOCAB)}}
-    (directory / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = VitsTokenizer(str(directory / "vocab.json"), phonemize=False, add_blank=True, normalize=True)
-    config = VitsConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        ffn_dim=64,
-        flow_size=32,
-        spectrogram_bins=33,
-        upsample_initial_channel=32,
-        upsample_rates=[8, 8, 2, 2],
-        upsample_kernel_sizes=[16, 16, 4, 4],
-        resblock_kernel_sizes=[3, 7, 11],
-        resblock_dilation_sizes=[[1, 3, 5]] * 3,
-        prior_encoder_num_flows=2,
-        prior_encoder_num_wavenet_layers=1,
-        posterior_encoder_num_wavenet_layers=1,
-        duration_predictor_filter_channels=32,
-        depth_separable_num_layers=2,
-        sampling_rate=16000,
-    )
-    torch.manual_seed(seed)
-    VitsModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    sums = [
-        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}"
-        for p in sorted(directory.iterdir())
-        if p.is_file() and p.name != "SHA256SUMS"
-    ]
-    (directory / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-    return directory
+    return build_vits_checkpoint(directory, "tiny", seed)
 
 
 @pytest.fixture(scope="session")

@@ -72,3 +72,34 @@ def test_bench_prints_both_columns_for_every_measure(tmp_path: Path) -> None:
     loop, run, _ = numbers[("one sentence", "peak memory MB, the process")]
     assert 50 < float(loop) < 2000 and 50 < float(run) < 4000
     assert "GPU suite: skipped (no CUDA device here)" in done.stdout or "GPU suite:" in done.stdout
+
+
+def test_gpu_suite_runs_on_the_cpu_it_can_reach(tmp_path: Path) -> None:
+    """The GPU suite's own path, on the CPU (no CUDA here): a VITS from its configuration through the vits backend,
+    throughput by batch size against batch 1, the plot; bad batch lists are refused."""
+    plot = tmp_path / "batches.png"
+    done = subprocess.run(
+        [VOXBATCH, "bench", "--gpu-only", "--gpu-device", "cpu", "--gpu-size", "tiny", "--batches", "1,2,4",
+         "--plot", str(plot)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "VITS (tiny size, random weights" in done.stdout and "on CPU" in done.stdout
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("fp32")]
+    assert [int(r[1]) for r in rows] == [1, 2, 4]
+    assert all(float(r[2]) > 1.0 for r in rows)  # faster than real time, even on one CPU core
+    assert float(rows[0][3]) == 1.0 and all(float(r[3]) == pytest.approx(float(r[2]) / float(rows[0][2]), abs=0.01)
+                                            for r in rows)  # fmt: skip
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
+    bad = subprocess.run([VOXBATCH, "bench", "--gpu-only", "--batches", "1,x"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--batches '1,x'" in bad.stderr
+
+
+def test_vits_speaks_at_a_realistic_pace_once_calibrated(tiny_vits: Path) -> None:
+    from tasks.bench_gpu import SPEECH_CHARS_PER_SECOND, chunk_texts, load_vits, realistic_length_scale
+
+    scale = realistic_length_scale(tiny_vits, "cpu")
+    synth = load_vits(tiny_vits, "cpu", length_scale=scale)
+    texts = chunk_texts(8, seed=11)
+    seconds = sum(a.size for a in synth.synthesize(texts)) / synth.info.sample_rate
+    assert sum(len(t) for t in texts) / seconds == pytest.approx(SPEECH_CHARS_PER_SECOND, rel=0.25)

@@ -87,6 +87,9 @@ class VitsBackend:
     def load(self, info: VoiceInfo, settings: SynthesisSettings) -> VitsSynthesizer:
         import torch
         from transformers import VitsModel, VitsTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights: 100%" on every load says nothing here
 
         cuda = torch.cuda.is_available()
         if settings.device == "cuda" and not cuda:
