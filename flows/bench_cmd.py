@@ -11,6 +11,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of each (default %(default)s)")
     p.add_argument("--kb", type=int, default=20, help="size of the long text in KB (default %(default)s)")
     p.add_argument("--skip-engine", action="store_true", help="only the end-to-end comparison")
+    p.add_argument(
+        "--no-server", action="store_true", help="not also against a Prefect server that is up (PREFECT_API_URL)"
+    )
     gpu = p.add_argument_group("GPU suite (VITS by batch size and precision; runs by itself where CUDA is present)")
     gpu.add_argument("--gpu-only", action="store_true", help="only the GPU suite")
     gpu.add_argument(
@@ -38,9 +41,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if any(b < 1 for b in batches):
         raise ConfigError(f"--batches {args.batches!r}: every batch size must be at least 1")
     if not args.gpu_only:
-        from tasks.bench import run_bench
-
-        run_bench(args.rounds, args.kb, args.skip_engine)
+        run_cpu_bench(args)
         print()
     device = gpu_device(args.gpu_device)
     if device is None:
@@ -50,6 +51,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     run_gpu_suite(device, args.gpu_size, batches or None, plot_path=args.plot)
     return 0
+
+
+def run_cpu_bench(args: argparse.Namespace) -> None:
+    """The end-to-end comparison; voxbatch also against a Prefect server that is up: the configured one
+    (PREFECT_API_URL), or else a local API started here first, as `prefect server start` would be."""
+    from flows.local_api import configured_api_url, start_local_api
+    from tasks.bench import run_bench
+
+    url = "" if args.no_server else configured_api_url() or ""
+    api = None
+    try:
+        if not url and not args.no_server:
+            api = start_local_api()
+            url = api.wait(180)
+        run_bench(args.rounds, args.kb, args.skip_engine, url)
+    finally:
+        if api is not None:
+            api.stop()
 
 
 def gpu_device(choice: str) -> str | None:

@@ -141,9 +141,12 @@ class Case:
     name: str
     loop: list[Sample] = field(default_factory=list)
     run: list[Sample] = field(default_factory=list)
+    served: list[Sample] = field(default_factory=list)  # voxbatch run with a Prefect server already up
 
 
-def end_to_end(name: str, text: str, rounds: int, work: Path, voxbatch: str) -> Case:
+def end_to_end(name: str, text: str, rounds: int, work: Path, voxbatch: str, server: str = "") -> Case:
+    """Alternating rounds of the loop, `voxbatch run` alone (its temporary Prefect API), and, given a `server`
+    URL, `voxbatch run` reporting to that server (no API to boot)."""
     folder = work / name.replace(" ", "-")
     folder.mkdir(parents=True)
     text_file = folder / "input.txt"
@@ -151,17 +154,19 @@ def end_to_end(name: str, text: str, rounds: int, work: Path, voxbatch: str) -> 
     texts_file = folder / "texts.json"
     texts_file.write_text(json.dumps(chunk_texts(text_file)))
     case = Case(name)
-    env = {k: v for k, v in os.environ.items() if k != "VOXBATCH_FAULTS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("VOXBATCH_FAULTS", "PREFECT_API_URL")}
+    kinds = ("loop", "run", "served") if server else ("loop", "run")
     for r in range(rounds):
-        order = ("loop", "run") if r % 2 == 0 else ("run", "loop")  # alternate: drift hits both alike
-        for which in order:
+        for which in kinds if r % 2 == 0 else kinds[::-1]:  # alternate: drift hits all alike
             out = folder / f"{which}-{r}"
             if which == "loop":
                 cmd = [sys.executable, "-m", "tasks.bench_loop", str(texts_file), str(out)]
                 case.loop.append(watch(cmd, out, env))
             else:
                 cmd = [voxbatch, "run", str(text_file), "--out", str(out)]
-                case.run.append(watch(cmd, out / "audio", env))
+                served = which == "served"
+                samples = case.served if served else case.run
+                samples.append(watch(cmd, out / "audio", {**env, "PREFECT_API_URL": server} if served else env))
     return case
 
 
@@ -170,43 +175,29 @@ def _median(samples: list[Sample], pick: Callable[[Sample], float | None]) -> fl
     return statistics.median(values) if values else None
 
 
-def case_rows(case: Case) -> list[tuple[str, float | None, float | None, str]]:
-    """(measure, plain loop, voxbatch, goal) medians over the rounds."""
-    mb = 1 << 20
-    rows: list[tuple[str, float | None, float | None, str]] = [
-        ("wall s", _median(case.loop, lambda s: s.wall), _median(case.run, lambda s: s.wall), ""),
+MEASURES: list[tuple[str, Callable[[Sample], float | None], str, str]] = [
+    # (measure, what of a sample, goal for one sentence, goal for the long text)
+    ("wall s", lambda s: s.wall, "", ""),
+    ("first audio file, s after start", lambda s: s.first_audio, "<= 5 s", ""),
+    ("audio s per wall s, start-up included", lambda s: s.with_startup, "", ">= 0.90 of the loop"),
+    ("audio s per wall s, steady (first file to last)", lambda s: s.steady, "", ">= 0.95 of the loop"),
+    ("peak memory MB, the process", lambda s: s.peak_main / (1 << 20), "<= 2x the loop", ""),
+    ("peak memory MB, with its children", lambda s: s.peak_tree / (1 << 20), "", ""),
+]
+
+
+def case_rows(case: Case) -> list[tuple[str, float | None, float | None, float | None, str]]:
+    """(measure, plain loop, voxbatch, voxbatch with a server, goal): medians over the rounds."""
+    return [
         (
-            "first audio file, s after start",
-            _median(case.loop, lambda s: s.first_audio),
-            _median(case.run, lambda s: s.first_audio),
-            "<= 5 s" if case.name == "one sentence" else "",
-        ),
-        (
-            "audio s per wall s, start-up included",
-            _median(case.loop, lambda s: s.with_startup),
-            _median(case.run, lambda s: s.with_startup),
-            ">= 0.90 of the loop" if case.name != "one sentence" else "",
-        ),
-        (
-            "audio s per wall s, steady (first file to last)",
-            _median(case.loop, lambda s: s.steady),
-            _median(case.run, lambda s: s.steady),
-            ">= 0.95 of the loop" if case.name != "one sentence" else "",
-        ),
-        (
-            "peak memory MB, the process",
-            _median(case.loop, lambda s: s.peak_main / mb),
-            _median(case.run, lambda s: s.peak_main / mb),
-            "<= 2x the loop" if case.name == "one sentence" else "",
-        ),
-        (
-            "peak memory MB, with its children",
-            _median(case.loop, lambda s: s.peak_tree / mb),
-            _median(case.run, lambda s: s.peak_tree / mb),
-            "",
-        ),
+            measure,
+            _median(case.loop, pick),
+            _median(case.run, pick),
+            _median(case.served, pick),
+            one_goal if case.name == "one sentence" else long_goal,
+        )
+        for measure, pick, one_goal, long_goal in MEASURES
     ]
-    return rows
 
 
 def _fmt(value: float | None) -> str:
@@ -214,14 +205,18 @@ def _fmt(value: float | None) -> str:
 
 
 def table(cases: list[Case]) -> str:
-    lines = [
-        f"{'case':14}{'measure':50}{'plain loop':>12}{'voxbatch':>12}{'ratio':>8}  goal",
-        "-" * 110,
-    ]
+    """voxbatch alone (its temporary Prefect API) and, where measured, with a Prefect server already running."""
+    served = any(case.served for case in cases)
+    extra = f"{'server up':>12}{'ratio':>8}" if served else ""
+    lines = [f"{'case':14}{'measure':50}{'plain loop':>12}{'voxbatch':>12}{'ratio':>8}{extra}  goal", "-" * 130]
     for case in cases:
-        for measure, loop, run, goal in case_rows(case):
+        for measure, loop, run, with_server, goal in case_rows(case):
             ratio = run / loop if loop and run is not None else None
-            lines.append(f"{case.name:14}{measure:50}{_fmt(loop):>12}{_fmt(run):>12}{_fmt(ratio):>8}  {goal}")
+            line = f"{case.name:14}{measure:50}{_fmt(loop):>12}{_fmt(run):>12}{_fmt(ratio):>8}"
+            if served:
+                server_ratio = with_server / loop if loop and with_server is not None else None
+                line += f"{_fmt(with_server):>12}{_fmt(server_ratio):>8}"
+            lines.append(f"{line}  {goal}")
     return "\n".join(lines)
 
 
@@ -237,7 +232,7 @@ def engine_under_ooms(chunks: int = 40, rates: tuple[float, ...] = (0.0, 0.05, 0
     from tasks.worker import split_for_retry
 
     texts = [SENTENCES[i % len(SENTENCES)] + f" Entry {i}." for i in range(chunks)]
-    s = validate_settings({}).synthesis
+    s = validate_settings({"synthesis": {"lanes": 1}}).synthesis  # one session on every thread: one chunk a call
     piper = get_backend("piper")
     synth = piper.load(piper.resolve(s), s)
     synth.synthesize(texts[:1])
@@ -310,14 +305,18 @@ def planning_throughput(mb: int = 5) -> str:
     return f"planning {mb} MB of plain prose: {mb / seconds:.1f} MB/s ({plan.num_chunks} chunks)"
 
 
-def run_bench(rounds: int, kb: int, skip_engine: bool, printer: Callable[[str], None] = print) -> list[Case]:
+def run_bench(
+    rounds: int, kb: int, skip_engine: bool, server_url: str = "", printer: Callable[[str], None] = print
+) -> list[Case]:
+    """`server_url`: a Prefect API already up; voxbatch also runs against it, as with a configured server."""
     voxbatch = str(Path(sys.executable).parent / "voxbatch")
     cases = []
     with tempfile.TemporaryDirectory(prefix="voxbatch-bench-") as tmp:
         work = Path(tmp)
         for name, text in (("one sentence", ONE_SENTENCE + "\n"), (f"{kb} KB text", text_of_size(kb))):
-            printer(f"… {name}: {rounds} round(s) of the plain loop and voxbatch run, alternating")
-            cases.append(end_to_end(name, text, rounds, work, voxbatch))
+            also = ", voxbatch run with a Prefect server up" if server_url else ""
+            printer(f"… {name}: {rounds} round(s) of the plain loop, voxbatch run{also}; alternating")
+            cases.append(end_to_end(name, text, rounds, work, voxbatch, server_url))
     printer("")
     printer(table(cases))
     if not skip_engine:

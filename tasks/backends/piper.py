@@ -263,12 +263,12 @@ class PiperSynthesizer:
         """Create the ONNX Runtime session (again, after repeated OOMs)."""
         self.voice = self._voice(_alignment_model(Path(self.info.model_path)) if self.batched else None)
 
-    def _voice(self, source: bytes | None) -> Any:
+    def _voice(self, source: bytes | None, threads: int | None = None) -> Any:
         """A PiperVoice on a new session of the model (`source`: modified model bytes; None: the file)."""
         import onnxruntime as ort
         from piper import PiperVoice
 
-        options, providers = onnx_session_setup(self.threads, self.use_cuda)
+        options, providers = onnx_session_setup(self.threads if threads is None else threads, self.use_cuda)
         if self.use_cuda:
             self.device = "cuda:0"
         model = Path(self.info.model_path)
@@ -303,7 +303,11 @@ class PiperSynthesizer:
                 speaker_id=speaker_id(self.config, options.speaker),
             )
         if options and options.seed is not None:  # a regeneration: one text at a time on a seeded session
-            loaded, self.voice = self.voice, self._voice(_seeded_model(Path(self.info.model_path), options.seed))
+            seeded = _seeded_model(Path(self.info.model_path), options.seed)
+            loaded, self.voice = (
+                self.voice,
+                self._voice(seeded, self.threads * self.lanes if self.lanes > 1 else None),
+            )  # all the lanes' threads
             try:
                 return [self._synthesize_one(t, config) for t in texts]
             finally:
