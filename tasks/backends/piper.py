@@ -304,10 +304,8 @@ class PiperSynthesizer:
             )
         if options and options.seed is not None:  # a regeneration: one text at a time on a seeded session
             seeded = _seeded_model(Path(self.info.model_path), options.seed)
-            loaded, self.voice = (
-                self.voice,
-                self._voice(seeded, self.threads * self.lanes if self.lanes > 1 else None),
-            )  # all the lanes' threads
+            every_thread = self.threads * self.lanes if self.lanes > 1 else None  # the lanes' threads on one text
+            loaded, self.voice = self.voice, self._voice(seeded, every_thread)
             try:
                 return [self._synthesize_one(t, config) for t in texts]
             finally:
