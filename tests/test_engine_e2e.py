@@ -44,9 +44,14 @@ def assert_speech_fits_text(out: Path, rows: list[dict[str, Any]]) -> None:
         assert 8 <= len(r["text"]) / (samples.size / rate) <= 30, r["text"]
 
 
-def test_random_ooms_with_the_real_voice(prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VOXBATCH_FAULTS", "oom_rate=0.3,seed=11")
-    summary, rows = run(tmp_path / "out", {})
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_random_ooms_with_the_real_voice(
+    prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lanes: int
+) -> None:
+    """One Piper session (a chunk a call) and two lanes (eight chunks a call); this seed's first draws fail the
+    first two calls, so both meet OOMs whatever the number of calls."""
+    monkeypatch.setenv("VOXBATCH_FAULTS", "oom_rate=0.3,seed=4")
+    summary, rows = run(tmp_path / "out", {"synthesis": {"lanes": lanes, "threads": 2}})
     assert [r["status"] for r in rows] == ["ok"] * len(rows)
     assert sum(r["oom_retries"] for r in rows) > 0
     assert max(r["attempts"] for r in rows) > 1
