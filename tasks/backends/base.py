@@ -161,6 +161,10 @@ def onnx_session_setup(threads: int, use_cuda: bool) -> tuple[Any, list[Any]]:
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if not use_cuda:
+        # Memory patterns are planned per input shape, and every sentence has its own: off, a Piper session's peak
+        # on 20 KB of text falls from 435 to 333 MB at the same speed (measured, issue 12).
+        options.enable_mem_pattern = False
     providers: list[Any] = ["CPUExecutionProvider"]
     if use_cuda:
         cuda = {"device_id": 0, "arena_extend_strategy": "kSameAsRequested", "cudnn_conv_algo_search": "HEURISTIC"}
