@@ -178,11 +178,12 @@ def sweep(synth: Any, dtype: str, batches: list[int], texts: list[str], min_seco
     """Throughput at each batch size: whole batches over the texts, repeated until `min_seconds` have passed."""
     import torch
 
-    cuda = synth.device == "cuda"
+    cuda = synth.device.startswith("cuda")
+    torch_memory = cuda and synth.info.backend == "vits"  # ONNX Runtime's arena is not torch's to count
     points = []
     for b in batches:
         point = Point(dtype, b)
-        if cuda:
+        if torch_memory:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         try:
@@ -196,7 +197,7 @@ def sweep(synth: Any, dtype: str, batches: list[int], texts: list[str], min_seco
                     calls += 1
             point.realtime = audio / synth.info.sample_rate / (time.perf_counter() - started)
             point.utilisation = util.mean
-            if cuda:
+            if torch_memory:
                 point.peak_mb = torch.cuda.max_memory_allocated() / 2**20
         except Exception as exc:  # an OOM ends the sweep for this precision; anything else too, reported
             point.error = "out of memory" if _is_oom(exc) else f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -286,6 +287,27 @@ def oom_recovery(synth: Any, target: int = 24) -> Recovery:
     return Recovery(fits, fits * 8, engine.stats.ooms, int(engine.state.budget // width), done, len(results))
 
 
+def piper_on_cuda(
+    batches: list[int], texts: list[str], min_seconds: float, printer: Callable[[str], None]
+) -> list[Point]:
+    """The bundled Piper voice batched on ONNX Runtime's CUDA provider (rows "piper"), where it is installed."""
+    import onnxruntime as ort
+
+    from tasks.backends import get_backend
+    from tasks.config import validate_settings
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        printer("piper on CUDA: skipped (this onnxruntime has no CUDA provider; onnxruntime-gpu brings it)")
+        return []
+    settings = validate_settings({"synthesis": {"device": "cuda"}}).synthesis
+    backend = get_backend("piper")
+    synth = backend.load(backend.resolve(settings), settings)
+    try:
+        return sweep(synth, "piper", batches, texts, min_seconds)
+    finally:
+        synth.close()
+
+
 def table(points: list[Point]) -> str:
     base = {p.dtype: p.realtime for p in points if p.batch == 1 and p.realtime}
     lines = [f"{'dtype':6}{'batch':>6}{'x real time':>13}{'vs batch 1':>12}{'peak MB':>10}{'GPU util %':>12}"]
@@ -349,6 +371,8 @@ def run_gpu_suite(
             if dtype == "fp32" and device == "cuda":
                 printer(oom_recovery(synth).line())
             synth.close()
+    if device == "cuda":
+        points += piper_on_cuda(batches, texts, min_seconds, printer)
     printer(table(points))
     best = max(points, key=lambda p: p.realtime)
     one = next((p.realtime for p in points if p.dtype == best.dtype and p.batch == 1 and p.realtime), None)

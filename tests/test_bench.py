@@ -103,3 +103,15 @@ def test_vits_speaks_at_a_realistic_pace_once_calibrated(tiny_vits: Path) -> Non
     texts = chunk_texts(8, seed=11)
     seconds = sum(a.size for a in synth.synthesize(texts)) / synth.info.sample_rate
     assert sum(len(t) for t in texts) / seconds == pytest.approx(SPEECH_CHARS_PER_SECOND, rel=0.25)
+
+
+def test_piper_on_cuda_skips_cleanly_without_the_cuda_provider() -> None:
+    import onnxruntime as ort
+
+    from tasks.bench_gpu import piper_on_cuda
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here: the gpu-marked tests measure it")
+    said: list[str] = []
+    assert piper_on_cuda([1, 8], ["Hello."], 0.1, said.append) == []
+    assert said == ["piper on CUDA: skipped (this onnxruntime has no CUDA provider; onnxruntime-gpu brings it)"]
