@@ -38,6 +38,7 @@ class BudgetState:
 @dataclass(frozen=True)
 class EngineConfig:
     max_batch_size: int = 64
+    first_batch_size: int | None = None  # a smaller first call: its audio is the first the user sees
     grow_after: int = 5  # clean budget-limited batches before growing toward the ceiling
     forget_after: int = 50  # clean batches after which the known-bad ceiling is raised by 25%
     item_oom_tries: int = 2  # OOMs of a chunk alone before it is split
@@ -151,7 +152,10 @@ class Engine:
         if first.alone:
             return batch, False
         width = first.cost  # the queue is sorted longest first
-        while queue and len(batch) < self.config.max_batch_size and not queue[0].alone:
+        most = self.config.max_batch_size
+        if self.stats.batches == 0 and self.config.first_batch_size:
+            most = min(most, self.config.first_batch_size)
+        while queue and len(batch) < most and not queue[0].alone:
             if (len(batch) + 1) * width > self.state.budget:
                 return batch, True
             batch.append(queue.popleft())

@@ -127,6 +127,7 @@ def _engine_for(
     state = budget_store.load(state_dir, key) or BudgetState(float(e.initial_budget))
     config = EngineConfig(
         max_batch_size=_max_batch_size(synth, settings),
+        first_batch_size=synth.lanes if synth.lanes > 1 else None,  # a text per lane: the first audio sooner
         grow_after=e.grow_after,
         forget_after=e.forget_after,
         item_oom_tries=e.item_oom_tries,

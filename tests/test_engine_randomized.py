@@ -191,3 +191,19 @@ def test_a_read_only_budget_folder_is_a_warning_not_a_lost_shard(
     with caplog.at_level("WARNING", logger="voxbatch"):
         assert budget_store.save(blocker / "budgets", {"k": 1}, BudgetState(5.0)) is None
     assert "cannot save the learned batch budget" in caplog.text
+
+
+def test_a_smaller_first_batch_then_full_ones() -> None:
+    """first_batch_size: the first call holds that many texts (its audio is the first a user sees), the rest
+    are as large as max_batch_size allows; nothing lost."""
+    texts = texts_from([30] * 20)
+    device = SimulatedDevice(limit=10_000)
+    sizes: list[int] = []
+
+    def synthesize(batch: list[str]) -> list[np.ndarray]:
+        sizes.append(len(batch))
+        return device(batch)
+
+    engine = Engine(synthesize, len, BudgetState(10_000.0), EngineConfig(max_batch_size=8, first_batch_size=2))
+    check_results(texts, list(engine.run(list(enumerate(texts)))))
+    assert sizes == [2, 8, 8, 2]
