@@ -83,7 +83,10 @@ class SynthesisSettings(_Section):
         description="Expected sha256 of the model file; empty: from a .sha256 sidecar or the bundled voice's record.",
     )
     batch_size: int = Field(
-        1, ge=1, le=1024, description="Most chunks per synthesis call (Piper on a CPU is fastest at 1)."
+        1,
+        ge=1,
+        le=1024,
+        description="Most chunks per call of backends that pad batches (VITS, zh-baker, Piper on CUDA).",
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads (ONNX Runtime intra-op, torch); 0 lets it choose.")
     lanes: int = Field(
