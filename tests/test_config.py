@@ -43,7 +43,7 @@ def test_defaults_are_valid_and_floats_accept_whole_numbers() -> None:
 def test_dump_round_trips_through_toml(tmp_path: Path) -> None:
     s = validate_settings({"audio": {"sample_rate": 24000, "format": "ogg"}, "synthesis": {"batch_size": 4}})
     text = dump_toml(s)
-    assert "# Most chunks per synthesis call" in text
+    assert "# Most chunks per call of backends that pad batches" in text
     path = tmp_path / "settings.toml"
     path.write_text(text)
     assert load_settings(path) == s
