@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import soundfile as sf
 
@@ -220,16 +221,40 @@ def table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
+def engine_speed(synth: Any, texts: list[str], faults: str, batch: int) -> tuple[float, int]:
+    """(audio seconds per wall second, OOMs) of the engine over `texts` with VOXBATCH_FAULTS-style `faults`, as
+    the worker runs it on the CPU (budget 4096, clause splits, young-generation collections)."""
+    import gc
+
+    from tasks.engine import BudgetState, Engine, EngineConfig
+    from tasks.faults import parse
+    from tasks.worker import split_for_retry
+
+    engine = Engine(
+        synth.synthesize,
+        synth.cost,
+        BudgetState(4096.0),
+        EngineConfig(max_batch_size=batch),
+        release=synth.release,
+        split=split_for_retry,
+        faults=parse(faults),
+        collect=lambda: gc.collect(1),
+    )
+    t0 = time.perf_counter()
+    results = list(engine.run(list(enumerate(texts))))
+    wall = time.perf_counter() - t0
+    if any(r.audio is None for r in results):
+        raise RuntimeError(f"a chunk failed under faults {faults!r}: {next(r.error for r in results if r.error)}")
+    return sum(r.audio.size for r in results if r.audio is not None) / synth.info.sample_rate / wall, engine.stats.ooms
+
+
 def engine_under_ooms(chunks: int = 40, rates: tuple[float, ...] = (0.0, 0.05, 0.30), rounds: int = 2) -> list[str]:
     """Piper through the engine (one chunk per call on a CPU) with injected OOMs: throughput against none; and
     how many batches the budget takes to settle under a hard memory limit (tone backend, batches up to 32)."""
-    import gc
-
     from tasks.backends import get_backend
     from tasks.config import validate_settings
     from tasks.engine import BudgetState, Engine, EngineConfig
     from tasks.faults import parse
-    from tasks.worker import split_for_retry
 
     texts = [SENTENCES[i % len(SENTENCES)] + f" Entry {i}." for i in range(chunks)]
     s = validate_settings({"synthesis": {"lanes": 1}}).synthesis  # one session on every thread: one chunk a call
@@ -238,20 +263,7 @@ def engine_under_ooms(chunks: int = 40, rates: tuple[float, ...] = (0.0, 0.05, 0
     synth.synthesize(texts[:1])
 
     def speed_at(rate: float, seed: int) -> tuple[float, int]:
-        engine = Engine(
-            synth.synthesize,
-            synth.cost,
-            BudgetState(4096.0),
-            EngineConfig(max_batch_size=1),
-            release=synth.release,
-            split=split_for_retry,
-            faults=parse(f"oom_rate={rate},seed={seed}" if rate else ""),
-            collect=lambda: gc.collect(1),
-        )
-        t0 = time.perf_counter()
-        results = list(engine.run(list(enumerate(texts))))
-        audio = sum(r.audio.size for r in results if r.audio is not None) / synth.info.sample_rate
-        return audio / (time.perf_counter() - t0), engine.stats.ooms
+        return engine_speed(synth, texts, f"oom_rate={rate},seed={seed}" if rate else "", batch=1)
 
     measured: dict[float, list[tuple[float, int]]] = {rate: [] for rate in rates}
     for r in range(rounds):  # alternating order, median of the rounds: this machine drifts

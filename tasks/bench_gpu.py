@@ -103,14 +103,14 @@ def load_vits(directory: Path, device: str, dtype: str = "fp32", length_scale: f
 def realistic_length_scale(directory: Path, device: str) -> float:
     """The length scale at which this (random) voice speaks about SPEECH_CHARS_PER_SECOND. Durations are rounded
     up to whole frames, so pace is not proportional to the scale: a few corrections, each measured."""
-    import torch
+    from tasks.backends.base import SynthOptions
 
     texts = chunk_texts(8, seed=11)
+    synth = load_vits(directory, device)
     scale = 1.0
     for _ in range(4):
-        synth = load_vits(directory, device, length_scale=scale)
-        torch.manual_seed(0)
-        seconds = sum(a.size for a in synth.synthesize(texts)) / synth.info.sample_rate
+        audio = synth.synthesize(texts, SynthOptions(length_scale=scale, seed=0))
+        seconds = sum(a.size for a in audio) / synth.info.sample_rate
         chars_per_second = sum(len(t) for t in texts) / seconds
         if abs(chars_per_second / SPEECH_CHARS_PER_SECOND - 1) < 0.1:
             break
@@ -121,12 +121,15 @@ def realistic_length_scale(directory: Path, device: str) -> float:
 class Utilisation:
     """GPU utilisation (%) sampled every 100 ms by nvidia-smi while in the `with` block; None without it."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled  # off: samples nothing (a CPU run)
         self.samples: list[float] = []
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
 
     def __enter__(self) -> Utilisation:
+        if not self.enabled:
+            return self
         cmd = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100", "-i", "0"]
         try:
             self._process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -171,7 +174,9 @@ class Point:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+    from tasks.oom import ErrorKind, classify
+
+    return classify(exc) is ErrorKind.OOM  # what the engine backs off from
 
 
 def sweep(synth: Any, dtype: str, batches: list[int], texts: list[str], min_seconds: float) -> list[Point]:
@@ -189,7 +194,7 @@ def sweep(synth: Any, dtype: str, batches: list[int], texts: list[str], min_seco
         try:
             synth.synthesize(texts[:b])  # warm-up at this shape (cuDNN picks its kernels)
             audio, started = 0, time.perf_counter()
-            with Utilisation() if cuda else _Nothing() as util:
+            with Utilisation(enabled=cuda) as util:
                 calls = 0
                 while calls < 2 or time.perf_counter() - started < min_seconds:
                     start = (calls * b) % max(1, len(texts) - b + 1)
@@ -206,16 +211,6 @@ def sweep(synth: Any, dtype: str, batches: list[int], texts: list[str], min_seco
             break
         points.append(point)
     return points
-
-
-class _Nothing:
-    mean = None
-
-    def __enter__(self) -> _Nothing:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def largest_batch_that_fits(synth: Any, text: str, high: int) -> int:

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import statistics
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -148,8 +147,8 @@ def _summary_json(store: ObjectStore, run_id: str) -> dict[str, Any]:
 def totals(
     state: RunState, rows: list[ManifestRow], columns: dict[Measure, list[float]], summary: dict[str, Any]
 ) -> list[tuple[str, str]]:
-    counts = Counter(r.status for r in rows)
-    audio = sum(r.duration_s or 0.0 for r in rows if r.status == "ok")
+    counts = state.counts()
+    audio = state.audio_seconds()
     by_field = {m.field: v for m, v in columns.items()}
     wer, cer = by_field.get("asr_wer", []), by_field.get("asr_cer", [])
     out = [

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
+import queue
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -330,31 +331,22 @@ class PiperSynthesizer:
         used = min(self.lanes, len(texts))
         while len(self._more_voices) < used - 1:
             self._more_voices.append(self._voice(None))
-        voices = [self.voice, *self._more_voices[: used - 1]]
-        out: list[np.ndarray | None] = [None] * len(texts)
-        errors: list[BaseException] = []
-        lock = threading.Lock()
-        queue = iter(range(len(texts)))
+        free: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the sessions not running a text right now
+        for voice in [self.voice, *self._more_voices[: used - 1]]:
+            free.put(voice)
 
-        def lane(voice: Any) -> None:
-            while not errors:
-                with lock:
-                    i = next(queue, None)
-                if i is None:
-                    return
-                try:
-                    out[i] = _audio(voice, ids[i], synth_config)
-                except BaseException as exc:  # raised in the caller's thread below, where the engine reads it
-                    errors.append(exc)
+        def one(i: int) -> np.ndarray:
+            voice = free.get()
+            try:
+                return _audio(voice, ids[i], synth_config)
+            finally:
+                free.put(voice)
 
-        workers = [threading.Thread(target=lane, args=(v,), name=f"piper-lane-{n}") for n, v in enumerate(voices)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        if errors:
-            raise errors[0]
-        return [a for a in out if a is not None]
+        pool = ThreadPoolExecutor(used, thread_name_prefix="piper-lane")
+        try:
+            return list(pool.map(one, range(len(texts))))  # in order; an error is raised here
+        finally:
+            pool.shutdown(cancel_futures=True)  # after an error, the texts not started are not run
 
     def _synthesize_batched(self, texts: Sequence[str], sc: Any) -> list[np.ndarray]:
         """All sentences of all texts in one padded ONNX run; each cut to its own length, texts reassembled."""

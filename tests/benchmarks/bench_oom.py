@@ -10,18 +10,14 @@ ran and its output is discarded, so each one wastes a whole batch.
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from tasks.backends import get_backend
+from tasks.bench import engine_speed  # raises if a chunk failed
 from tasks.config import validate_settings
-from tasks.engine import BudgetState, Engine, EngineConfig
-from tasks.faults import parse
-from tasks.worker import split_for_retry
 
 SHIPS = ["Morning Star", "Grey Heron", "Saint Brendan", "Calypso", "North Wind", "Marigold", "Kittiwake"]
 
@@ -36,31 +32,12 @@ def corpus(n: int) -> list[str]:
     return out
 
 
-def throughput(synth, texts: list[str], faults: str, batch: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    engine = Engine(
-        synth.synthesize,
-        synth.cost,
-        BudgetState(4096.0),
-        EngineConfig(max_batch_size=batch),
-        release=synth.release,
-        split=split_for_retry,
-        faults=parse(faults),
-        collect=lambda: gc.collect(1),  # as the worker does on the CPU
-    )
-    t0 = time.perf_counter()
-    results = list(engine.run(list(enumerate(texts))))
-    wall = time.perf_counter() - t0
-    assert all(r.audio is not None for r in results), "a chunk failed"
-    audio = sum(r.audio.size for r in results if r.audio is not None) / synth.info.sample_rate
-    return audio / wall, engine.stats.ooms
-
-
 def bench(name: str, synth, texts: list[str], batch: int, rounds: int) -> None:  # type: ignore[no-untyped-def]
     synth.synthesize(texts[:1])  # warm up
     clean, faulty, ooms = [], [], 0
     for r in range(rounds):  # alternate, so drift on the machine hits both alike
-        clean.append(throughput(synth, texts, "", batch)[0])
-        speed, n = throughput(synth, texts, f"oom_rate=0.05,seed={r}", batch)
+        clean.append(engine_speed(synth, texts, "", batch)[0])
+        speed, n = engine_speed(synth, texts, f"oom_rate=0.05,seed={r}", batch)
         faulty.append(speed)
         ooms += n
     a, b = statistics.median(clean), statistics.median(faulty)
@@ -77,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     texts = corpus(args.chunks)
     print(f"{len(texts)} chunks, {sum(map(len, texts))} characters, {args.rounds} rounds each, median shown")
-    s = validate_settings({})
+    s = validate_settings({"synthesis": {"lanes": 1}})  # one session: one chunk a call, as measured
     piper = get_backend("piper")
     bench("piper joe (CPU, 1 per call)", piper.load(piper.resolve(s.synthesis), s.synthesis), texts, 1, args.rounds)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
