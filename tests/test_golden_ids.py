@@ -8,6 +8,7 @@ user's output look new, so this test compares every id of each case, in plan ord
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,17 @@ CASES: dict[str, tuple[list[str], dict[str, Any]]] = {
 
 
 def plan_ids(inputs: list[str], settings: dict[str, Any]) -> dict[str, Any]:
-    """The run id and every chunk id, in plan order, of planning `inputs` with `settings`."""
+    """The run id and every chunk id, in plan order, of planning `inputs` with `settings` from the repository
+    root (inputs by relative path: a refused row's id follows its error message, which names its file)."""
     from tasks.config import validate_settings
     from tasks.plan import prepare
 
-    plan = prepare([str(REPO / p) for p in inputs], validate_settings(settings)).plan
+    here = os.getcwd()
+    os.chdir(REPO)
+    try:
+        plan = prepare(inputs, validate_settings(settings)).plan
+    finally:
+        os.chdir(here)
     return {"run_id": plan.run_id, "chunk_ids": [c.chunk_id for c in plan.chunks]}
 
 
