@@ -17,8 +17,8 @@ demo: setup
 	$(BIN)/voxbatch run data/sample/en --out out/demo
 
 lint: setup
-	$(BIN)/ruff check flows tasks tests docker
-	$(BIN)/ruff format --check flows tasks tests docker
+	$(BIN)/ruff check flows tasks bench tests docker
+	$(BIN)/ruff format --check flows tasks bench tests docker
 
 test: lint
 	$(BIN)/pytest -m "not gpu"

@@ -7,7 +7,7 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from tasks.assemble import FORMATS, Pauses
+    from tasks.results.assemble import FORMATS, Pauses
 
     p = sub.add_parser("assemble", help="join a finished run's chunks into a file per document and chapter")
     p.add_argument("out", metavar="OUT", help="output folder or URI of the run")
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def cmd_assemble(args: argparse.Namespace, pick_run) -> int:  # type: ignore[no-untyped-def]
-    from tasks.assemble import Pauses
+    from tasks.results.assemble import Pauses
     from tasks.storage import open_store
 
     store = open_store(args.out)
@@ -35,7 +35,7 @@ def cmd_assemble(args: argparse.Namespace, pick_run) -> int:  # type: ignore[no-
 
 
 def assemble_and_print(store: Any, run_id: str, fmt: str = "flac", pauses: Any = None) -> None:
-    from tasks.assemble import assemble_run
+    from tasks.results.assemble import assemble_run
 
     for made in assemble_run(store, run_id, fmt, pauses):
         minutes, seconds = divmod(made.seconds, 60)

@@ -47,7 +47,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if device is None:
         print("GPU suite: skipped (no CUDA device here; `--gpu-device cpu` runs it on the CPU)")
         return 0
-    from tasks.bench_gpu import run_gpu_suite
+    from bench.gpu_suite import run_gpu_suite
 
     run_gpu_suite(device, args.gpu_size, batches or None, plot_path=args.plot)
     return 0
@@ -56,8 +56,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def run_cpu_bench(args: argparse.Namespace) -> None:
     """The end-to-end comparison; voxbatch also against a Prefect server that is up: the configured one
     (PREFECT_API_URL), or else a local API started here first, as `prefect server start` would be."""
+    from bench.end_to_end import run_bench
     from flows.local_api import configured_api_url, start_local_api
-    from tasks.bench import run_bench
 
     url = "" if args.no_server else configured_api_url() or ""
     api = None
@@ -73,7 +73,7 @@ def run_cpu_bench(args: argparse.Namespace) -> None:
 
 def gpu_device(choice: str) -> str | None:
     """Where the GPU suite runs: "cuda", "cpu", or None (skipped)."""
-    from tasks.backends.base import cuda_device
+    from tasks.backends.devices import cuda_device
     from tasks.errors import ConfigError
 
     if choice == "cpu":

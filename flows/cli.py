@@ -21,7 +21,7 @@ from tasks.errors import (
     EXIT_PENDING,
     VoxbatchError,
 )
-from tasks.layout import EXPORT_FORMATS
+from tasks.storage.layout import EXPORT_FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,8 +80,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tasks.plan import prepare
-    from tasks.plan_store import write_plan
+    from tasks.plan.planner import prepare
+    from tasks.plan.store import write_plan
     from tasks.storage import open_store
 
     prep = prepare(args.inputs, settings_from_args(args))
@@ -122,7 +122,7 @@ def _report_inputs(plan: Any) -> None:
 
 def _pick_run(store: Any, run_id: str | None) -> str:
     from tasks.errors import ConfigError, StorageError
-    from tasks.plan_store import list_runs
+    from tasks.plan.store import list_runs
 
     if run_id:
         return run_id
@@ -136,9 +136,9 @@ def _pick_run(store: Any, run_id: str | None) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from tasks.errors import EXIT_PENDING
-    from tasks.run_state import load_run_state
+    from tasks.results.run_state import load_run_state
+    from tasks.results.summary import hms, shard_list
     from tasks.storage import open_store
-    from tasks.summary import hms, shard_list
 
     store = open_store(args.out)
     state = load_run_state(store, _pick_run(store, args.run_id))
@@ -162,7 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tasks.export import export_run
+    from tasks.results.export import export_run
     from tasks.storage import open_store
 
     store = open_store(args.out)
@@ -239,8 +239,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     from flows import progress
-    from tasks import faults
-    from tasks.plan import prepare
+    from tasks.plan.planner import prepare
+    from tasks.shard import faults
     from tasks.storage import open_store
 
     faults.from_env()  # a malformed VOXBATCH_FAULTS is an error now, not after Prefect starts
@@ -262,7 +262,7 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=10)  # the run's logs reach the API before a temporary one stops
-    from tasks.summary import RunSummary
+    from tasks.results.summary import RunSummary
 
     fields = {k: v for k, v in summary.items() if k != "realtime_factor"}
     print(RunSummary(**fields).text())
@@ -281,8 +281,8 @@ def _shards_while_prefect_starts(plan: Any, store: Any, local_api: Any) -> None:
     shard lifecycle (audio, stats and manifest committed as the flow would), so the first audio lands within
     seconds and the boot costs the run little. The flow then reports those shards as done by this run."""
     from flows import progress
-    from tasks.plan_store import write_plan
-    from tasks.shard import run_shard_early
+    from tasks.plan.store import write_plan
+    from tasks.shard.lifecycle import run_shard_early
 
     # Prefect's own import (about 1.5 s of CPU) on a thread meanwhile: synthesis mostly runs outside the GIL.
     threading.Thread(target=importlib.import_module, args=("flows.corpus",), daemon=True).start()
@@ -300,7 +300,7 @@ def _shards_while_prefect_starts(plan: Any, store: Any, local_api: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from flows.worker import serve_shards
+    from flows.serve import serve_shards
 
     return serve_shards(args.name, args.limit)
 

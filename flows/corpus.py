@@ -1,6 +1,6 @@
 """The corpus flow: plan, run every shard (in this process, or dispatched to workers), consolidate, summarize.
 
-Thin over tasks/: the shard lifecycle is `tasks.shard`, the run's state is read back from storage.
+Thin over tasks/: the shard lifecycle is `tasks.shard.lifecycle`, the run's state is read back from storage.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from flows import progress
-from flows.shard import synthesize_shard
+from flows.shard_flow import synthesize_shard
 from tasks.config import Settings, validate_settings
-from tasks.layout import manifests_prefix, run_manifest_key, summary_key
-from tasks.manifest import read_checkpoint
-from tasks.plan import prepare
-from tasks.plan_file import Plan
-from tasks.plan_store import write_plan
-from tasks.report import quality_table, worst_table
-from tasks.run_state import RunState, consolidate, load_run_state
+from tasks.plan.file import Plan
+from tasks.plan.planner import prepare
+from tasks.plan.store import write_plan
+from tasks.results.report import quality_table, worst_table
+from tasks.results.run_state import RunState, consolidate, load_run_state
+from tasks.results.summary import RunSummary, write_summary
+from tasks.shard.manifest import read_checkpoint
 from tasks.storage import ObjectStore, open_store
-from tasks.summary import RunSummary, write_summary
+from tasks.storage.layout import manifests_prefix, run_manifest_key, summary_key
 
 
 def corpus_name(inputs: list[str]) -> str:

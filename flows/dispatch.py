@@ -24,7 +24,7 @@ from prefect.runtime import flow_run
 from prefect.states import Crashed
 
 from tasks.errors import ConfigError
-from tasks.lease import LeaseWatch
+from tasks.shard.lease import LeaseWatch
 from tasks.storage import ObjectStore
 
 ACTIVE = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tasks.backends import backend_names
+from tasks.backend_catalog import backend_names
 from tasks.config import Settings, load_settings
 
 

@@ -21,6 +21,6 @@ def cmd_report(args: argparse.Namespace, pick_run) -> int:  # type: ignore[no-un
 
 
 def report_and_print(store: Any, run_id: str) -> None:
-    from tasks.report import write_report
+    from tasks.results.report import write_report
 
     print(f"  report {store.uri(write_report(store, run_id))}")

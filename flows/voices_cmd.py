@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def cmd_voices(args: argparse.Namespace) -> int:
-    from tasks import voice_install
+    from tasks.backends import voice_install
 
     if args.voices_command == "install":
         voice_install.install(args.name, force=args.force, log=lambda line: print(line, file=sys.stderr))

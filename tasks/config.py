@@ -12,7 +12,7 @@ import tomli_w
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.backends import backend_names, backend_of, backend_summaries
+from tasks.backend_catalog import backend_names, backend_of, backend_summaries
 from tasks.errors import ConfigError
 
 

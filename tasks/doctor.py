@@ -157,7 +157,7 @@ def _as_tuple(version: str) -> tuple[int, ...]:
 
 
 def check_voice(settings: Settings) -> list[Check]:
-    from tasks.backends import get_backend
+    from tasks.backends.registry import get_backend
 
     s = settings.synthesis
     checks = []
@@ -171,7 +171,7 @@ def check_voice(settings: Settings) -> list[Check]:
                 "" if version else "pip install 'voxbatch[piper]'",
             )
         )
-    from tasks.backends import voice_settings
+    from tasks.backends.registry import voice_settings
 
     specs = [s.voice, *(v for v in s.voices.values() if v != s.voice)]
     for spec in dict.fromkeys(specs):  # the run's voice, then each language's
@@ -205,7 +205,7 @@ def check_asr(settings: Settings) -> list[Check]:
     """With qa.asr: the Whisper models and scoring are installed (nothing is downloaded at run time)."""
     if not settings.qa.asr:
         return []
-    from tasks.asr import missing
+    from tasks.audio.asr import missing
 
     problem = missing()
     if problem:

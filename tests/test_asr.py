@@ -13,10 +13,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import asr, faults
-from tasks.backends import get_backend, voice_settings
+from tasks.audio import asr
+from tasks.backends.registry import get_backend, voice_settings
 from tasks.config import validate_settings
-from tasks.recheck import _garbled, attempt_seed
+from tasks.shard import faults
+from tasks.shard.checker import _garbled, attempt_seed
 from tests.conftest import SAMPLE_EN
 
 VOXBATCH = str(Path(sys.executable).parent / "voxbatch")

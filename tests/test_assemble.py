@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from tasks.assemble import Pauses, assemble_run
 from tasks.errors import RunIncomplete
-from tasks.layout import run_manifest_key
+from tasks.results.assemble import Pauses, assemble_run
 from tasks.storage import open_store
+from tasks.storage.layout import run_manifest_key
 from tests.conftest import SAMPLE_EN
 from tests.test_corpora import make_epub
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.backends import backend_names, get_backend, load_cached, resolve_voice
+from tasks.backend_catalog import backend_names
+from tasks.backends.registry import get_backend, load_cached, resolve_voice
 from tasks.config import Settings, validate_settings
 from tasks.errors import ConfigError, ModelError
 from tests.test_cli import voxbatch
@@ -60,7 +61,7 @@ def test_resolve_load_synthesize_contract(backend_settings: Settings) -> None:
 def test_a_seed_repeats_a_sampling_voice_and_others_say_they_do_not_sample(backend_settings: Settings) -> None:
     """What regeneration relies on: a voice that samples makes the same audio for the same seed, other audio for
     another; a voice that does not sample says so (and is never asked twice)."""
-    from tasks.backends.base import SynthOptions
+    from tasks.backends.synthesizer import SynthOptions
 
     s = backend_settings.synthesis
     synth = load_cached(resolve_voice(s), s)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tasks.config import validate_settings
-from tasks.plan import prepare
+from tasks.plan.planner import prepare
 
 VOXBATCH = str(Path(sys.executable).parent / "voxbatch")
 
@@ -96,7 +96,7 @@ def test_gpu_suite_runs_on_the_cpu_it_can_reach(tmp_path: Path) -> None:
 
 
 def test_vits_speaks_at_a_realistic_pace_once_calibrated(tiny_vits: Path) -> None:
-    from tasks.bench_gpu import SPEECH_CHARS_PER_SECOND, chunk_texts, load_vits, realistic_length_scale
+    from bench.gpu_suite import SPEECH_CHARS_PER_SECOND, chunk_texts, load_vits, realistic_length_scale
 
     scale = realistic_length_scale(tiny_vits, "cpu")
     synth = load_vits(tiny_vits, "cpu", length_scale=scale)
@@ -108,7 +108,7 @@ def test_vits_speaks_at_a_realistic_pace_once_calibrated(tiny_vits: Path) -> Non
 def test_piper_on_cuda_skips_cleanly_without_the_cuda_provider() -> None:
     import onnxruntime as ort
 
-    from tasks.bench_gpu import piper_on_cuda
+    from bench.gpu_suite import piper_on_cuda
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here: the gpu-marked tests measure it")

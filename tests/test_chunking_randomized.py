@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sentencex import segment
 
-from tasks.chunking import _pack_fast, _pack_loop, chunk_paragraph, detect_lang
-from tasks.normalize import clean_line
+from tasks.text.chunking import _pack_fast, _pack_loop, chunk_paragraph, detect_lang
+from tasks.text.normalize import clean_line
 
 EN_WORDS = st.sampled_from(
     ["the", "Mr.", "Dr.", "lighthouse", "keeper", "said", "12,000", "3.5", "e.g.", "—", "...", "😀", "x" * 40]

@@ -12,8 +12,8 @@ from ebooklib import epub
 
 from flows.cli import main
 from tasks.errors import EXIT_BAD_INPUT, EXIT_CHUNKS_FAILED, InputError
-from tasks.ingest import read_document, read_documents
-from tasks.normalize import TextOptions, to_paragraphs
+from tasks.text.ingest import read_document, read_documents
+from tasks.text.normalize import TextOptions, to_paragraphs
 
 ZH_SIMPLIFIED = "小港的早晨。天刚亮，渔船就陆续出海了。码头上堆着渔网和木箱。"
 ZH_TRADITIONAL = "小港的早晨。天剛亮，漁船就陸續出海了。碼頭上堆著漁網和木箱。"

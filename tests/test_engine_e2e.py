@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import audio
-from tasks.layout import manifest_key, shard_stats_key
+from tasks.audio import dsp
+from tasks.storage.layout import manifest_key, shard_stats_key
 from tests.conftest import SAMPLE_EN
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def stats(out: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def assert_speech_fits_text(out: Path, rows: list[dict[str, Any]]) -> None:
     for r in rows:
-        samples, rate = audio.decode((out / r["audio_key"]).read_bytes())
+        samples, rate = dsp.decode((out / r["audio_key"]).read_bytes())
         assert 8 <= len(r["text"]) / (samples.size / rate) <= 30, r["text"]
 
 
@@ -73,7 +73,7 @@ def test_tight_memory_budget_splits_long_chunks_and_rejoins_them(
     assert sum(s["splits"] for s in stats(tmp_path / "out", summary)) >= len(split)
     # The rejoined audio still says the whole chunk.
     reference = " ".join(r["text"] for r in split)
-    heard = " ".join(transcribe(*audio.decode((tmp_path / "out" / r["audio_key"]).read_bytes())) for r in split)
+    heard = " ".join(transcribe(*dsp.decode((tmp_path / "out" / r["audio_key"]).read_bytes())) for r in split)
     assert word_error_rate(reference, heard) < 0.3, heard
 
 

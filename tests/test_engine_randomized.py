@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail
 
-from tasks import budget_store
-from tasks.engine import BudgetState, Engine, EngineConfig
+from tasks.shard import budgets
+from tasks.shard.engine import BudgetState, Engine, EngineConfig
 
 ERRORS = [
     lambda m: torch.OutOfMemoryError(f"CUDA out of memory ({m})"),
@@ -131,10 +131,10 @@ def test_budget_is_reloaded_from_the_state_file(tmp_path: Path) -> None:
     state = BudgetState(50.0)
     engine = make_engine(device, state)
     list(engine.run(list(enumerate(texts))))
-    budget_store.save(tmp_path, key, state)
-    learned = budget_store.load(tmp_path, key)
+    budgets.save(tmp_path, key, state)
+    learned = budgets.load(tmp_path, key)
     assert learned == state
-    assert budget_store.load(tmp_path, {**key, "device": "other"}) is None
+    assert budgets.load(tmp_path, {**key, "device": "other"}) is None
     second = SimulatedDevice(limit=1500)
     engine2 = make_engine(second, learned)
     list(engine2.run(list(enumerate(texts[:100]))))
@@ -168,7 +168,7 @@ def test_a_text_the_frontend_cannot_measure_fails_alone() -> None:
 
 
 def test_a_backend_that_cannot_recover_stops_the_worker() -> None:
-    from tasks.oom import DeviceFatal
+    from tasks.shard.oom import DeviceFatal
 
     def synthesize(texts: list[str]) -> list[np.ndarray]:
         raise RuntimeError("CUDA error: out of memory")
@@ -189,7 +189,7 @@ def test_a_read_only_budget_folder_is_a_warning_not_a_lost_shard(
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with caplog.at_level("WARNING", logger="voxbatch"):
-        assert budget_store.save(blocker / "budgets", {"k": 1}, BudgetState(5.0)) is None
+        assert budgets.save(blocker / "budgets", {"k": 1}, BudgetState(5.0)) is None
     assert "cannot save the learned batch budget" in caplog.text
 
 

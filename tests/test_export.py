@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks import audio
+from tasks.audio import dsp
 from tasks.config import Settings
 from tasks.errors import RunIncomplete
-from tasks.export import export_run
-from tasks.plan import prepare
-from tasks.plan_file import Plan
-from tasks.plan_store import write_plan
-from tasks.run_state import consolidate, load_run_state
-from tasks.shard import run_shard
+from tasks.plan.file import Plan
+from tasks.plan.planner import prepare
+from tasks.plan.store import write_plan
+from tasks.results.export import export_run
+from tasks.results.run_state import consolidate, load_run_state
+from tasks.shard.lifecycle import run_shard
 from tasks.storage import ObjectStore, open_store
 
 TEXT = "\n\n".join(
@@ -56,7 +56,7 @@ def test_hf_export_loads_with_the_audio_feature(tmp_path: Path, text_file, tone_
     assert "The storm came early in nineteen eighty-seven, and the ferry stopped running at three." in ds["spoken_text"]
     raw = ds.cast_column("audio", Audio(decode=False))
     for item, duration in zip(raw, ds["duration"], strict=True):
-        samples, rate = audio.decode(item["audio"]["bytes"])
+        samples, rate = dsp.decode(item["audio"]["bytes"])
         assert rate == plan.sample_rate and samples.size / rate == pytest.approx(duration)
         assert item["audio"]["path"] == f"{item['id']}.flac"
 
@@ -70,7 +70,7 @@ def test_nemo_export_lines_point_at_readable_audio(tmp_path: Path, text_file, to
     for line in lines:
         entry = json.loads(line)
         assert {"audio_filepath", "duration", "text", "normalized_text", "lang", "voice"} <= set(entry)
-        samples, rate = audio.decode(Path(entry["audio_filepath"]).read_bytes())
+        samples, rate = dsp.decode(Path(entry["audio_filepath"]).read_bytes())
         assert samples.size / rate == pytest.approx(entry["duration"])
         assert entry["lang"] == "en" and entry["voice"] == "tone"
 

@@ -66,7 +66,7 @@ def plan_ids(inputs: list[str], settings: dict[str, Any]) -> dict[str, Any]:
     """The run id and every chunk id, in plan order, of planning `inputs` with `settings` from the repository
     root (inputs by relative path: a refused row's id follows its error message, which names its file)."""
     from tasks.config import validate_settings
-    from tasks.plan import prepare
+    from tasks.plan.planner import prepare
 
     here = os.getcwd()
     os.chdir(REPO)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.backends import get_backend
+from tasks.backends.registry import get_backend
 from tasks.config import validate_settings
-from tasks.engine import BudgetState, Engine, EngineConfig
+from tasks.shard.engine import BudgetState, Engine, EngineConfig
 
 pytestmark = pytest.mark.gpu
 
@@ -70,7 +70,7 @@ def test_piper_batches_on_the_cuda_provider() -> None:
 def test_gpu_suite_recovers_from_a_real_cuda_oom_near_the_largest_batch_that_fits(tiny_vits: Path) -> None:
     """The bench's out-of-memory part: the process capped so about 24 texts fit; the engine, started at 8x what
     fits, backs off through real CUDA OOMs, synthesizes everything and settles within 10% of the largest batch."""
-    from tasks.bench_gpu import load_vits, oom_recovery
+    from bench.gpu_suite import load_vits, oom_recovery
 
     recovery = oom_recovery(load_vits(tiny_vits, "cuda"))
     assert recovery.ooms >= 1 and recovery.done == recovery.total
@@ -79,7 +79,7 @@ def test_gpu_suite_recovers_from_a_real_cuda_oom_near_the_largest_batch_that_fit
 
 
 def test_gpu_suite_sweeps_every_precision(tmp_path: Path) -> None:
-    from tasks.bench_gpu import run_gpu_suite
+    from bench.gpu_suite import run_gpu_suite
 
     points = run_gpu_suite("cuda", "tiny", [1, 8], min_seconds=0.5, plot_path=tmp_path / "p.png")
     assert {p.dtype for p in points} == {"fp32", "bf16", "fp16"}

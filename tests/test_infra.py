@@ -153,7 +153,7 @@ def test_names_agree_across_prefect_yaml_docker_and_infra() -> None:
     assert dispatch == f"voxbatch-shard/{deployments['voxbatch-shard']['name']}"
     assert f"--dispatch {dispatch}" in COMPOSE.read_text()
     setup = " ".join(services["prefect-setup"]["command"])
-    assert "voxbatch-cpu" in setup and "voxbatch-gpu" in setup  # the limits flows/worker.py takes slots of
+    assert "voxbatch-cpu" in setup and "voxbatch-gpu" in setup  # the limits flows/serve.py takes slots of
     # The shard job's environment comes from the S3 secret; its keys are the ones voxbatch reads.
     secret = yaml.safe_load((REPO / "infra" / "k8s" / "s3-secret.example.yaml").read_text())
     assert set(secret["stringData"]) == {

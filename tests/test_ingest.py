@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.decoding import decode
 from tasks.errors import InputError
-from tasks.ingest import read_document, read_documents
-from tasks.inputs import expand_inputs
-from tasks.normalize import to_paragraphs
+from tasks.text.decoding import decode
+from tasks.text.ingest import read_document, read_documents
+from tasks.text.inputs import expand_inputs
+from tasks.text.normalize import to_paragraphs
 
 ZH = "他说：“你好。”然后走了！\n第二段的文字。"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import ConfigError, ModelError, StorageError
-from tasks.layout import lease_key
-from tasks.lease import Heartbeat, LeaseWatch
+from tasks.shard.lease import Heartbeat, LeaseWatch
 from tasks.storage import open_store
+from tasks.storage.layout import lease_key
 from tests.prefect_servers import alive
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,6 +92,6 @@ def test_a_heartbeat_renews_the_lease_and_the_watch_sees_it_go_quiet(tmp_path: P
 def test_only_transient_errors_are_retried_by_prefect(error: Exception, retried: bool) -> None:
     from prefect.states import Failed
 
-    from flows.shard import _transient_only
+    from flows.shard_flow import _transient_only
 
     assert _transient_only(None, None, Failed(data=error)) is retried

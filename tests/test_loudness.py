@@ -1,4 +1,4 @@
-"""tasks/loudness.py against pyloudnorm (the reference implementation of ITU-R BS.1770-4) on sines at every common
+"""tasks/audio/loudness.py against pyloudnorm (the reference implementation of ITU-R BS.1770-4) on sines at every common
 rate, noise, real speech, silence and gated quiet passages."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from tasks import qa
-from tasks.loudness import integrated_loudness
+from tasks.audio.loudness import integrated_loudness
+from tasks.shard import qa
 
 RATES = [8000, 16000, 22050, 24000, 44100, 48000]
 
@@ -24,7 +24,7 @@ def test_sines_and_noise_match_pyloudnorm(rate: int) -> None:
 
 
 def test_speech_with_quiet_passages_matches_pyloudnorm() -> None:
-    from tasks.backends import get_backend
+    from tasks.backends.registry import get_backend
     from tasks.config import validate_settings
 
     s = validate_settings({}).synthesis

@@ -12,11 +12,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tasks.backends import get_backend
+from tasks.backends.model_cache import ModelCache
 from tasks.backends.piper import BUNDLED_VOICES, voice_files
+from tasks.backends.registry import get_backend
 from tasks.config import validate_settings
 from tasks.errors import ModelError
-from tasks.model_cache import ModelCache
 
 
 def test_file_uri_is_cached_and_not_copied_again(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_known_digest_needs_no_remote_and_a_wrong_one_is_refused(tmp_path: Path)
 CONCURRENT = r"""
 import json, sys
 from pathlib import Path
-from tasks.model_cache import ModelCache
+from tasks.backends.model_cache import ModelCache
 cache = ModelCache(Path(sys.argv[1]))
 path = cache.fetch(sys.argv[2])
 print(json.dumps({"path": str(path), "downloads": cache.downloads}))

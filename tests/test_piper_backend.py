@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.backends import get_backend, load_cached
 from tasks.backends.piper import BUNDLED_VOICES, voice_files
+from tasks.backends.registry import get_backend, load_cached
 from tasks.config import Settings, validate_settings
 from tasks.errors import ModelError
 

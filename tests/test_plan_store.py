@@ -15,11 +15,11 @@ import pytest
 
 from tasks.config import Settings
 from tasks.errors import ConfigError, ModelError, StorageError
-from tasks.layout import manifest_key, plan_key
-from tasks.plan import prepare
-from tasks.plan_store import parse_plan, read_plan, write_plan
-from tasks.shard import worker_settings, worker_voice
+from tasks.plan.planner import prepare
+from tasks.plan.store import parse_plan, read_plan, write_plan
+from tasks.shard.lifecycle import worker_settings, worker_voice
 from tasks.storage import open_store
+from tasks.storage.layout import manifest_key, plan_key
 from tests.conftest import REPO
 from tests.test_cli import voxbatch
 
@@ -97,7 +97,8 @@ def test_another_process_picks_up_one_shard_from_storage_alone(tmp_path: Path) -
         [
             sys.executable,
             "-c",
-            "import sys; from tasks.shard import run_shard_at; o = run_shard_at(sys.argv[1], sys.argv[2], 1); "
+            "import sys; from tasks.shard.lifecycle import run_shard_at; "
+            "o = run_shard_at(sys.argv[1], sys.argv[2], 1); "
             "print(o.stats.ok, o.already_done)",
             str(out),
             run_id,

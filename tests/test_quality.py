@@ -9,10 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import audio, qa
-from tasks.backends import get_backend, voice_settings
+from tasks.audio import dsp
+from tasks.backends.registry import get_backend, voice_settings
 from tasks.config import validate_settings
-from tasks.layout import manifest_key
+from tasks.shard import qa
+from tasks.storage.layout import manifest_key
 from tests.conftest import SAMPLE_EN
 
 TEXT = "The keeper climbed the stairs again, counting each step, and lit the great lamp at dusk."
@@ -30,7 +31,7 @@ def judged(raw: np.ndarray, rate: int) -> list[str]:
     reason = qa.non_finite(raw)
     if reason:
         return [reason]
-    trimmed = audio.trim_silence(raw, rate, 0.1)
+    trimmed = dsp.trim_silence(raw, rate, 0.1)
     m = qa.measure(raw, trimmed.size / rate, TEXT, (trimmed, rate))
     return qa.problems(m, TEXT, "en", validate_settings({}).qa)
 

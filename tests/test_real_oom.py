@@ -22,9 +22,9 @@ SCRIPT = r"""
 import json, os, resource, sys
 import torch
 torch.backends.mkldnn.enabled = False
-from tasks.backends import get_backend
+from tasks.backends.registry import get_backend
 from tasks.config import validate_settings
-from tasks.engine import BudgetState, Engine, EngineConfig
+from tasks.shard.engine import BudgetState, Engine, EngineConfig
 
 # No noise: the same durations every run. Slow speech: long audio, so a full batch needs far more memory.
 s = validate_settings({"synthesis": {"backend": "vits", "voice": sys.argv[1], "batch_size": 64,

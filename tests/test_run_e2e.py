@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import audio
-from tasks.layout import manifest_key, plan_key
+from tasks.audio import dsp
+from tasks.storage.layout import manifest_key, plan_key
 from tests.conftest import SAMPLE_EN
 
 pytestmark = pytest.mark.slow
@@ -45,13 +45,13 @@ def test_manifest_matches_plan_and_audio_fits_the_text(first_run: tuple[Path, di
     assert [r["chunk_id"] for r in rows] == [p["chunk_id"] for p in plan]
     assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
     for r in rows:
-        samples, rate = audio.decode((out / r["audio_key"]).read_bytes())
+        samples, rate = dsp.decode((out / r["audio_key"]).read_bytes())
         assert rate == r["sample_rate"] == 22050
         assert samples.size == r["num_samples"]
         seconds = samples.size / rate
         assert 8 <= len(r["text"]) / seconds <= 30, r["text"]
         peak = float(np.max(np.abs(samples)))
-        assert audio.db(peak) > -6  # normalized to -1 dBFS: not silent
+        assert dsp.db(peak) > -6  # normalized to -1 dBFS: not silent
         assert np.mean(np.abs(samples) >= 0.999) == 0  # not clipped
         assert r["attempts"] == 1 and r["device"] == "cpu" and not r["reused"]
     assert summary["audio_seconds"] == pytest.approx(sum(r["duration_s"] for r in rows))
@@ -67,7 +67,7 @@ def test_the_audio_says_the_text(first_run: tuple[Path, dict[str, Any]]) -> None
         r for s in range(summary["shards"]) for r in pq.read_table(out / manifest_key(summary["run_id"], s)).to_pylist()
     ]
     reference = " ".join(r["text"] for r in rows)
-    heard = " ".join(transcribe(*audio.decode((out / r["audio_key"]).read_bytes())) for r in rows)
+    heard = " ".join(transcribe(*dsp.decode((out / r["audio_key"]).read_bytes())) for r in rows)
     # Whisper tiny.en mishears a few words of clean synthetic speech (about 0.15 here); noise or a wrong voice is ~1.
     assert word_error_rate(reference, heard) < 0.3, heard
 
@@ -125,7 +125,7 @@ def test_resampled_and_lossy_outputs(prefect_api: None, tmp_path: Path, rate: in
     assert [r["status"] for r in rows] == ["ok", "ok"]
     for r in rows:
         assert r["audio_key"].endswith(f".{fmt}") and r["format"] == fmt
-        samples, got_rate = audio.decode((tmp_path / "out" / r["audio_key"]).read_bytes())
+        samples, got_rate = dsp.decode((tmp_path / "out" / r["audio_key"]).read_bytes())
         assert got_rate == r["sample_rate"] == rate
         assert 8 <= len(r["text"]) / (samples.size / rate) <= 30
         assert f'"resampler": "{resampler}"' in r["params_json"]

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from tasks.config import validate_settings
 from tasks.errors import ConfigError
-from tasks.plan import prepare
-from tasks.speech_text import (
+from tasks.plan.planner import prepare
+from tasks.text.speech_text import (
     _ABBREVIATIONS,
     _UNITS,
     chinese,

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.errors import StorageError
 from tasks.storage import ObjectMissing, ObjectStore, open_store, schemes
-from tasks.storage.local import LocalStore
+from tasks.storage.local_store import LocalStore
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -145,14 +145,14 @@ def test_s3_incomplete_multipart_uploads_are_aborted(s3_bucket: str) -> None:
 def test_s3_missing_bucket_and_unreachable_endpoint_name_them_not_the_secret(
     s3_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import s3
+    from tasks.storage import s3_client
 
     with pytest.raises(StorageError) as err:
         open_store("s3://no-such-bucket-here/out")
     text = err.value.user_message()
     assert "no-such-bucket-here" in text and "does not exist" in text and s3_env in text
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    s3.reset_client()
+    s3_client.reset_client()
     with pytest.raises(StorageError) as err:
         open_store("s3://bucket/out")
     text = err.value.user_message()

@@ -7,14 +7,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import plan_file, text_stream
 from tasks.config import validate_settings
-from tasks.decoding import decode
 from tasks.errors import InputError, StorageError
-from tasks.normalize import to_paragraphs
-from tasks.plan import prepare
-from tasks.plan_store import parse_plan, read_plan, write_plan
+from tasks.plan import file as plan_file
+from tasks.plan.planner import prepare
+from tasks.plan.store import parse_plan, read_plan, write_plan
 from tasks.storage import open_store
+from tasks.text import text_stream
+from tasks.text.decoding import decode
+from tasks.text.normalize import to_paragraphs
 
 MIXED = (
     "First paragraph, wrapped\r\nover two lines with a NUL\x00 in it.\r\n\r\n"

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.cli import main
-from tasks import backends
+from tasks.backends import registry as backends
 from tasks.config import validate_settings
 from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_OK, InputError
-from tasks.plan import prepare
+from tasks.plan.planner import prepare
 
 ROWS = [
     {"id": "utt-1", "text": "The first prompt.", "emotion": "calm", "weight": 1.5},

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.backends import get_backend
+from tasks.backends.registry import get_backend
 from tasks.config import validate_settings
 from tasks.errors import ConfigError, ModelError
 

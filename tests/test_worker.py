@@ -11,13 +11,13 @@ import pytest
 
 from tasks.backends.tone import ToneBackend, ToneSynthesizer
 from tasks.config import Settings
-from tasks.layout import audio_key
-from tasks.manifest import MANIFEST_SCHEMA, read_checkpoint, read_manifest, write_manifest
-from tasks.plan import prepare
-from tasks.plan_store import write_plan
-from tasks.shard import run_shard
+from tasks.plan.planner import prepare
+from tasks.plan.store import write_plan
+from tasks.shard.lifecycle import run_shard
+from tasks.shard.manifest import MANIFEST_SCHEMA, read_checkpoint, read_manifest, write_manifest
+from tasks.shard.pipeline import process_shard
 from tasks.storage import open_store
-from tasks.worker import process_shard
+from tasks.storage.layout import audio_key
 
 TEXT = "The keeper climbed the stairs at dusk. She carried a lantern and a notebook.\n\n* * *\n\nThe storm came early."
 

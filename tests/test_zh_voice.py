@@ -17,12 +17,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import audio, voice_install
-from tasks.backends import get_backend, voice_settings
+from tasks.audio import dsp
+from tasks.audio.dsp import join_parts
+from tasks.backends import voice_install
+from tasks.backends.registry import get_backend, voice_settings
 from tasks.config import validate_settings
 from tasks.errors import ModelError
-from tasks.layout import manifest_key, plan_key, run_manifest_key
-from tasks.mixed_script import join_parts, script_runs
+from tasks.storage.layout import manifest_key, plan_key, run_manifest_key
+from tasks.text.mixed_script import script_runs
 from tests.listen import char_error_rate, transcribe, transcribe_zh, word_error_rate
 
 pytestmark = pytest.mark.slow
@@ -119,7 +121,7 @@ def test_chinese_sample_end_to_end_is_understood(voices: Path, prefect_api: None
     assert all(r["qa_attempts"] == 1 for r in rows)  # (a 5-character title is scored, not judged)
     errors = chars = 0
     for r in rows:
-        samples, rate = audio.decode((out / r["audio_key"]).read_bytes())
+        samples, rate = dsp.decode((out / r["audio_key"]).read_bytes())
         assert rate == 24000 and r["lang"] == "zh" and r["voice"] == "zh-baker"
         seconds = samples.size / rate
         assert 2.0 <= len(r["text"]) / seconds <= 9.0, (r["text"], seconds)  # Mandarin read aloud: 3-6 chars/s
@@ -161,11 +163,11 @@ def test_mixed_paragraph_is_spoken_by_both_voices(voices: Path, prefect_api: Non
     mixed, plain = rows
     assert mixed["mixed"] and mixed["voices"] == "zh-baker,joe" and mixed["status"] == "ok"
     assert not plain["mixed"] and plain["voices"] == ""
-    samples, rate = audio.decode((out / plain["audio_key"]).read_bytes())
+    samples, rate = dsp.decode((out / plain["audio_key"]).read_bytes())
     assert char_error_rate("这是只有中文的一段话。", transcribe_zh(samples, rate)) < 0.2
     # Whisper base in Chinese mode hears a sentence that changes speaker mid-way poorly ("我没有 鞋类一根TGS 系统",
     # and the English voice's noise makes each run differ), so the mixed chunk is checked part by part below
-    mixed_audio, rate = audio.decode((out / mixed["audio_key"]).read_bytes())
+    mixed_audio, rate = dsp.decode((out / mixed["audio_key"]).read_bytes())
 
     # each part at a plausible speech rate for its voice, and the join is their sum less the crossfades
     zh = synthesizer()
@@ -177,7 +179,7 @@ def test_mixed_paragraph_is_spoken_by_both_voices(voices: Path, prefect_api: Non
         synth = zh if lang == "zh" else joe
         wave = synth.synthesize([text])[0]
         part_rate = synth.info.sample_rate
-        seconds = audio.trim_silence(wave, part_rate, 0.0).size / part_rate
+        seconds = dsp.trim_silence(wave, part_rate, 0.0).size / part_rate
         letters = len([ch for ch in text if ch.isalnum()])
         low, high = (2.0, 9.0) if lang == "zh" else (3.0, 25.0)  # characters (zh) or letters (en) per second
         assert low <= letters / seconds <= high, (text, seconds)
@@ -185,7 +187,7 @@ def test_mixed_paragraph_is_spoken_by_both_voices(voices: Path, prefect_api: Non
         if text == "speech synthesis":  # tiny.en mishears single words ("Python": "Hi then"); two it gets
             assert word_error_rate(text, transcribe(wave, part_rate)) <= 0.5
     joined = join_parts(parts, 24000, "soxr")
-    trimmed = sum(audio.resample(audio.trim_silence(w, r, 0.04), r, 24000, "soxr").size for w, r in parts)
+    trimmed = sum(dsp.resample(dsp.trim_silence(w, r, 0.04), r, 24000, "soxr").size for w, r in parts)
     assert joined.size == trimmed - (len(parts) - 1) * int(0.015 * 24000)
     # the run's mixed chunk is such a join (the English voice varies a little from run to run)
     assert 0.8 <= (mixed_audio.size / rate) / (joined.size / 24000) <= 1.25

@@ -15,17 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from tasks import model_cache
-from tasks.backends.base import (
-    SynthOptions,
-    VoiceInfo,
-    cuda_device,
-    digest_of,
-    library_versions,
-    onnx_cuda,
-    onnx_session_setup,
-    verify_sha256,
-)
+from tasks.backends import model_cache
+from tasks.backends.checksums import digest_of, verify_sha256
+from tasks.backends.devices import cuda_device, library_versions
+from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
+from tasks.backends.synthesizer import SynthOptions, VoiceInfo
 from tasks.config import SynthesisSettings
 from tasks.errors import ModelError
 

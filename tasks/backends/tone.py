@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.backends.base import SynthOptions, VoiceInfo, digest_of
+from tasks.backends.checksums import digest_of
+from tasks.backends.synthesizer import SynthOptions, VoiceInfo
 from tasks.config import SynthesisSettings
 
 SAMPLE_RATE = 16000

@@ -3,8 +3,8 @@ model), the mel spectrogram to a waveform (the vocoder). The family of FastSpeec
 
 A voice is a folder: `voice.json` (sample rate, hop length, frontend, speakers, file names, licence), the two ONNX
 graphs, the frontend's `symbols.json` and `SHA256SUMS`, every file verified before use. `zh-baker` is built into
-the voice folder by `voxbatch voices install zh-baker` (tasks.voice_install); any such folder works by path or by
-`s3://` / `file://` URI through the model cache.
+the voice folder by `voxbatch voices install zh-baker` (tasks.backends.voice_install); any such folder works by
+path or by `s3://` / `file://` URI through the model cache.
 
 Each clause goes through both stages and the clauses of a chunk are joined with a short pause, as the voice
 was trained. On the CPU one clause at a time (measured fastest: batching pads, and attention grows with the
@@ -24,16 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from tasks import model_cache
-from tasks.backends.base import (
-    SynthOptions,
-    VoiceInfo,
-    cuda_device,
-    digest_of,
-    library_versions,
-    onnx_cuda,
-    onnx_session_setup,
-)
+from tasks.backends import model_cache
+from tasks.backends.checksums import digest_of
+from tasks.backends.devices import cuda_device, library_versions
+from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
+from tasks.backends.synthesizer import SynthOptions, VoiceInfo
 from tasks.config import SynthesisSettings
 from tasks.errors import ModelError
 
@@ -44,7 +39,7 @@ TAIL_FRAMES = 16  # frames repeated after each mel before vocoding (see _tail): 
 
 def _voice_folder(voice: str) -> Path:
     """An installed voice's name, a local folder, or an s3:// / file:// folder fetched through the cache."""
-    from tasks import voice_install
+    from tasks.backends import voice_install
 
     if model_cache.is_remote(voice):
         return model_cache.fetch_folder(voice, checksums=voice_install.CHECKSUMS, required=True)
@@ -101,7 +96,7 @@ class TwoStageBackend:
     name = "twostage"
 
     def resolve(self, settings: SynthesisSettings) -> VoiceInfo:
-        from tasks import voice_install
+        from tasks.backends import voice_install
 
         folder = _voice_folder(settings.voice)
         if not folder.is_dir():
@@ -114,7 +109,7 @@ class TwoStageBackend:
         config = read_config(folder)
         if config["frontend"] != "baker":
             raise ModelError(f"{folder / 'voice.json'}: unknown frontend {config['frontend']!r} (known: baker)")
-        source = config.get("provenance") or sums  # see tasks.voice_install: what the audio follows
+        source = config.get("provenance") or sums  # see tasks.backends.voice_install: what the audio follows
         speakers = config.get("speakers") or {}
         return VoiceInfo(
             backend="twostage",

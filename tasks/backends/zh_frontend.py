@@ -3,8 +3,8 @@
 What a Chinese book holds is handled before the pinyin: traditional characters are converted to simplified
 (OpenCC, so pypinyin's phrase dictionary, which reads polyphones from words, sees the words it knows); digits
 left in the text (normalization off, or forms cn2an does not know) are read by the Chinese number rules of
-tasks.speech_text; full-width and ASCII punctuation both end clauses. Latin letters are not this voice's: a mixed
-sentence is split by script before it gets here (tasks.mixed_script), and what has no pinyin is left out, never
+tasks.text.speech_text; full-width and ASCII punctuation both end clauses. Latin letters are not this voice's: a mixed
+sentence is split by script before it gets here (tasks.text.mixed_script), and what has no pinyin is left out, never
 an error.
 
 The symbols follow the voice's `symbols.json` (TensorFlowTTS's baker_mapper.json): `sil`, then per syllable its
@@ -71,7 +71,7 @@ class BakerFrontend:
     def prepare(self, text: str) -> str:
         text = self._to_simplified.convert(text)
         if _DIGIT.search(text):
-            from tasks.speech_text import chinese
+            from tasks.text.speech_text import chinese
 
             text = chinese(text)
         return text

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 from tasks.errors import StorageError
-from tasks.storage.base import ObjectMissing, ObjectStore, check_key
+from tasks.storage.object_store import ObjectMissing, ObjectStore, check_key
 
 StoreFactory = Callable[[str], ObjectStore]
 _FACTORIES: dict[str, StoreFactory] = {}
@@ -46,13 +46,13 @@ def open_store(location: str, *, check: bool = True) -> ObjectStore:
 
 
 def _local(location: str) -> ObjectStore:
-    from tasks.storage.local import LocalStore
+    from tasks.storage.local_store import LocalStore
 
     return LocalStore.from_location(location)
 
 
 def _s3(location: str) -> ObjectStore:
-    from tasks.storage.s3 import S3Store
+    from tasks.storage.s3_store import S3Store
 
     return S3Store(location)
 

@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tasks.backends import get_backend
-from tasks.bench import engine_speed  # raises if a chunk failed
+from bench.end_to_end import engine_speed  # raises if a chunk failed
+from tasks.backends.registry import get_backend
 from tasks.config import validate_settings
 
 SHIPS = ["Morning Star", "Grey Heron", "Saint Brendan", "Calypso", "North Wind", "Marigold", "Kittiwake"]

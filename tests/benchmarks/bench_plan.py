@@ -8,7 +8,7 @@ sizes each round. It reports the median wall time, the throughput in MB/s with s
 lookup) included, the marginal throughput against the smallest size (MB more over seconds more: planning alone,
 goal >= 20 on one core), the peak resident memory of the subprocess (ru_maxrss of the child), and the ratio of
 each size's peak to the smallest's (goal: the larger input within 2x of the smaller). A baseline in the same
-command: the imports alone (`python -c "import tasks.plan"`), subtracted from nothing but shown beside.
+command: the imports alone (`python -c "import tasks.plan.planner"`), subtracted from nothing but shown beside.
 """
 
 from __future__ import annotations
@@ -127,6 +127,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(*run_child([*VOXBATCH, "plan", sys.argv[2], "--out", sys.argv[3]]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--child-imports":
-        print(*run_child([sys.executable, "-c", "import tasks.plan, tasks.plan_store, flows.cli"]))
+        print(*run_child([sys.executable, "-c", "import tasks.plan.planner, tasks.plan.store, flows.cli"]))
     else:
         main()

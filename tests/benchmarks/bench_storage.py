@@ -58,7 +58,7 @@ S3_GOAL_OBJECTS_PER_SECOND = 200.0
 WALL_RATIO_GOAL = 1.10
 WAIT_SHARE_GOAL = 0.05
 
-# --- part 1: uploads through tasks.upload.Uploader ------------------------------------------------------------
+# --- part 1: uploads through tasks.shard.upload.Uploader ------------------------------------------------------------
 
 
 @dataclass
@@ -83,8 +83,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 def upload_round(store: Any, label: str, threads: int, payloads: list[bytes]) -> UploadRound:
     """Write every payload under a new key through an Uploader of `threads`, as the worker does; time it all."""
-    from tasks.layout import content_type
-    from tasks.upload import Uploader
+    from tasks.shard.upload import Uploader
+    from tasks.storage.layout import content_type
 
     keys = [f"audio/{h[:2]}/{h}.flac" for h in (secrets.token_hex(16) for _ in payloads)]
     latencies: list[float] = []  # list.append is atomic: the upload threads share it
@@ -120,9 +120,9 @@ def upload_round(store: Any, label: str, threads: int, payloads: list[bytes]) ->
 
 
 def bench_uploads(objects: int, rounds: int, tmp: Path) -> list[UploadRound]:
-    from tasks.s3 import UPLOAD_THREADS
-    from tasks.storage.local import LocalStore
-    from tasks.storage.s3 import S3Store
+    from tasks.storage.local_store import LocalStore
+    from tasks.storage.s3_client import UPLOAD_THREADS
+    from tasks.storage.s3_store import S3Store
 
     s3_store = S3Store(f"s3://{BUCKET}/uploads-{secrets.token_hex(4)}")
     s3_store.check()
@@ -161,7 +161,7 @@ def bench_uploads(objects: int, rounds: int, tmp: Path) -> list[UploadRound]:
 
 
 def summarize_uploads(results: list[UploadRound]) -> list[dict[str, Any]]:
-    from tasks.s3 import UPLOAD_THREADS
+    from tasks.storage.s3_client import UPLOAD_THREADS
 
     rows = []
     for store in ("s3", "local"):
@@ -501,8 +501,8 @@ def bench_metadata(runs: list[RunResult], tmp: Path, repeats: int = 5) -> list[d
     These calls block the caller (the flow, or the synthesis loop for checkpoints) and are not part of
     storage_wait_seconds, which counts only waits on the audio upload pool.
     """
-    from tasks.manifest import read_checkpoint, read_manifest, write_checkpoint, write_manifest
-    from tasks.plan_store import read_plan, write_plan
+    from tasks.plan.store import read_plan, write_plan
+    from tasks.shard.manifest import read_checkpoint, read_manifest, write_checkpoint, write_manifest
     from tasks.storage import ObjectStore, open_store
 
     source = next(r for r in runs if r.target == "local")
@@ -648,7 +648,7 @@ def main() -> None:
     server: WeedServer | None = None
     try:
         server = start_weed(tmp / "weed", free_port())
-        # Before tasks.s3 is imported: the process's S3 client reads the standard AWS settings.
+        # Before tasks.storage.s3_client is imported: the process's S3 client reads the standard AWS settings.
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": server.endpoint,

@@ -13,17 +13,17 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.backends import get_backend
-from tasks.chunking import chunk_paragraph
+from tasks.backends.registry import get_backend
 from tasks.config import validate_settings
-from tasks.ingest import read_document
+from tasks.text.chunking import chunk_paragraph
+from tasks.text.ingest import read_document
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "en" / "the-lighthouse.txt"
 
 
 def speed(texts: list[str], threads: int, lanes: int) -> tuple[float, float, float]:
     """(load seconds, synthesis seconds, audio seconds) for one fresh voice with `threads` and `lanes`."""
-    from tasks.worker import TEXTS_PER_LANE
+    from tasks.shard.pipeline import TEXTS_PER_LANE
 
     settings = validate_settings({"synthesis": {"threads": threads, "lanes": lanes}})
     backend = get_backend("piper")

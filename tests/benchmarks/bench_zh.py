@@ -65,7 +65,7 @@ def plain_loop(folder: Path, threads: int):  # type: ignore[no-untyped-def]
 
 
 def voxbatch_synth(threads: int, batch_size: int):  # type: ignore[no-untyped-def]
-    from tasks.backends import get_backend
+    from tasks.backends.registry import get_backend
     from tasks.config import validate_settings
 
     s = validate_settings({"synthesis": {"voice": "zh-baker", "threads": threads, "batch_size": batch_size}}).synthesis
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    from tasks import voice_install
+    from tasks.backends import voice_install
 
     folder = voice_install.installed("zh-baker")
     if folder is None:

@@ -1,0 +1,44 @@
+"""The backends voxbatch knows, by name, and the named voices that bring their own backend.
+
+Plain data with no imports: the settings model validates `synthesis.backend` against it and prints the
+summaries, while the registry (tasks.backends.registry) imports each backend's module only when it is chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    target: str  # "module:Class" implementing tasks.backends.synthesizer.Backend
+    summary: str
+
+
+BACKENDS: tuple[BackendEntry, ...] = (
+    BackendEntry("piper", "tasks.backends.piper:PiperBackend", "Piper voices on ONNX Runtime"),
+    BackendEntry("vits", "tasks.backends.vits:VitsBackend", "VITS checkpoints on PyTorch (transformers VitsModel)"),
+    BackendEntry(
+        "twostage",
+        "tasks.backends.twostage:TwoStageBackend",
+        "acoustic model + vocoder voices on ONNX Runtime (zh-baker)",
+    ),
+    BackendEntry("tone", "tasks.backends.tone:ToneBackend", "a test signal whose length follows the text"),
+)
+
+# Voices known by name whose backend is not the default one: `--voice zh-baker` needs no `--backend`.
+NAMED_VOICES = {"zh-baker": "twostage"}
+
+
+def backend_names() -> list[str]:
+    return [e.name for e in BACKENDS]
+
+
+def backend_summaries() -> str:
+    return "; ".join(f"{e.name}: {e.summary}" for e in BACKENDS)
+
+
+def backend_of(voice: str, backend: str) -> str:
+    """The backend for a voice: a named voice's own, else the one given."""
+    return NAMED_VOICES.get(voice, backend)

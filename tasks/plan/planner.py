@@ -1,0 +1,377 @@
+"""The plan of a run: documents to chunks with deterministic ids, grouped into shards, and the run id."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import Any
+
+from tasks.backends.checksums import digest_of
+from tasks.backends.synthesizer import VoiceInfo
+from tasks.config import Settings
+from tasks.errors import ConfigError, InputError, ModelError
+from tasks.plan.file import Plan, PlanWriter, header_for, open_plan
+from tasks.plan.voice_book import VoiceBook, speaks
+from tasks.text.chunking import chunk_paragraph, detect_lang, language_runs
+from tasks.text.ingest import Corpus, Document, read_documents
+from tasks.text.mixed_script import is_mixed, script_runs
+from tasks.text.normalize import Paragraph, TextOptions
+from tasks.text.speech_text import Lexicon, load_lexicon, reads_as_written, spoken
+from tasks.text.tables import Row
+
+
+def output_rate(settings: Settings, voice: VoiceInfo) -> int:
+    rate = settings.audio.sample_rate
+    return voice.sample_rate if rate == "native" else int(rate)
+
+
+def audio_params(settings: Settings, voice: VoiceInfo, rate: int | None = None) -> dict[str, Any]:
+    """Every setting that changes the audio of a chunk (and so its id), besides its text and the voice.
+
+    `rate`: the run's output rate (the run's own voice sets it when it is "native")."""
+    s, a = settings.synthesis, settings.audio
+    rate = output_rate(settings, voice) if rate is None else rate
+    params: dict[str, Any] = {
+        "length_scale": s.length_scale,
+        "noise_scale": s.noise_scale,
+        "noise_w": s.noise_w,
+        "sample_rate": rate,
+        "resampler": a.resampler if rate != voice.sample_rate else None,
+        "format": a.format,
+        "peak_dbfs": a.peak_dbfs,
+        "trim_silence": a.trim_silence,
+        "pad_seconds": a.pad_seconds if a.trim_silence else None,
+    }
+    # Settings added later enter only when set, so the chunk ids of runs that do not use them stay as they were
+    optional = {"pitch_scale": s.pitch_scale != 1.0, "energy_scale": s.energy_scale != 1.0}
+    params |= {k: getattr(s, k) for k, used in optional.items() if used}
+    if a.loudness_lufs is not None:
+        params["loudness_lufs"] = a.loudness_lufs
+    return params
+
+
+def chunk_id(text: str, voice: VoiceInfo, params: dict[str, Any]) -> str:
+    return digest_of("chunk/v1", text, voice.identity, params)[:32]
+
+
+_MARK = "\x00text\x00"
+
+
+def chunk_id_maker(voice: VoiceInfo, params: dict[str, Any]) -> Callable[[str], str]:
+    """`chunk_id` for one voice and parameters, fast: the JSON around the text is made once, not per chunk."""
+    head, tail = json.dumps(["chunk/v1", _MARK, voice.identity, params], sort_keys=True, default=str).split(
+        json.dumps(_MARK), 1
+    )
+    head_b, tail_b = head.encode(), tail.encode()
+    quote, sha256 = encode_basestring_ascii, hashlib.sha256  # what json.dumps does with a str, without its layers
+
+    def make(text: str) -> str:
+        return sha256(head_b + quote(text).encode() + tail_b).hexdigest()[:32]
+
+    return make
+
+
+# A language's chunk id maker, speech options, chunk length limit and the row's last columns (voice key included)
+_LanguageContext = tuple[Callable[[str], str], tuple[bool, str, Lexicon | None], int, tuple[Any, ...]]
+
+
+class _Planner:
+    """Paragraphs and table rows to planned chunks, with their voices and parameters."""
+
+    def __init__(self, settings: Settings, voice: VoiceInfo) -> None:
+        self.settings = settings
+        self.book = VoiceBook(settings, voice)
+        self.rate = output_rate(settings, voice)
+        self._params: dict[tuple[str, str, float | None], tuple[dict[str, Any], str, Callable[[str], str]]] = {}
+        self.writer = PlanWriter(settings.run.shard_size)
+        self._index = 0  # chunk_index within the current document
+        self._by_lang: dict[str, _LanguageContext] = {}
+        self._mixing = settings.text.lang == "auto"  # a forced language: one voice reads everything
+        t = settings.text
+        self.lexicons = {voice: load_lexicon(path) for voice, path in t.lexicons.items()}
+
+    def _speech_options(self, key: str, table_row: bool) -> tuple[bool, str, Lexicon | None]:
+        t = self.settings.text
+        normalize = t.normalize == "on" or (t.normalize == "auto" and not table_row)
+        voice = self.book.voices[key]
+        lexicon = self.lexicons.get(voice.spec) or self.lexicons.get(key) or self.lexicons.get("*")
+        return normalize, t.emoji, lexicon
+
+    def spoken(self, text: str, lang: str, key: str, table_row: bool) -> str:
+        return spoken(text, lang, *self._speech_options(key, table_row))
+
+    def params(
+        self, key: str, speaker: str = "", length_scale: float | None = None
+    ) -> tuple[dict[str, Any], str, Callable[[str], str]]:
+        """The audio parameters of a voice key, speaker and pace: as a dict, as JSON, and their chunk id maker."""
+        cached = self._params.get((key, speaker, length_scale))
+        if cached is None:
+            voice = self.book.voices[key]
+            params = audio_params(self.settings, voice, self.rate)
+            if length_scale is not None:
+                params["length_scale"] = length_scale
+            if speaker:
+                params["speaker"] = speaker
+            made = (params, json.dumps(params, sort_keys=True), chunk_id_maker(voice, params))
+            cached = self._params[(key, speaker, length_scale)] = made
+        return cached
+
+    def limit(self, lang: str) -> int:
+        t = self.settings.text
+        return t.max_chars_zh if lang == "zh" else t.max_chars_en
+
+    def add(self, doc: Document, paragraph: Paragraph, text: str, lang: str, key: str, **fields: Any) -> None:
+        params, params_json, make_id = self.params(key, fields.get("speaker", ""), fields.pop("length_scale", None))
+        said = self.spoken(text, lang, key, bool(fields.get("utterance_id")))
+        if fields.get("error"):  # a row refused at plan time: its own id, never the id of real audio
+            make_id = chunk_id_maker(self.book.voices[key], {**params, "failed": fields["error"]})
+        chapter = paragraph.chapter
+        self.writer.add(
+            (
+                0,  # the shard: the writer knows it from the position
+                doc.doc_id,
+                doc.source,
+                self._index,
+                paragraph.line,
+                chapter,
+                doc.chapters[chapter],
+                make_id(said),
+                text,
+                _unless_same(said, text),
+                lang,
+                key,
+                params_json,
+                fields.get("utterance_id", ""),
+                fields.get("part", 0),
+                fields.get("speaker", ""),
+                fields.get("extra_json", ""),
+                fields.get("error", ""),
+                "",  # parts_json: table rows are one voice's
+            )
+        )
+        self._index += 1
+
+    def document(self, doc: Document) -> None:
+        self._index = 0
+        for paragraph in doc.paragraphs:
+            if paragraph.row is not None:
+                self.row(doc, paragraph)
+            else:
+                self.paragraph(doc, paragraph)
+
+    def paragraph(self, doc: Document, paragraph: Paragraph) -> None:
+        """A paragraph's chunks, as `add` would make them one by one, made in one loop (most of a plan's time)."""
+        text = paragraph.text
+        if self.book.routes_by_language():
+            runs = language_runs(text)
+        else:
+            forced = self.settings.text.lang
+            runs = [(0, len(text), detect_lang(text) if forced == "auto" else forced)]
+        chapter = paragraph.chapter
+        head = (doc.doc_id, doc.source)
+        place = (paragraph.line, chapter, doc.chapters[chapter])
+        rows = []
+        index = self._index
+        for start, end, lang in runs:
+            make_id, options, limit, tail = self._language(lang, f"{doc.source}: line {paragraph.line}")
+            piece = text if (start, end) == (0, len(text)) else text[start:end]
+            as_written = reads_as_written(piece, lang, *options)
+            maybe_mixed = self._mixing and (lang == "zh" or not piece.isascii())
+            for c in chunk_paragraph(piece, lang, limit):
+                if maybe_mixed and is_mixed(c.text, lang):
+                    mixed = self._mixed(c.text, lang, f"{doc.source}: line {paragraph.line}")
+                    if mixed is not None:
+                        chunk_id, said, parts_json = mixed
+                        row = (0, *head, index, *place, chunk_id, c.text, _unless_same(said, c.text), *tail[:-1])
+                        rows.append((*row, parts_json))
+                        index += 1
+                        continue
+                if as_written:
+                    rows.append((0, *head, index, *place, make_id(c.text), c.text, None, *tail))
+                else:
+                    said = spoken(c.text, lang, *options)
+                    rows.append((0, *head, index, *place, make_id(said), c.text, _unless_same(said, c.text), *tail))
+                index += 1
+        self._index = index
+        self.writer.extend(rows)
+
+    def _language(self, lang: str, where: str) -> _LanguageContext:
+        """What every paragraph chunk in `lang` shares (id maker, speech options, limit, columns with the voice),
+        made once per language (`where` names the first place it occurs, for the error of a language with no voice)."""
+        known = self._by_lang.get(lang)
+        if known is not None:
+            return known
+        key = self.book.for_language(lang, where)
+        _, params_json, make_id = self.params(key)
+        tail = (lang, key, params_json, "", 0, "", "", "", "")
+        context = self._by_lang[lang] = (make_id, self._speech_options(key, False), self.limit(lang), tail)
+        return context
+
+    def _mixed(self, text: str, lang: str, where: str) -> tuple[str, str, str] | None:
+        """A chunk of two scripts spoken by two voices: (chunk id, spoken text, parts as JSON), or None when one
+        voice speaks it all (no voice for the other script, or the same voice for both)."""
+        runs = script_runs(text)
+        keys: dict[str, str] = {}
+        for run_lang in dict.fromkeys(r[2] for r in runs):
+            try:
+                keys[run_lang] = self.book.for_language(run_lang, where)
+            except (ConfigError, ModelError, InputError):
+                return None  # no voice for that script: the chunk's voice reads what it can
+        if len(set(keys.values())) < 2:
+            return None
+        parts, said = [], ""
+        for start, end, run_lang in runs:
+            piece = spoken(text[start:end], run_lang, *self._language(run_lang, where)[1])
+            parts.append([len(said), len(said) + len(piece), keys[run_lang]])
+            said += piece
+        make_id = self._language(lang, where)[0]
+        identities = {k: self.book.voices[k].identity for k in sorted(set(keys.values()))}
+        parts_json = json.dumps(parts)
+        return make_id(json.dumps([said, parts, identities], sort_keys=True)), said, parts_json
+
+    def row(self, doc: Document, paragraph: Paragraph) -> None:
+        row = paragraph.row
+        assert row is not None
+        text, problem = paragraph.text, row.problem
+        lang = row.lang or (self.settings.text.lang if self.settings.text.lang != "auto" else detect_lang(text))
+        key = self.book.default_key
+        if not problem:
+            try:
+                key = self._row_voice(doc, row, lang)
+            except InputError as exc:
+                if self.settings.text.bad_rows != "failed":
+                    raise
+                problem = str(exc)
+        fields = {"utterance_id": row.id, "extra_json": _extra_json(row.extra), "speaker": row.speaker}
+        if problem:
+            self.add(doc, paragraph, text, lang, self.book.default_key, error=problem, **fields)
+            return
+        parts = chunk_paragraph(text, lang, self.limit(lang))
+        for part, c in enumerate(parts):
+            self.add(doc, paragraph, c.text, lang, key, part=part, length_scale=row.length_scale, **fields)
+
+    def _row_voice(self, doc: Document, row: Row, lang: str) -> str:
+        """The row's voice key, validated against its language and speaker; InputError names row and column."""
+        where = f"{doc.source}: row {row.number}"
+        if row.voice:
+            try:
+                key = self.book.key_for(row.voice)
+            except (ConfigError, ModelError) as exc:
+                raise InputError(f"{where}, column 'voice': unknown voice {row.voice!r} ({exc})") from exc
+            voice = self.book.voices[key]
+            if not speaks(voice, lang):
+                raise InputError(
+                    f"{where}, column 'lang': the row is in {lang!r}, but voice {row.voice!r} speaks "
+                    f"{', '.join(voice.languages)}"
+                )
+        else:
+            key = self.book.for_language(lang, where)
+            voice = self.book.voices[key]
+        if row.speaker and row.speaker not in voice.speakers:
+            known = ", ".join(voice.speakers[:20]) if voice.speakers else "it has a single speaker"
+            raise InputError(
+                f"{where}, column 'speaker': voice {voice.name!r} has no speaker {row.speaker!r} ({known})"
+            )
+        return key
+
+
+def _unless_same(said: str, text: str) -> str | None:
+    """The spoken text as the plan stores it: null when it is the text itself (most chunks; read back as the text)."""
+    return None if said == text else said
+
+
+def _extra_json(extra: dict[str, Any]) -> str:
+    return json.dumps(extra, sort_keys=True, ensure_ascii=False, default=str) if extra else ""
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Planning makes millions of short-lived tuples and no reference cycles; the cyclic garbage collector's
+    passes over the rows buffered for a row group cost about a tenth of planning, so it waits until the end."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def make_plan(docs: Iterable[Document], settings: Settings, voice: VoiceInfo, corpus: Corpus | None = None) -> Plan:
+    """Plan the documents into a plan file, a row group at a time; the Plan reads it back by shard."""
+    planner = _Planner(settings, voice)
+    inputs: list[dict[str, Any]] = []
+    rejected = [{"source": r.source, "reason": r.reason} for r in corpus.rejected] if corpus else []
+    try:
+        with _collector_paused():
+            for doc in docs:
+                before = planner.writer.num_chunks
+                planner.document(doc)
+                inputs.append(doc.describe())
+                if planner.writer.num_chunks == before:
+                    reason = f"{doc.source}: no speakable text after normalization"
+                    rejected.append({"source": doc.source, "reason": reason})
+        writer = planner.writer
+        if not writer.num_chunks or (rejected and settings.text.strict):
+            listing = "\n".join(f"  {r['reason']}" for r in rejected)
+            raise InputError(listing.strip() if len(rejected) == 1 else f"{len(rejected)} inputs are bad:\n{listing}")
+        writer.flush()  # the last row group, so its digest is in the header
+        run_id = settings.run.run_id or "run-" + writer.run_id_digest()[:12]
+        header = header_for(writer, run_id, planner.book.voices, planner.rate, settings.model_dump(), inputs, rejected)
+        path = writer.close(header)
+    except BaseException:
+        planner.writer.abort()
+        raise
+    return open_plan(path, str(path), verify=False)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    settings: Settings
+    plan: Plan
+    documents: int
+
+
+# The last plan this process made, for the same inputs and settings asked again at once (`voxbatch run` plans
+# before Prefect starts, to fail fast, and its flow asks again): planning 200 MB takes ten seconds.
+_last: tuple[tuple[tuple[str, ...], str, tuple[Any, ...]], Prepared] | None = None
+
+
+def _input_stamps(inputs: list[str]) -> tuple[Any, ...] | None:
+    """Size and modification time of each input file; None when an input is a folder, a glob or remote (such
+    inputs are planned again every time)."""
+    stamps: list[Any] = []
+    for spec in inputs:
+        if not os.path.isfile(spec):
+            return None
+        st = os.stat(spec)
+        stamps.append((spec, st.st_size, st.st_mtime_ns))
+    return tuple(stamps)
+
+
+def prepare(inputs: list[str], settings: Settings) -> Prepared:
+    """Inputs to a plan; every bad input, setting or voice file fails here, before any synthesis."""
+    global _last
+    stamps = _input_stamps(inputs)
+    key = (tuple(inputs), settings.model_dump_json(), stamps or ())
+    if stamps is not None and _last is not None and _last[0] == key and os.path.exists(_last[1].plan.file.path):
+        return _last[1]
+    prepared = _prepare(inputs, settings)
+    _last = (key, prepared) if stamps is not None else None
+    return prepared
+
+
+def _prepare(inputs: list[str], settings: Settings) -> Prepared:
+    from tasks.backends.registry import resolve_voice
+
+    t = settings.text
+    options = TextOptions(t.code_blocks, t.urls, t.chapter_heading_level, t.bad_rows)
+    corpus = read_documents(inputs, t.encoding, options, t.strict)
+    voice = resolve_voice(settings.synthesis)
+    return Prepared(settings, make_plan(corpus.documents, settings, voice, corpus), len(corpus.documents))

@@ -1,0 +1,68 @@
+"""The voices of one plan: which voice speaks a sentence (its language) or a table row (its `voice` column).
+
+Every voice a plan names is resolved here, at plan time (files found, checksums verified), so an unknown voice,
+a language no voice speaks or a speaker a voice does not have is an error before any synthesis.
+"""
+
+from __future__ import annotations
+
+from tasks.backends.synthesizer import VoiceInfo
+from tasks.config import Settings
+from tasks.errors import ConfigError, InputError, ModelError
+
+
+def speaks(voice: VoiceInfo, lang: str) -> bool:
+    return lang in voice.languages or "*" in voice.languages
+
+
+class VoiceBook:
+    """Voice specs to plan keys and identities. The run's own voice (`synthesis.voice`) is the first key."""
+
+    def __init__(self, settings: Settings, default: VoiceInfo) -> None:
+        self.settings = settings
+        self.default_key = default.name
+        self.voices: dict[str, VoiceInfo] = {default.name: default}
+        self._by_spec: dict[str, str] = {settings.synthesis.voice: default.name}
+        self._by_lang = dict(settings.synthesis.voices)
+
+    def key_for(self, spec: str) -> str:
+        """The plan key of a voice spec, resolving it on first use; ConfigError/ModelError if it is unknown."""
+        if spec in self._by_spec:
+            return self._by_spec[spec]
+        from tasks.backends.registry import resolve_voice, voice_settings
+
+        info = resolve_voice(voice_settings(self.settings.synthesis, spec))
+        key = next((k for k, v in self.voices.items() if v.identity == info.identity), None)
+        if key is None:
+            key = info.name if info.name not in self.voices else spec
+            self.voices[key] = info
+        self._by_spec[spec] = key
+        return key
+
+    def for_language(self, lang: str, where: str) -> str:
+        """The key of the voice for `lang`: `synthesis.voices[lang]`, else the run's voice if it speaks it."""
+        spec = self._by_lang.get(lang)
+        if spec is not None:
+            try:
+                key = self.key_for(spec)
+            except (ConfigError, ModelError) as exc:
+                raise ConfigError(f"synthesis.voices.{lang}: {exc}", hint=exc.hint) from exc
+            if not speaks(self.voices[key], lang):
+                raise ConfigError(
+                    f"synthesis.voices.{lang} = {spec!r}, but that voice speaks {', '.join(self.voices[key].languages)}"
+                )
+            return key
+        default = self.voices[self.default_key]
+        if speaks(default, lang):
+            return self.default_key
+        configured = ", ".join(f"{k} = {v!r}" for k, v in self._by_lang.items()) or "none"
+        raise InputError(
+            f"{where}: text is in {lang!r}, but no voice speaks it: voice {default.name!r} speaks "
+            f"{', '.join(default.languages)}; voices per language: {configured}",
+            hint=f"give that language a voice (--voices {lang}=VOICE, or synthesis.voices), or force the "
+            "language with --lang",
+        )
+
+    def routes_by_language(self) -> bool:
+        """Whether sentences are routed to voices by their language (a voice per language is configured)."""
+        return bool(self._by_lang) and self.settings.text.lang == "auto"

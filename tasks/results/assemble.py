@@ -1,0 +1,202 @@
+"""Audiobook assembly: a finished run's chunks joined per document (and per chapter) with pauses, plus subtitles.
+
+`voxbatch assemble OUT` reads the run from storage alone (plan and manifests), so it works after a resumed or
+fanned-out run. Chunks are read one at a time and written straight into the output file, so a ten-hour book is
+never held in memory: the file is written to a local temporary file and copied to storage streamed. Between
+chunks of one paragraph comes the sentence pause, between paragraphs the paragraph pause, between chapters the
+chapter pause. Beside each audio file, SRT and WebVTT subtitles with each chunk's text at its place.
+
+Opus is written at 48 kHz (the rates Opus knows; chunks are resampled as they are read). M4B, the audiobook
+container, is one file per document with a chapter marker per chapter and the title in its metadata; it is made
+by ffmpeg (AAC) from the streamed WAV, so it needs ffmpeg on the PATH (Debian: apt-get install ffmpeg).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import soundfile as sf
+
+from tasks.audio import dsp
+from tasks.errors import ConfigError, InputError, RunIncomplete
+from tasks.results.run_state import load_run_state
+from tasks.shard.manifest import ManifestRow
+from tasks.storage import ObjectStore
+from tasks.storage.layout import content_type
+
+FORMATS = {
+    "flac": ("FLAC", "PCM_16"),
+    "wav": ("WAV", "PCM_16"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "ogg": ("OGG", "VORBIS"),
+    "opus": ("OGG", "OPUS"),
+    "m4b": ("WAV", "PCM_16"),  # written as WAV, then made M4B (AAC + chapters) by ffmpeg
+}
+OPUS_RATE = 48000
+M4B_BITRATE = "64k"  # AAC, mono speech
+
+
+@dataclass(frozen=True)
+class Pauses:
+    """Silence between chunks, in seconds (on top of the silence each chunk keeps at its ends)."""
+
+    sentence: float = 0.25
+    paragraph: float = 0.75
+    chapter: float = 2.0
+
+
+@dataclass(frozen=True)
+class Assembled:
+    key: str  # the audio file's key under OUT
+    chunks: int
+    seconds: float
+
+
+def assembled_prefix(run_id: str) -> str:
+    return f"assembled/{run_id}/"
+
+
+def _name(text: str) -> str:
+    """A file name from a title or a source path: letters, digits and a few marks kept (CJK too), the rest '-'."""
+    return re.sub(r"[^\w.()-]+", "-", text, flags=re.UNICODE).strip("-.")[:80] or "untitled"
+
+
+def _pause(before: ManifestRow, after: ManifestRow, pauses: Pauses) -> float:
+    if before.chapter_index != after.chapter_index:
+        return pauses.chapter
+    return pauses.sentence if before.line == after.line else pauses.paragraph
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{separator}{ms % 1000:03d}"
+
+
+def subtitles(cues: list[tuple[float, float, str]]) -> tuple[str, str]:
+    """(SRT, WebVTT) for (start, end, text) cues."""
+    srt = [f"{n}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{t}\n" for n, (a, b, t) in enumerate(cues, start=1)]
+    vtt = [f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{t}\n" for a, b, t in cues]
+    return "\n".join(srt), "WEBVTT\n\n" + "\n".join(vtt)
+
+
+def _write(
+    store: ObjectStore, rows: list[ManifestRow], key: str, rate: int, fmt: str, pauses: Pauses, title: str = ""
+) -> Assembled:
+    """One audio file of these rows in order, with its subtitles; chunk by chunk into a temporary file."""
+    container, subtype = FORMATS[fmt]
+    out_rate = OPUS_RATE if fmt == "opus" else rate
+    cues: list[tuple[float, float, str]] = []
+    chapters: list[tuple[int, str]] = []  # (first sample, title) per chapter, for M4B
+    position = 0  # samples written so far: the timings are exact, not summed floats
+    with tempfile.TemporaryDirectory(prefix="voxbatch-assemble-") as tmp:
+        path = Path(tmp) / (PurePosixPath(key).stem + (".wav" if fmt == "m4b" else PurePosixPath(key).suffix))
+        with sf.SoundFile(path, "w", samplerate=out_rate, channels=1, format=container, subtype=subtype) as out:
+            for i, row in enumerate(rows):
+                if i:
+                    gap = np.zeros(round(_pause(rows[i - 1], row, pauses) * out_rate), np.float32)
+                    out.write(gap)
+                    position += gap.size
+                if i == 0 or rows[i - 1].chapter_index != row.chapter_index:
+                    chapters.append((position, row.chapter_title or f"Chapter {row.chapter_index + 1}"))
+                samples, chunk_rate = dsp.decode(store.get(row.audio_key or ""))
+                if chunk_rate != rate:
+                    raise InputError(f"{row.audio_key}: {chunk_rate} Hz, the run's other chunks are {rate} Hz")
+                if out_rate != rate:
+                    samples = dsp.resample(samples, rate, out_rate, "soxr")
+                out.write(samples)
+                cues.append((position / out_rate, (position + samples.size) / out_rate, row.text))
+                position += samples.size
+        if fmt == "m4b":
+            path = _m4b(path, chapters, position, out_rate, title)
+        store.put_file(key, path, overwrite=True, content_type=content_type(key))
+    srt, vtt = subtitles(cues)
+    stem = key.rsplit(".", 1)[0]
+    for ext, text in (("srt", srt), ("vtt", vtt)):
+        store.put(f"{stem}.{ext}", text.encode(), overwrite=True, content_type=content_type(f"{stem}.{ext}"))
+    return Assembled(key, len(rows), position / out_rate)
+
+
+def _ffmetadata(text: str) -> str:
+    return re.sub(r"([=;#\\\n])", r"\\\1", text)
+
+
+def _m4b(wav: Path, chapters: list[tuple[int, str]], total: int, rate: int, title: str) -> Path:
+    """The WAV as an M4B audiobook: AAC, a chapter marker per chapter, the title in its metadata (ffmpeg)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise ConfigError(
+            "assemble --format m4b needs ffmpeg, which is not on the PATH",
+            hint="install it (Debian/Ubuntu: apt-get install ffmpeg), or assemble to flac/mp3/opus",
+        )
+    meta = [";FFMETADATA1", f"title={_ffmetadata(title)}", "genre=Audiobook"]
+    bounds = [start for start, _ in chapters] + [total]
+    for (start, name), end in zip(chapters, bounds[1:], strict=True):
+        meta += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={start * 1000 // rate}", f"END={end * 1000 // rate}"]
+        meta.append(f"title={_ffmetadata(name)}")
+    metadata = wav.with_suffix(".ffmeta")
+    metadata.write_text("\n".join(meta) + "\n", encoding="utf-8")
+    out = wav.with_suffix(".m4b")
+    cmd = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-i", str(metadata)]
+    cmd += ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1", "-c:a", "aac", "-b:a", M4B_BITRATE]
+    cmd += ["-f", "ipod", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise InputError(f"ffmpeg could not make the M4B: {done.stderr.strip()[-500:]}")
+    return out
+
+
+def _documents(rows: list[ManifestRow]) -> Iterator[list[ManifestRow]]:
+    """The run's ok rows per document, in plan order."""
+    by_doc: dict[str, list[ManifestRow]] = {}
+    for r in rows:
+        if r.status == "ok":
+            by_doc.setdefault(r.doc_id, []).append(r)
+    for doc_rows in by_doc.values():
+        yield sorted(doc_rows, key=lambda r: r.chunk_index)
+
+
+def assemble_run(store: ObjectStore, run_id: str, fmt: str = "flac", pauses: Pauses | None = None) -> list[Assembled]:
+    """Every document of a finished run as one file, and each chapter of a document with chapters as one more."""
+    if fmt not in FORMATS:
+        raise InputError(f"assemble: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    pauses = pauses or Pauses()
+    state = load_run_state(store, run_id)
+    if not state.complete:
+        raise RunIncomplete(
+            f"run {run_id} has {len(state.pending)} shard(s) not committed yet: nothing assembled",
+            hint="finish the run (the same `voxbatch run` command resumes it), then assemble",
+        )
+    failed = state.counts().get("failed", 0)
+    if failed:
+        raise RunIncomplete(
+            f"run {run_id} has {failed} failed chunk(s): a book assembled now would have holes",
+            hint="run the same `voxbatch run` command again to retry them (`voxbatch status` shows why they failed)",
+        )
+    rate, prefix, made = state.plan.sample_rate, assembled_prefix(run_id), []
+    names: set[str] = set()
+    for doc_rows in _documents(state.rows()):
+        first = doc_rows[0]
+        name = _name(PurePosixPath(first.source).stem)
+        if name in names:  # two inputs with one stem (a/book.txt, b/book.txt)
+            name = f"{name}-{first.doc_id[-8:]}"
+        names.add(name)
+        title = PurePosixPath(first.source).stem  # the EPUB's own title is not kept in the plan yet
+        made.append(_write(store, doc_rows, f"{prefix}{name}.{fmt}", rate, fmt, pauses, title))
+        if fmt == "m4b":
+            continue  # one audiobook per document: its chapters are markers inside it
+        chapters: dict[int, list[ManifestRow]] = {}
+        for r in doc_rows:
+            chapters.setdefault(r.chapter_index, []).append(r)
+        if len(chapters) > 1:
+            for index, chapter_rows in chapters.items():
+                title = _name(chapter_rows[0].chapter_title or f"chapter {index + 1}")
+                key = f"{prefix}{name}/{index + 1:03d}-{title}.{fmt}"
+                made.append(_write(store, chapter_rows, key, rate, fmt, pauses))
+    return made

@@ -1,0 +1,269 @@
+"""A run's report as one self-contained HTML file: totals, failures by reason, histograms, the worst chunks.
+
+Read from storage alone (the plan and the committed manifests), so it works for a run made anywhere, finished
+or not. Pictures are inline PNGs (matplotlib, Agg) and the worst chunks' audio inline data URIs: the file can be
+mailed or opened from S3 without anything beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tasks.errors import StorageError
+from tasks.results.run_state import RunState, load_run_state
+from tasks.shard.manifest import ManifestRow
+from tasks.storage import ObjectMissing, ObjectStore
+from tasks.storage.layout import content_type, report_key, summary_key
+
+WORST = 10  # chunks shown with text, transcript and audio
+AUDIO_BYTES = 2_000_000  # a chunk's audio larger than this is linked, not embedded
+
+
+@dataclass(frozen=True)
+class Measure:
+    title: str
+    field: str
+    unit: str
+
+
+MEASURES = (
+    Measure("Duration", "duration_s", "s"),
+    Measure("Speech rate", "chars_per_second", "characters/s"),
+    Measure("Loudness", "loudness_lufs", "LUFS"),
+    Measure("Word error rate (ASR)", "asr_wer", ""),
+    Measure("Character error rate (ASR)", "asr_cer", ""),
+)
+
+
+def values(rows: list[ManifestRow], name: str) -> list[float]:
+    out = []
+    for r in rows:
+        v = getattr(r, name)
+        if r.status == "ok" and v is not None and math.isfinite(v):
+            out.append(float(v))
+    return out
+
+
+def measured(rows: list[ManifestRow]) -> dict[Measure, list[float]]:
+    """Each measure's values over the ok rows, for the measures that have any (read once per report)."""
+    return {m: v for m in MEASURES if (v := values(rows, m.field))}
+
+
+def distribution(numbers: list[float]) -> dict[str, float]:
+    """min, median, 95th percentile, max, mean (empty for no numbers)."""
+    if not numbers:
+        return {}
+    ordered = sorted(numbers)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return {
+        "min": ordered[0],
+        "median": statistics.median(ordered),
+        "p95": p95,
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }
+
+
+def worst_chunks(rows: list[ManifestRow], most: int = WORST) -> list[ManifestRow]:
+    """Failed chunks first, then ok ones by ASR error, else by how far their speech rate is from the median."""
+    failed = [r for r in rows if r.status == "failed"]
+    ok = [r for r in rows if r.status == "ok"]
+    rates = values(ok, "chars_per_second")
+    median_rate = statistics.median(rates) if rates else 1.0
+
+    def badness(r: ManifestRow) -> float:
+        error = r.asr_cer if r.lang == "zh" else r.asr_wer
+        if error is not None:
+            return error
+        rate = r.chars_per_second or median_rate
+        return abs(math.log(max(rate, 1e-6) / max(median_rate, 1e-6))) / 10  # below any ASR error rate's scale
+
+    return (failed + sorted(ok, key=badness, reverse=True))[:most]
+
+
+def _histograms(columns: dict[Measure, list[float]]) -> str | None:
+    """One PNG (base64) with a histogram per measure that has values; None when nothing was measured."""
+    shown = list(columns.items())
+    if not shown:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to memory
+    import matplotlib.pyplot as plt
+
+    columns = 2
+    lines = math.ceil(len(shown) / columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(10, 3.2 * lines), squeeze=False)
+    for ax, (m, v) in zip(axes.flat, shown, strict=False):
+        ax.hist(v, bins=min(30, max(5, len(v) // 3)), color="#3b6ea8", edgecolor="white")
+        ax.set_title(f"{m.title} ({len(v)} chunks)")
+        ax.set_xlabel(m.unit or "rate")
+        ax.set_ylabel("chunks")
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _audio_tag(store: ObjectStore, row: ManifestRow) -> str:
+    if row.status != "ok" or not row.audio_key:
+        return "<em>no audio (failed chunks are not stored)</em>"
+    if (row.audio_bytes or 0) > AUDIO_BYTES:
+        return f'<a href="{html.escape(row.audio_uri or "")}">audio</a>'
+    try:
+        data = store.get(row.audio_key)
+    except (ObjectMissing, StorageError):
+        return "<em>audio missing from storage</em>"
+    kind = content_type(row.audio_key)
+    return f'<audio controls preload="none" src="data:{kind};base64,{base64.b64encode(data).decode()}"></audio>'
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _summary_json(store: ObjectStore, run_id: str) -> dict[str, Any]:
+    try:
+        return dict(json.loads(store.get(summary_key(run_id))))
+    except (ObjectMissing, ValueError):
+        return {}
+
+
+def totals(
+    state: RunState, rows: list[ManifestRow], columns: dict[Measure, list[float]], summary: dict[str, Any]
+) -> list[tuple[str, str]]:
+    counts = state.counts()
+    audio = state.audio_seconds()
+    by_field = {m.field: v for m, v in columns.items()}
+    wer, cer = by_field.get("asr_wer", []), by_field.get("asr_cer", [])
+    out = [
+        ("chunks planned", str(state.plan.num_chunks)),
+        ("chunks committed", str(len(rows))),
+        ("ok / failed / skipped", f"{counts['ok']} / {counts['failed']} / {counts['skipped']}"),
+        ("shards committed / planned", f"{len(state.committed)} / {state.plan.num_shards}"),
+        ("audio", f"{audio / 3600:.3f} h ({audio:.1f} s)"),
+        ("regenerated chunks", str(sum(1 for r in rows if r.qa_attempts > 1))),
+        ("chunks listened to (ASR)", str(len(wer or cer))),
+    ]
+    if wer:
+        out.append(("mean word error rate", f"{statistics.fmean(wer):.3f}"))
+    if cer:
+        out.append(("mean character error rate", f"{statistics.fmean(cer):.3f}"))
+    if summary.get("wall_seconds"):
+        out.append(("wall time of the last run command", f"{summary['wall_seconds']:.1f} s"))
+        if audio:
+            out.append(("audio seconds per wall second", f"{audio / summary['wall_seconds']:.1f}"))
+    return out
+
+
+def render(store: ObjectStore, state: RunState) -> str:
+    """The report's HTML."""
+    rows = state.rows()
+    columns = measured(rows)
+    summary = _summary_json(store, state.run_id)
+    voices = ", ".join(f"{k}: {v.backend}:{v.name}" for k, v in state.plan.voices.items())
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>voxbatch report {html.escape(state.run_id)}</title>",
+        "<style>body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.3em .6em;"
+        "text-align:left;vertical-align:top}th{background:#f0f3f7}.num{text-align:right}"
+        ".failed{color:#a01818}img{max-width:100%}audio{width:260px}</style></head><body>",
+        f"<h1>voxbatch run <code>{html.escape(state.run_id)}</code></h1>",
+        f"<p>Output <code>{html.escape(store.uri(''))}</code>; voices {html.escape(voices)}; "
+        f"written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>",
+        "<h2>Totals</h2><table>",
+    ]
+    for name, value in totals(state, rows, columns, summary):
+        parts.append(f"<tr><th>{html.escape(name)}</th><td class='num'>{html.escape(value)}</td></tr>")
+    parts.append("</table>")
+    if state.pending:
+        parts.append(f"<p class='failed'>{len(state.pending)} shard(s) not committed yet: this report is partial.</p>")
+    failures = state.failures(examples=1)
+    parts.append("<h2>Failures by reason</h2>")
+    if failures:
+        parts.append("<table><tr><th>reason</th><th>chunks</th><th>example</th></tr>")
+        for reason, n, example in failures:
+            first = example[0]
+            where = f"{first.source}:{first.line}"
+            parts.append(
+                f"<tr><td>{html.escape(reason)}</td><td class='num'>{n}</td>"
+                f"<td>{html.escape(where)}: {html.escape((first.error or '')[:300])}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append("<p>No chunk failed.</p>")
+    parts.append("<h2>Distributions</h2><table><tr><th>measure</th>")
+    parts += [f"<th>{h}</th>" for h in ("chunks", "min", "median", "p95", "max", "mean")]
+    parts.append("</tr>")
+    for m, v in columns.items():
+        d = distribution(v)
+        cells = "".join(f"<td class='num'>{d[k]:.2f}</td>" for k in ("min", "median", "p95", "max", "mean"))
+        parts.append(f"<tr><td>{m.title} {html.escape(m.unit)}</td><td class='num'>{len(v)}</td>{cells}</tr>")
+    parts.append("</table>")
+    picture = _histograms(columns)
+    if picture:
+        parts.append(f"<img alt='histograms of chunk measures' src='data:image/png;base64,{picture}'>")
+    parts.append("<h2>Worst chunks</h2><table><tr><th>where</th><th>status</th><th>text</th>")
+    parts.append("<th>heard (ASR)</th><th>WER / CER</th><th>audio</th></tr>")
+    for r in worst_chunks(rows):
+        cls = " class='failed'" if r.status == "failed" else ""
+        detail = f"<br><small>{html.escape(r.error or '')}</small>" if r.error else ""
+        parts.append(
+            f"<tr><td>{html.escape(r.source)}:{r.line}<br><small>{html.escape(r.chunk_id[:12])}</small></td>"
+            f"<td{cls}>{html.escape(r.status)}{detail}</td><td>{html.escape(r.text)}</td>"
+            f"<td>{_fmt(r.asr_transcript)}</td><td class='num'>{_fmt(r.asr_wer)} / {_fmt(r.asr_cer)}</td>"
+            f"<td>{_audio_tag(store, r)}</td></tr>"
+        )
+    parts.append("</table></body></html>")
+    return "".join(parts)
+
+
+def write_report(store: ObjectStore, run_id: str) -> str:
+    """Render the run's report and store it under runs/<run_id>/report.html; returns its key."""
+    state = load_run_state(store, run_id)
+    key = report_key(run_id)
+    store.put(key, render(store, state).encode(), overwrite=True, content_type=content_type(key))
+    return key
+
+
+def quality_table(rows: list[ManifestRow]) -> list[dict[str, Any]]:
+    """Per measure: chunks, min, median, 95th percentile, max, mean (a table artifact in the Prefect UI)."""
+    out: list[dict[str, Any]] = []
+    for m, v in measured(rows).items():
+        figures = {k: round(x, 3) for k, x in distribution(v).items()}
+        out.append({"measure": f"{m.title} {m.unit}".strip(), "chunks": len(v), **figures})
+    regenerated = sum(1 for r in rows if r.qa_attempts > 1)
+    out.append({"measure": "regenerated chunks", "chunks": regenerated})
+    return out
+
+
+def worst_table(rows: list[ManifestRow]) -> list[dict[str, Any]]:
+    """The worst chunks with their text, transcript and reason (a table artifact in the Prefect UI)."""
+    return [
+        {
+            "where": f"{r.source}:{r.line}",
+            "status": r.status,
+            "text": r.text[:200],
+            "heard": (r.asr_transcript or "")[:200],
+            "wer": None if r.asr_wer is None else round(r.asr_wer, 3),
+            "cer": None if r.asr_cer is None else round(r.asr_cer, 3),
+            "error": (r.error or "")[:300],
+        }
+        for r in worst_chunks(rows)
+    ]

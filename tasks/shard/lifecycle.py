@@ -1,0 +1,161 @@
+"""The shard lifecycle, addressed by (output URI, run id, shard number): skip if committed, do the rest, commit.
+
+Commit order: every audio object first, the shard's stats, then its manifest last (the commit record). While a
+shard is unfinished its checkpoint (rows whose audio is stored) is rewritten every few seconds, and after a
+fatal device error it holds everything finished, so whoever picks the shard up next redoes only the rest.
+The in-process flow and a deployment flow on a GPU worker call the same `run_shard_at`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.backends.registry import evict, load_cached, resolve_voice
+from tasks.backends.synthesizer import Synthesizer, VoiceInfo
+from tasks.config import Settings, SynthesisSettings, merge, validate_settings
+from tasks.errors import ConfigError, ModelError
+from tasks.plan.file import Plan
+from tasks.plan.store import read_plan
+from tasks.shard.manifest import (
+    ManifestRow,
+    read_checkpoint,
+    read_manifest,
+    shard_is_complete,
+    write_checkpoint,
+    write_manifest,
+)
+from tasks.shard.oom import DeviceFatal
+from tasks.shard.pipeline import ProgressFn, ShardStats, process_shard
+from tasks.storage import ObjectStore, open_store
+from tasks.storage.layout import content_type, shard_stats_key
+
+# What a worker may set for itself: how it computes, never what the audio is (that is fixed by the plan).
+WORKER_SETTINGS = {
+    "synthesis": {"device", "dtype", "threads", "lanes", "batch_size"},
+    "engine": None,
+    "run": {"checkpoint_seconds"},
+}
+
+
+@dataclass
+class ShardOutcome:
+    run_id: str
+    shard: int
+    stats: ShardStats
+    already_done: bool = False
+    fatal: DeviceFatal | None = None  # the worker must stop; the finished rows are in the checkpoint
+    early: bool = False  # done by this process before its flow started (run_shard_early)
+
+
+# Shards this process did before its flow started (while a temporary Prefect API booted: `voxbatch run`
+# without a server). The flow's task for such a shard reports that outcome instead of "already done", once.
+_done_early: dict[tuple[str, int], ShardOutcome] = {}
+
+
+def run_shard_early(store: ObjectStore, plan: Plan, shard: int, on_progress: ProgressFn | None = None) -> ShardOutcome:
+    """Do (and commit) a shard before the run's flow starts; the flow then takes its outcome as its own."""
+    outcome = run_shard(store, plan, shard, worker_settings(plan, None), on_progress=on_progress)
+    if outcome.fatal is None:
+        outcome.early = True
+        _done_early[(plan.run_id, shard)] = outcome
+    return outcome
+
+
+def worker_voice(plan: Plan, settings: Settings, key: str | None = None) -> tuple[VoiceInfo, SynthesisSettings]:
+    """A voice of the plan (its run voice by default) as found on this worker, verified to be the same model the
+    plan was made with, and the synthesis settings that load it."""
+    planned = plan.voices[key] if key is not None else plan.voice
+    synthesis = settings.synthesis
+    if (planned.backend, planned.spec) != (synthesis.backend, synthesis.voice):
+        synthesis = synthesis.model_copy(update={"backend": planned.backend, "voice": planned.spec, "sha256": ""})
+    info = resolve_voice(synthesis)
+    if info.identity != planned.identity:
+        raise ModelError(
+            f"voice {planned.spec or planned.name!r} on this worker is not the one run {plan.run_id} was planned "
+            f"with (sha256 {info.model_sha256[:16]}… here, {planned.model_sha256[:16]}… in the plan)",
+            hint="install the same voice version on every worker, or plan the run again",
+        )
+    return info, synthesis
+
+
+def worker_settings(plan: Plan, overrides: dict[str, Any] | None) -> Settings:
+    for section, values in (overrides or {}).items():
+        allowed = WORKER_SETTINGS.get(section, set())
+        bad = [k for k in values if allowed is not None and k not in allowed]
+        if section not in WORKER_SETTINGS or bad:
+            keys = ", ".join(f"{section}.{k}" for k in bad) if bad else section
+            raise ConfigError(f"{keys}: a worker cannot change this setting (it shapes the audio the plan promised)")
+    return validate_settings(merge(plan.settings, overrides or {}), source=f"plan of {plan.run_id}")
+
+
+def run_shard(
+    store: ObjectStore,
+    plan: Plan,
+    shard: int,
+    settings: Settings | None = None,
+    *,
+    on_progress: ProgressFn | None = None,
+    load_synthesizer: Callable[[str], Synthesizer] | None = None,
+) -> ShardOutcome:
+    if not 0 <= shard < plan.num_shards:
+        raise ConfigError(f"shard {shard}: run {plan.run_id} has shards 0 to {plan.num_shards - 1}")
+    early = _done_early.pop((plan.run_id, shard), None)
+    if early is not None:
+        return early  # done by this process a moment ago, before the flow started (its progress reported then)
+    settings = settings or validate_settings(plan.settings)
+    planned = [c.chunk_id for c in plan.shard(shard)]
+    committed = read_manifest(store, plan.run_id, shard)
+    if committed is not None and shard_is_complete(committed, planned):
+        stats = ShardStats.from_rows(shard, committed)
+        if on_progress:
+            on_progress(len(committed), stats.audio_seconds)
+        return ShardOutcome(plan.run_id, shard, stats, already_done=True)
+
+    previous: dict[str, ManifestRow] = {r.chunk_id: r for r in committed or []}
+    previous.update({r.chunk_id: r for r in read_checkpoint(store, plan.run_id, shard) or []})
+    loaded: list[Synthesizer] = []
+
+    def load(key: str) -> Synthesizer:
+        synth = load_synthesizer(key) if load_synthesizer else load_cached(*worker_voice(plan, settings, key))
+        loaded.append(synth)
+        return synth
+
+    def checkpoint(rows: list[ManifestRow]) -> None:
+        write_checkpoint(store, plan.run_id, shard, rows)
+
+    result = process_shard(plan, shard, settings, store, load, list(previous.values()), on_progress, checkpoint)
+    stats_key = shard_stats_key(plan.run_id, shard)
+    store.put(
+        stats_key,
+        json.dumps(result.stats.to_dict(), indent=2).encode(),
+        overwrite=True,
+        content_type=content_type(stats_key),
+    )
+    if result.fatal is not None:
+        checkpoint([r for r in result.rows if r.done])
+        if loaded:
+            evict(loaded[-1])  # the voice may be half-recovered: the next shard in this process loads it afresh
+        return ShardOutcome(plan.run_id, shard, result.stats, fatal=result.fatal)
+    write_manifest(store, plan.run_id, shard, result.rows)  # last: the shard's commit record
+    return ShardOutcome(plan.run_id, shard, result.stats)
+
+
+def run_shard_at(
+    out: str,
+    run_id: str,
+    shard: int,
+    overrides: dict[str, Any] | None = None,
+    on_progress: ProgressFn | None = None,
+    plan: Plan | None = None,
+) -> ShardOutcome:
+    """One shard picked up from storage alone: the plan, the voice identity and the settings come from OUT.
+
+    `plan`: the run's plan when the caller has already read it (it is one object, possibly large).
+    """
+    store = open_store(out)
+    if plan is None or plan.run_id != run_id:
+        plan = read_plan(store, run_id)
+    return run_shard(store, plan, shard, worker_settings(plan, overrides), on_progress=on_progress)

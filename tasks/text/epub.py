@@ -1,0 +1,165 @@
+"""EPUB books to chapters of paragraphs: spine order, titles from the table of contents, only the prose read.
+
+ebooklib reads the container (spine, manifest, guide, table of contents) and BeautifulSoup the XHTML. Never
+read aloud: the navigation document, spine items marked `linear="no"`, documents the guide or the landmarks
+call a cover, table of contents, title or copyright page (or whose body says so in `epub:type`), and inside a
+document scripts, styles, footnote references, footnotes and ruby annotations. A paragraph is the text of a
+block element with no block inside it (p, h1-h6, li, blockquote, dd, td, figcaption, ...), and its line is
+the line of that element in its XHTML file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zipfile
+from dataclasses import dataclass
+
+from tasks.errors import InputError
+from tasks.text.normalize import Paragraph, clean_line
+
+# Guide (EPUB 2) and landmark / epub:type (EPUB 3) values of what is not read aloud.
+NOT_READ = {
+    "cover",
+    "toc",
+    "title-page",
+    "titlepage",
+    "halftitlepage",
+    "copyright-page",
+    "landmarks",
+    "loi",
+    "lot",
+    "index",
+    "page-list",
+}
+_BLOCKS = {
+    "p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "div", "section", "article", "dd", "dt",
+    "td", "th", "figcaption", "caption", "pre", "header", "footer", "aside",
+}  # fmt: skip
+_DROPPED_TAGS = ["script", "style", "head", "nav", "rt", "rp", "svg", "math"]
+_DROPPED_TYPES = {"noteref", "footnote", "endnote", "rearnote", "note", "pagebreak"}
+
+
+@dataclass(frozen=True)
+class Chapter:
+    title: str
+    href: str  # the XHTML file inside the book
+    paragraphs: tuple[Paragraph, ...]
+
+
+def _flatten_toc(toc: object, titles: dict[str, str]) -> None:
+    from ebooklib.epub import Link, Section
+
+    for entry in toc if isinstance(toc, (list, tuple)) else [toc]:
+        if isinstance(entry, tuple) and len(entry) == 2:  # (Section, children)
+            _flatten_toc(entry[0], titles)
+            _flatten_toc(entry[1], titles)
+        elif isinstance(entry, (Link, Section)) and getattr(entry, "href", None):
+            titles.setdefault(entry.href.split("#")[0], " ".join(entry.title.split()))
+
+
+def _epub_types(tag: object) -> set[str]:
+    value = getattr(tag, "attrs", {}).get("epub:type", "")
+    return set(value.split()) if isinstance(value, str) else set(value)
+
+
+def _landmarks(book: object, soup_of: object) -> set[str]:
+    """hrefs the EPUB 3 navigation document lists as landmarks that are not read (cover, toc, ...)."""
+    import ebooklib
+
+    found: set[str] = set()
+    for item in book.get_items_of_type(ebooklib.ITEM_NAVIGATION):  # type: ignore[attr-defined]
+        if not item.get_name().endswith((".xhtml", ".html", ".htm")):
+            continue
+        soup = soup_of(item.get_content())  # type: ignore[operator]
+        for nav in soup.find_all("nav"):
+            if "landmarks" in _epub_types(nav):
+                for a in nav.find_all("a"):
+                    if _epub_types(a) & NOT_READ and a.get("href"):
+                        found.add(_resolve(item.get_name(), a["href"]))
+    return found
+
+
+def _declared_types(soup: object) -> set[str]:
+    """epub:type of the body and of its top-level sections: what the document says it is."""
+    body = soup.find("body")  # type: ignore[attr-defined]
+    if body is None:
+        return set()
+    types = _epub_types(body)
+    for section in body.find_all("section", recursive=False):
+        types |= _epub_types(section)
+    return types
+
+
+def _resolve(base: str, href: str) -> str:
+    import posixpath
+
+    return posixpath.normpath(posixpath.join(posixpath.dirname(base), href.split("#")[0]))
+
+
+def _paragraphs(soup: object) -> list[Paragraph]:
+    for name in _DROPPED_TAGS:
+        for tag in soup.find_all(name):  # type: ignore[attr-defined]
+            tag.decompose()
+    for tag in soup.find_all(lambda t: bool(_epub_types(t) & _DROPPED_TYPES)):  # type: ignore[attr-defined]
+        tag.decompose()
+    body = soup.find("body") or soup  # type: ignore[attr-defined]
+    out: list[Paragraph] = []
+    for block in body.find_all(_BLOCKS):
+        if block.find(_BLOCKS):  # not a leaf: its inner blocks are the paragraphs
+            continue
+        text = clean_line(block.get_text(" "))
+        if text:
+            out.append(Paragraph(text, block.sourceline or 0))
+    return out
+
+
+def read_epub(raw: bytes, source: str) -> list[Chapter]:
+    """The book's chapters in spine order, each with its title and paragraphs; InputError if unreadable."""
+    try:
+        import ebooklib
+        from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+        from ebooklib import epub
+    except ImportError as exc:
+        raise InputError(
+            f"{source}: reading EPUB needs the optional extra 'epub' (ebooklib, AGPL-3.0)",
+            hint="pip install 'voxbatch[epub]'",
+        ) from exc
+
+    def soup_of(data: bytes) -> BeautifulSoup:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+            return BeautifulSoup(data, "html.parser")  # html.parser records each element's source line
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ebooklib's FutureWarnings about its own defaults
+            book = epub.read_epub(io.BytesIO(raw), options={"ignore_ncx": True})
+    except (epub.EpubException, zipfile.BadZipFile, KeyError, IndexError, ValueError, AttributeError) as exc:
+        detail = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+        raise InputError(f"{source}: not a readable EPUB ({detail})") from exc
+    except Exception as exc:  # lxml's XML errors and the like, from a broken container or package file
+        raise InputError(f"{source}: not a readable EPUB ({type(exc).__name__}: {exc})") from exc
+
+    titles: dict[str, str] = {}
+    _flatten_toc(book.toc, titles)
+    skip = {g["href"].split("#")[0] for g in book.guide if (g.get("type") or "").lower() in NOT_READ}
+    skip |= _landmarks(book, soup_of)
+    chapters: list[Chapter] = []
+    for idref, linear in book.spine:
+        item = book.get_item_with_id(idref)
+        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT or linear == "no":
+            continue
+        if isinstance(item, epub.EpubNav) or item.get_name() in skip:
+            continue
+        soup = soup_of(item.get_content())
+        if _declared_types(soup) & NOT_READ:
+            continue
+        heading = soup.find(["h1", "h2", "h3"])
+        title = titles.get(item.get_name()) or (clean_line(heading.get_text(" ")) if heading else "")
+        paragraphs = _paragraphs(soup)
+        if paragraphs:
+            chapters.append(Chapter(title or f"Chapter {len(chapters) + 1}", item.get_name(), tuple(paragraphs)))
+    if not chapters:
+        raise InputError(f"{source}: the EPUB has no readable chapter (after cover, contents and front matter)")
+    return chapters
