@@ -1,12 +1,16 @@
 """voxbatch's own exceptions; third-party errors are translated into these at module boundaries.
 
-VoxbatchError               anything voxbatch reports to a user (exit code in `exit_code`)
+VoxbatchError               anything voxbatch reports to a user                          (exit 1)
 ├── InputError              an input file is missing, empty, unreadable or not text      (exit 2)
 ├── ConfigError             a setting has an unknown key, a wrong type or a bad value    (exit 2)
-├── ModelError              a voice/model file is missing, corrupt or fails to load     (exit 4)
+├── ModelError              a voice/model file is missing, corrupt or fails to load      (exit 4)
 ├── StorageError            the output location cannot be read or written                (exit 4)
-├── SynthesisError          one chunk could not be synthesized (becomes a `failed` row)  (exit 3)
+├── DeviceOutOfMemory       a batch did not fit in memory: the engine backs off          (exit 3)
+├── DeviceFatal             the device is unusable: commit what is done, stop the worker (exit 4)
 └── RunIncomplete           the run still has shards that are not committed              (exit 5)
+
+A chunk that cannot be made is not an exception: it becomes a `failed` manifest row with its reason (exit 3).
+Which library errors are out-of-memory or fatal device errors is decided in tasks.shard.oom.
 """
 
 from __future__ import annotations
@@ -46,8 +50,16 @@ class StorageError(VoxbatchError):
     exit_code = 4
 
 
-class SynthesisError(VoxbatchError):
+class DeviceOutOfMemory(VoxbatchError):
+    """A batch did not fit in device (or host) memory; the engine backs off and retries."""
+
     exit_code = 3
+
+
+class DeviceFatal(VoxbatchError):
+    """The device is in an unusable state; the worker must commit and exit."""
+
+    exit_code = 4
 
 
 class RunIncomplete(VoxbatchError):

@@ -168,7 +168,7 @@ def test_a_text_the_frontend_cannot_measure_fails_alone() -> None:
 
 
 def test_a_backend_that_cannot_recover_stops_the_worker() -> None:
-    from tasks.shard.oom import DeviceFatal
+    from tasks.errors import DeviceFatal
 
     def synthesize(texts: list[str]) -> list[np.ndarray]:
         raise RuntimeError("CUDA error: out of memory")

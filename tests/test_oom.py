@@ -6,9 +6,9 @@ import pytest
 import torch
 from onnxruntime.capi.onnxruntime_pybind11_state import EPFail, Fail, RuntimeException
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, DeviceFatal, DeviceOutOfMemory
 from tasks.shard.faults import parse
-from tasks.shard.oom import DeviceFatal, DeviceOutOfMemory, ErrorKind, classify, translate
+from tasks.shard.oom import ErrorKind, classify, translate
 
 OOMS = [
     torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),

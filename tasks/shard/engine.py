@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.errors import VoxbatchError
+from tasks.errors import DeviceFatal, DeviceOutOfMemory, VoxbatchError
 from tasks.shard.faults import Faults
-from tasks.shard.oom import DeviceFatal, DeviceOutOfMemory, translate
+from tasks.shard.oom import translate
 
 SynthesizeFn = Callable[[list[str]], list[np.ndarray]]
 

@@ -16,7 +16,7 @@ from typing import Any
 from tasks.backends.registry import evict, load_cached, resolve_voice
 from tasks.backends.synthesizer import Synthesizer, VoiceInfo
 from tasks.config import Settings, SynthesisSettings, merge, validate_settings
-from tasks.errors import ConfigError, ModelError
+from tasks.errors import ConfigError, DeviceFatal, ModelError
 from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
 from tasks.shard.manifest import (
@@ -27,7 +27,6 @@ from tasks.shard.manifest import (
     write_checkpoint,
     write_manifest,
 )
-from tasks.shard.oom import DeviceFatal
 from tasks.shard.pipeline import ProgressFn, ShardStats, process_shard
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import content_type, shard_stats_key

@@ -1,4 +1,4 @@
-"""Which exceptions mean "out of memory", which poison the device, and voxbatch's own types for both.
+"""Which library exceptions mean "out of memory" and which poison the device, translated to voxbatch's own.
 
 Recognised by type and message across PyTorch, CUDA libraries and ONNX Runtime, without importing them:
     torch.OutOfMemoryError (torch.cuda.OutOfMemoryError)            by type name
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from tasks.errors import VoxbatchError
+from tasks.errors import DeviceFatal, DeviceOutOfMemory, VoxbatchError
 
 _OOM_MESSAGES = (
     "out of memory",
@@ -40,18 +40,6 @@ class ErrorKind(Enum):
     OOM = "oom"
     FATAL = "fatal"
     OTHER = "other"
-
-
-class DeviceOutOfMemory(VoxbatchError):
-    """A batch did not fit in device (or host) memory; the engine backs off and retries."""
-
-    exit_code = 3
-
-
-class DeviceFatal(VoxbatchError):
-    """The device is in an unusable state; the worker must commit and exit."""
-
-    exit_code = 4
 
 
 def classify(exc: BaseException) -> ErrorKind:

@@ -19,12 +19,12 @@ from typing import Any
 
 from tasks.backends.synthesizer import Synthesizer, SynthOptions
 from tasks.config import Settings
+from tasks.errors import DeviceFatal
 from tasks.plan.file import Plan, PlannedChunk
 from tasks.shard import budgets, faults
 from tasks.shard.checker import Checker, Redo
 from tasks.shard.engine import BudgetState, Engine, EngineConfig, EngineStats, ItemResult
 from tasks.shard.manifest import ManifestRow
-from tasks.shard.oom import DeviceFatal
 from tasks.shard.rows import base_row, reused_row, store_chunk, with_place
 from tasks.shard.upload import Uploader
 from tasks.shard.work_items import ShardWork
