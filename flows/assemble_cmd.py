@@ -7,12 +7,13 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from tasks.results.assemble import FORMATS, Pauses
+    from tasks.formats import BOOK_FORMATS
+    from tasks.results.assemble import Pauses
 
     p = sub.add_parser("assemble", help="join a finished run's chunks into a file per document and chapter")
     p.add_argument("out", metavar="OUT", help="output folder or URI of the run")
     p.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
-    p.add_argument("--format", choices=list(FORMATS), default="flac", dest="assemble_format")
+    p.add_argument("--format", choices=list(BOOK_FORMATS), default="flac", dest="assemble_format")
     defaults = Pauses()
     for name in ("sentence", "paragraph", "chapter"):
         p.add_argument(

@@ -12,7 +12,8 @@ from typing import Any
 
 from flows import assemble_cmd, bench_cmd, report_cmd, voices_cmd
 from flows.flags import settings_flags, settings_from_args
-from tasks.config import Settings, dump_toml
+from tasks.config import Settings
+from tasks.config_files import dump_toml
 from tasks.errors import (
     EXIT_CHUNKS_FAILED,
     EXIT_ENVIRONMENT,

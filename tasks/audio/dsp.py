@@ -4,19 +4,12 @@ and join the parts of a chunk spoken by two voices."""
 from __future__ import annotations
 
 import io
-from typing import Literal
 
 import numpy as np
 import soundfile as sf
 
-Format = Literal["flac", "wav", "ogg", "mp3"]
-# soundfile format and subtype per output format; FLAC takes no float, so 16-bit PCM.
-_ENCODINGS: dict[str, tuple[str, str]] = {
-    "flac": ("FLAC", "PCM_16"),
-    "wav": ("WAV", "PCM_16"),
-    "ogg": ("OGG", "VORBIS"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-}
+from tasks.formats import FORMATS
+
 _TRIM_THRESHOLD_DB = -40.0  # relative to the chunk's peak
 CROSSFADE_SECONDS = 0.015  # between the parts of a chunk spoken by two voices
 KEEP_SECONDS = 0.04  # of the silence around each part: words of two voices still need a breath between them
@@ -70,7 +63,7 @@ def set_loudness(audio: np.ndarray, measured_lufs: float, target_lufs: float, pe
 
 
 def encode(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    container, subtype = _ENCODINGS[fmt]
+    container, subtype = FORMATS[fmt].container, FORMATS[fmt].subtype
     buf = io.BytesIO()
     sf.write(buf, np.clip(audio, -1.0, 1.0), sample_rate, format=container, subtype=subtype)
     return buf.getvalue()

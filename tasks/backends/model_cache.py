@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from filelock import FileLock
 
-from tasks.config import cache_home
+from tasks.environment import cache_home
 from tasks.errors import ModelError
 from tasks.storage import s3_client
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks.backends.checksums import sha256_file, verify_sha256
-from tasks.config import cache_home
+from tasks.environment import cache_home, environment
 from tasks.errors import ConfigError, ModelError
 
 CHECKSUMS = "SHA256SUMS"
@@ -49,7 +49,7 @@ INSTALLABLE = ("zh-baker",)
 
 def voices_dir() -> Path:
     """Where installed voices live: $VOXBATCH_VOICES, else $XDG_CACHE_HOME/voxbatch/voices."""
-    configured = os.environ.get("VOXBATCH_VOICES")
+    configured = environment().voices
     return Path(configured).expanduser() if configured else cache_home() / "voices"
 
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from tasks.backends.checksums import digest_of
 from tasks.backends.synthesizer import VoiceInfo
 from tasks.config import Settings
 from tasks.errors import ConfigError, InputError, ModelError
 from tasks.plan.file import Plan, PlanWriter, header_for, open_plan
+from tasks.plan.ids import audio_params, chunk_id_maker, output_rate
 from tasks.plan.voice_book import VoiceBook, speaks
 from tasks.text.chunking import chunk_paragraph, detect_lang, language_runs
 from tasks.text.ingest import Corpus, Document, read_documents
@@ -24,58 +22,6 @@ from tasks.text.mixed_script import is_mixed, script_runs
 from tasks.text.normalize import Paragraph, TextOptions
 from tasks.text.speech_text import Lexicon, load_lexicon, reads_as_written, spoken
 from tasks.text.tables import Row
-
-
-def output_rate(settings: Settings, voice: VoiceInfo) -> int:
-    rate = settings.audio.sample_rate
-    return voice.sample_rate if rate == "native" else int(rate)
-
-
-def audio_params(settings: Settings, voice: VoiceInfo, rate: int | None = None) -> dict[str, Any]:
-    """Every setting that changes the audio of a chunk (and so its id), besides its text and the voice.
-
-    `rate`: the run's output rate (the run's own voice sets it when it is "native")."""
-    s, a = settings.synthesis, settings.audio
-    rate = output_rate(settings, voice) if rate is None else rate
-    params: dict[str, Any] = {
-        "length_scale": s.length_scale,
-        "noise_scale": s.noise_scale,
-        "noise_w": s.noise_w,
-        "sample_rate": rate,
-        "resampler": a.resampler if rate != voice.sample_rate else None,
-        "format": a.format,
-        "peak_dbfs": a.peak_dbfs,
-        "trim_silence": a.trim_silence,
-        "pad_seconds": a.pad_seconds if a.trim_silence else None,
-    }
-    # Settings added later enter only when set, so the chunk ids of runs that do not use them stay as they were
-    optional = {"pitch_scale": s.pitch_scale != 1.0, "energy_scale": s.energy_scale != 1.0}
-    params |= {k: getattr(s, k) for k, used in optional.items() if used}
-    if a.loudness_lufs is not None:
-        params["loudness_lufs"] = a.loudness_lufs
-    return params
-
-
-def chunk_id(text: str, voice: VoiceInfo, params: dict[str, Any]) -> str:
-    return digest_of("chunk/v1", text, voice.identity, params)[:32]
-
-
-_MARK = "\x00text\x00"
-
-
-def chunk_id_maker(voice: VoiceInfo, params: dict[str, Any]) -> Callable[[str], str]:
-    """`chunk_id` for one voice and parameters, fast: the JSON around the text is made once, not per chunk."""
-    head, tail = json.dumps(["chunk/v1", _MARK, voice.identity, params], sort_keys=True, default=str).split(
-        json.dumps(_MARK), 1
-    )
-    head_b, tail_b = head.encode(), tail.encode()
-    quote, sha256 = encode_basestring_ascii, hashlib.sha256  # what json.dumps does with a str, without its layers
-
-    def make(text: str) -> str:
-        return sha256(head_b + quote(text).encode() + tail_b).hexdigest()[:32]
-
-    return make
-
 
 # A language's chunk id maker, speech options, chunk length limit and the row's last columns (voice key included)
 _LanguageContext = tuple[Callable[[str], str], tuple[bool, str, Lexicon | None], int, tuple[Any, ...]]

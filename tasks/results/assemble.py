@@ -26,20 +26,12 @@ import soundfile as sf
 
 from tasks.audio import dsp
 from tasks.errors import ConfigError, InputError, RunIncomplete
+from tasks.formats import FORMATS
 from tasks.results.run_state import load_run_state
 from tasks.shard.manifest import ManifestRow
 from tasks.storage import ObjectStore
 from tasks.storage.layout import content_type
 
-FORMATS = {
-    "flac": ("FLAC", "PCM_16"),
-    "wav": ("WAV", "PCM_16"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-    "ogg": ("OGG", "VORBIS"),
-    "opus": ("OGG", "OPUS"),
-    "m4b": ("WAV", "PCM_16"),  # written as WAV, then made M4B (AAC + chapters) by ffmpeg
-}
-OPUS_RATE = 48000
 M4B_BITRATE = "64k"  # AAC, mono speech
 
 
@@ -90,14 +82,16 @@ def _write(
     store: ObjectStore, rows: list[ManifestRow], key: str, rate: int, fmt: str, pauses: Pauses, title: str = ""
 ) -> Assembled:
     """One audio file of these rows in order, with its subtitles; chunk by chunk into a temporary file."""
-    container, subtype = FORMATS[fmt]
-    out_rate = OPUS_RATE if fmt == "opus" else rate
+    made = FORMATS[fmt]
+    out_rate = made.rate or rate
     cues: list[tuple[float, float, str]] = []
     chapters: list[tuple[int, str]] = []  # (first sample, title) per chapter, for M4B
     position = 0  # samples written so far: the timings are exact, not summed floats
     with tempfile.TemporaryDirectory(prefix="voxbatch-assemble-") as tmp:
-        path = Path(tmp) / (PurePosixPath(key).stem + (".wav" if fmt == "m4b" else PurePosixPath(key).suffix))
-        with sf.SoundFile(path, "w", samplerate=out_rate, channels=1, format=container, subtype=subtype) as out:
+        path = Path(tmp) / (PurePosixPath(key).stem + (".wav" if made.via_ffmpeg else PurePosixPath(key).suffix))
+        with sf.SoundFile(
+            path, "w", samplerate=out_rate, channels=1, format=made.container, subtype=made.subtype
+        ) as out:
             for i, row in enumerate(rows):
                 if i:
                     gap = np.zeros(round(_pause(rows[i - 1], row, pauses) * out_rate), np.float32)
@@ -113,7 +107,7 @@ def _write(
                 out.write(samples)
                 cues.append((position / out_rate, (position + samples.size) / out_rate, row.text))
                 position += samples.size
-        if fmt == "m4b":
+        if made.via_ffmpeg:
             path = _m4b(path, chapters, position, out_rate, title)
         store.put_file(key, path, overwrite=True, content_type=content_type(key))
     srt, vtt = subtitles(cues)

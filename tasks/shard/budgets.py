@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tasks.config import cache_home
+from tasks.environment import cache_home
 from tasks.shard.engine import BudgetState
 
 logger = logging.getLogger("voxbatch")

@@ -14,26 +14,24 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from tasks.environment import environment
 from tasks.errors import VoxbatchError
-
-SLOTS_VAR = "VOXBATCH_GPU_SLOTS"
-LIMIT_VAR = "VOXBATCH_CONCURRENCY_LIMIT"
 
 
 def gpu_slots() -> list[str]:
-    return [s.strip() for s in os.environ.get(SLOTS_VAR, "").split(",") if s.strip()]
+    return [s.strip() for s in environment().gpu_slots.split(",") if s.strip()]
 
 
 def pool_limit_name() -> str:
     """The pool-wide concurrency limit a shard on this host takes a slot of: per device class, or as set."""
-    return os.environ.get(LIMIT_VAR) or f"voxbatch-{'gpu' if gpu_slots() else 'cpu'}"
+    return environment().concurrency_limit or f"voxbatch-{'gpu' if gpu_slots() else 'cpu'}"
 
 
 def claim_gpu(slots: list[str], wait_seconds: float = 600.0) -> tuple[str, FileLock] | None:
     """Take a free GPU from `slots` for this process (None when there are none to take: a CPU host)."""
     if not slots:
         return None
-    lock_dir = Path(os.environ.get("VOXBATCH_LOCK_DIR") or tempfile.gettempdir()) / "voxbatch-gpu-slots"
+    lock_dir = Path(environment().lock_dir or tempfile.gettempdir()) / "voxbatch-gpu-slots"
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_seconds
     while True:

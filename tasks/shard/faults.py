@@ -14,14 +14,14 @@ recovery path runs as it would on a GPU, and costs at least as much.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import time
 from dataclasses import dataclass
 
+from tasks.environment import environment, variable
 from tasks.errors import ConfigError
 
-ENV = "VOXBATCH_FAULTS"
+ENV = variable("faults")
 
 
 @dataclass
@@ -95,4 +95,4 @@ def parse(spec: str) -> Faults:
 
 
 def from_env() -> Faults:
-    return parse(os.environ.get(ENV, ""))
+    return parse(environment().faults)

@@ -15,7 +15,7 @@ from typing import Any
 
 from tasks.backends.registry import evict, load_cached, resolve_voice
 from tasks.backends.synthesizer import Synthesizer, VoiceInfo
-from tasks.config import Settings, SynthesisSettings, merge, validate_settings
+from tasks.config import Settings, SynthesisSettings, merge, validate_settings, worker_overridable
 from tasks.errors import ConfigError, DeviceFatal, ModelError
 from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
@@ -30,13 +30,6 @@ from tasks.shard.manifest import (
 from tasks.shard.pipeline import ProgressFn, ShardStats, process_shard
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import content_type, shard_stats_key
-
-# What a worker may set for itself: how it computes, never what the audio is (that is fixed by the plan).
-WORKER_SETTINGS = {
-    "synthesis": {"device", "dtype", "threads", "lanes", "batch_size"},
-    "engine": None,
-    "run": {"checkpoint_seconds"},
-}
 
 
 @dataclass
@@ -81,10 +74,13 @@ def worker_voice(plan: Plan, settings: Settings, key: str | None = None) -> tupl
 
 
 def worker_settings(plan: Plan, overrides: dict[str, Any] | None) -> Settings:
+    """The plan's settings with a worker's own (those whose role allows it: how it computes, never what the audio
+    is, which the plan fixes)."""
+    overridable = worker_overridable()
     for section, values in (overrides or {}).items():
-        allowed = WORKER_SETTINGS.get(section, set())
-        bad = [k for k in values if allowed is not None and k not in allowed]
-        if section not in WORKER_SETTINGS or bad:
+        allowed = overridable.get(section, frozenset())
+        bad = [k for k in values if k not in allowed]
+        if not allowed or bad:
             keys = ", ".join(f"{section}.{k}" for k in bad) if bad else section
             raise ConfigError(f"{keys}: a worker cannot change this setting (it shapes the audio the plan promised)")
     return validate_settings(merge(plan.settings, overrides or {}), source=f"plan of {plan.run_id}")

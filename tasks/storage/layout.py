@@ -20,6 +20,8 @@ instead of piling onto one. Manifests sit in plain folders, not `run_id=…` hiv
 
 from __future__ import annotations
 
+from tasks.formats import FORMATS
+
 
 def audio_key(chunk_id: str, fmt: str) -> str:
     return f"audio/{chunk_id[:2]}/{chunk_id}.{fmt}"
@@ -80,18 +82,13 @@ def export_prefix(run_id: str, fmt: str) -> str:
 
 
 CONTENT_TYPES = {
-    "flac": "audio/flac",
-    "wav": "audio/wav",
-    "ogg": "audio/ogg",
-    "mp3": "audio/mpeg",
+    **{name: f.content_type for name, f in FORMATS.items()},
     "parquet": "application/vnd.apache.parquet",
     "json": "application/json",
     "jsonl": "application/jsonl",
     "srt": "application/x-subrip",
     "vtt": "text/vtt",
     "html": "text/html; charset=utf-8",
-    "opus": "audio/ogg",
-    "m4b": "audio/mp4",
 }
 
 
