@@ -228,7 +228,7 @@ def engine_speed(synth: Any, texts: list[str], faults: str, batch: int) -> tuple
 
     from tasks.shard.engine import BudgetState, Engine, EngineConfig
     from tasks.shard.faults import parse
-    from tasks.shard.pipeline import split_for_retry
+    from tasks.shard.synthesis import split_for_retry
 
     engine = Engine(
         synth.synthesize,

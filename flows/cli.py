@@ -143,15 +143,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     store = open_store(args.out)
     state = load_run_state(store, _pick_run(store, args.run_id))
-    plan, counts = state.plan, state.counts()
+    plan, stats = state.plan, state.stats()
     done = len(state.committed)
     print(f"run {plan.run_id}: {plan.num_chunks} chunks in {plan.num_shards} shard(s) at {store.uri('')}")
     print(f"  shards committed {done}, pending {len(state.pending)}")
     if state.pending:
         print(f"  pending shards: {shard_list(state.pending)}")
-    print(f"  chunks ok {counts['ok']}, failed {counts['failed']}, skipped {counts['skipped']}")
-    hours = state.audio_seconds() / 3600
-    print(f"  audio {hms(state.audio_seconds())} ({hours:.3f} h), voice {plan.voice.backend}:{plan.voice.name}")
+    print(f"  chunks ok {stats.ok}, failed {stats.failed}, skipped {stats.skipped}")
+    hours = stats.audio_seconds / 3600
+    print(f"  audio {hms(stats.audio_seconds)} ({hours:.3f} h), voice {plan.voice.backend}:{plan.voice.name}")
     for reason, n, rows in state.failures():
         print(f"  failed x{n}: {reason}")
         for r in rows:
@@ -159,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state.pending:
         print("  incomplete: run the same `voxbatch run` command again to finish it")
         return EXIT_PENDING
-    return EXIT_CHUNKS_FAILED if counts["failed"] else EXIT_OK
+    return EXIT_CHUNKS_FAILED if stats.failed else EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -239,34 +239,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
-    from flows import progress
     from tasks.plan.planner import prepare
+    from tasks.plan.store import write_plan
     from tasks.shard import faults
     from tasks.storage import open_store
 
     faults.from_env()  # a malformed VOXBATCH_FAULTS is an error now, not after Prefect starts
-    prep = prepare(args.inputs, settings)  # fail fast on bad input, before Prefect starts
-    _report_inputs(prep.plan)
+    plan = prepare(args.inputs, settings).plan  # fail fast on bad input, before Prefect starts
+    _report_inputs(plan)
     store = open_store(args.out)  # a bad output location fails here, before Prefect starts
-    bar, advance = _progress_bar(prep.plan.num_chunks)
-    progress.set_reporter(advance)
+    bar, advance = _progress_bar(plan.num_chunks)
     try:
         with bar:
+            write_plan(store, plan)  # the one plan of this run: the flow and any worker read it from storage
+            early = _shards_while_prefect_starts(plan, store, local_api, advance) if local_api is not None else {}
             if local_api is not None:
-                _shards_while_prefect_starts(prep.plan, store, local_api)
                 local_api.use(local_api.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])))
             from flows.corpus import corpus_flow
 
-            summary = corpus_flow(args.inputs, args.out, settings.model_dump())
+            summary = corpus_flow(args.inputs, args.out, run_id=plan.run_id, done_early=early, on_progress=advance)
     finally:
-        progress.set_reporter(None)
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=10)  # the run's logs reach the API before a temporary one stops
     from tasks.results.summary import RunSummary
 
-    fields = {k: v for k, v in summary.items() if k != "realtime_factor"}
-    print(RunSummary(**fields).text())
+    print(RunSummary.from_dict(summary).text())
     if summary["pending"]:
         print(f"  finish it: `voxbatch status {args.out}` shows what is left; rerun the same command", file=sys.stderr)
         return EXIT_PENDING
@@ -277,27 +275,28 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
     return EXIT_CHUNKS_FAILED if summary["failed"] or summary["rejected"] else EXIT_OK
 
 
-def _shards_while_prefect_starts(plan: Any, store: Any, local_api: Any) -> None:
+def _shards_while_prefect_starts(plan: Any, store: Any, local_api: Any, advance: Any) -> dict[int, Any]:
     """The temporary API takes seconds of CPU to boot: do shards meanwhile, until it answers, through the same
     shard lifecycle (audio, stats and manifest committed as the flow would), so the first audio lands within
-    seconds and the boot costs the run little. The flow then reports those shards as done by this run."""
-    from flows import progress
-    from tasks.plan.store import write_plan
-    from tasks.shard.lifecycle import run_shard_early
+    seconds and the boot costs the run little. Returns their stats by shard, for the flow to count as its own."""
+    from tasks.shard.lifecycle import run_shard, worker_settings
 
     # Prefect's own import (about 1.5 s of CPU) on a thread meanwhile: synthesis mostly runs outside the GIL.
     threading.Thread(target=importlib.import_module, args=("flows.corpus",), daemon=True).start()
-    write_plan(store, plan)  # first: storage alone must explain any committed shard
+    done: dict[int, Any] = {}
     for shard in range(plan.num_shards):
         try:
-            if run_shard_early(store, plan, shard, on_progress=progress.report).fatal is not None:
-                return  # the flow meets the same device error and reports it
+            outcome = run_shard(store, plan, shard, worker_settings(plan, None), on_progress=advance)
         except VoxbatchError as exc:
             if exc.transient:
-                return  # storage unreachable, a busy device: the flow's task retries it with backoff
+                break  # storage unreachable, a busy device: the flow's task retries it with backoff
             raise
+        if outcome.fatal is not None:
+            break  # the flow meets the same device error and reports it
+        done[shard] = outcome.stats
         if local_api.ready():
-            return
+            break
+    return done
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

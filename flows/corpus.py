@@ -1,6 +1,10 @@
-"""The corpus flow: plan, run every shard (in this process, or dispatched to workers), consolidate, summarize.
+"""The corpus flow: a planned run's shards done (in this process, or dispatched to workers), then consolidated
+and summarized.
 
-Thin over tasks/: the shard lifecycle is `tasks.shard.lifecycle`, the run's state is read back from storage.
+`voxbatch run` plans and writes the plan itself (to fail fast on bad input, and to do shards while a temporary
+Prefect API boots), then hands the flow a reference to it: the output and the run id, and the stats of the
+shards it did meanwhile. Triggered as a deployment, the flow plans its `inputs` itself. Thin over tasks/: the
+shard lifecycle is tasks.shard.lifecycle, the run's state is read back from storage.
 """
 
 from __future__ import annotations
@@ -12,20 +16,21 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
-from prefect.utilities.annotations import quote
 
 from flows import progress
 from flows.shard_flow import synthesize_shard
 from tasks.config import Settings, validate_settings
 from tasks.plan.file import Plan
 from tasks.plan.planner import prepare
-from tasks.plan.store import write_plan
+from tasks.plan.store import read_plan, write_plan
 from tasks.results.report import quality_table, worst_table
 from tasks.results.run_state import RunState, consolidate, load_run_state
-from tasks.results.summary import RunSummary, write_summary
+from tasks.results.summary import RunSummary, stats_from_storage, write_summary
 from tasks.shard.manifest import read_checkpoint
+from tasks.shard.pipeline import ProgressFn
+from tasks.shard.stats import ShardStats, total
 from tasks.storage import ObjectStore, open_store
-from tasks.storage.layout import manifests_prefix, run_manifest_key, summary_key
+from tasks.storage.layout import manifests_prefix, summary_key
 
 
 def corpus_name(inputs: list[str]) -> str:
@@ -54,22 +59,25 @@ def _name_run(name: str, tags: list[str]) -> None:
             client.update_flow_run(run_id, name=name, tags=sorted(set(flow_run.get_tags()) | set(tags)))
 
 
-def _run_in_process(plan: Plan, out: str, summary: RunSummary) -> float:
-    """Run every shard here; returns the seconds spent on shards done before the flow started."""
-    done, early = 0, 0.0
+def _run_in_process(
+    plan: Plan, out: str, done_early: dict[int, ShardStats], on_progress: ProgressFn | None
+) -> tuple[ShardStats, float]:
+    """Run every shard here but those done early; returns the stats of all, and the seconds spent on those."""
+    logger = get_run_logger()
+    done = 0
     bar = progress.ArtifactProgress(plan.num_chunks, f"voxbatch {plan.run_id}: chunks done")
-
-    def on_progress(chunks: int, audio_seconds: float) -> None:
-        progress.report(chunks, audio_seconds)
-        bar.add(chunks)
-
+    advance = bar.add if on_progress is None else progress.both(on_progress, bar.add)
+    shards: list[ShardStats] = []
     for shard in range(plan.num_shards):
-        outcome = synthesize_shard(out, plan.run_id, shard, on_progress=on_progress, plan=quote(plan))
-        summary.add(outcome.stats.to_dict(), outcome.already_done)
-        early += outcome.stats.wall_seconds if outcome.early else 0.0
+        early = done_early.get(shard)
+        if early is not None:  # by this run, before the flow started (its progress was shown then)
+            logger.info("shard %d: done before the flow started; %d ok, %d failed", shard, early.ok, early.failed)
+            shards.append(early)
+        else:
+            shards.append(synthesize_shard(out, plan.run_id, shard, on_progress=advance).stats)
         done += plan.shard_len(shard)
         bar.set(done, force=True)
-    return early
+    return total(shards), sum(s.wall_seconds for s in done_early.values())
 
 
 def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: list[str], state: RunState) -> RunState:
@@ -114,19 +122,35 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
 
 
 @flow(name="voxbatch-run", flow_run_name=_flow_run_name, log_prints=False)
-def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Turn text files into audio objects plus a Parquet manifest under `out`; returns the run summary."""
+def corpus_flow(
+    inputs: list[str],
+    out: str,
+    settings: dict[str, Any] | None = None,
+    run_id: str = "",
+    done_early: dict[int, ShardStats] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Turn text files into audio objects plus a Parquet manifest under `out`; returns the run summary.
+
+    `run_id`: a run the caller has planned and written under `out` already (its settings are the plan's; `inputs`
+    only name the flow run); empty: plan `inputs` with `settings` here. `done_early`: stats of the shards the
+    caller did before the flow started, by shard number. `on_progress(chunks, audio seconds)` as chunks finish
+    in this process."""
     started = time.perf_counter()
     logger = get_run_logger()
-    prep = prepare(inputs, validate_settings(settings or {}))
-    plan, store = prep.plan, open_store(out)
-    voice, tags = _label(plan)
-    _name_run(f"{corpus_name(inputs)}-{plan.run_id}", tags)
+    store = open_store(out)
     cleaned = store.cleanup()  # a killed run's temporary files / incomplete uploads
     if cleaned:
         logger.info("removed %d leftover temporary object(s) of an earlier, killed run", cleaned)
-    write_plan(store, plan)
-    dispatch = prep.settings.run.dispatch
+    if run_id:
+        plan = read_plan(store, run_id)
+    else:
+        plan = prepare(inputs, validate_settings(settings or {})).plan
+        write_plan(store, plan)
+    run_settings = validate_settings(plan.settings, source=f"plan of {plan.run_id}")
+    voice, tags = _label(plan)
+    _name_run(f"{corpus_name(inputs)}-{plan.run_id}", tags)
+    dispatch = run_settings.run.dispatch
     logger.info(
         "run %s: %d chunks in %d shard(s), voice %s, %s",
         plan.run_id,
@@ -135,33 +159,35 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
         voice,
         f"dispatched to {dispatch}" if dispatch else "in this process",
     )
+    for doc in plan.inputs:
+        for warning in doc["warnings"]:
+            logger.warning("%s", warning)
+    for r in plan.rejected:
+        logger.error("input set aside: %s", r["reason"])
+    if dispatch:
+        before = load_run_state(store, plan.run_id, plan)
+        state = _run_dispatched(plan, store, run_settings, tags, before)
+        stats = stats_from_storage(store, state, processed=set(state.committed) - set(before.committed))
+    else:
+        stats, early_seconds = _run_in_process(plan, out, done_early or {}, on_progress)
+        started -= early_seconds  # the run's wall time includes the shards done before the flow started
+        state = load_run_state(store, plan.run_id, plan)
+    consolidated = consolidate(store, state)
     summary = RunSummary(
         run_id=plan.run_id,
         output=store.uri(""),
         voice=voice,
         sample_rate=plan.sample_rate,
-        format=prep.settings.audio.format,
-        documents=prep.documents,
+        format=run_settings.audio.format,
+        documents=len(plan.inputs),
+        stats=stats,
+        wall_seconds=time.perf_counter() - started,
         manifests=store.uri(manifests_prefix(plan.run_id)),
+        run_manifest=store.uri(consolidated) if consolidated else "",
+        pending=tuple(state.pending),
         flow_run_id=str(flow_run.get_id() or ""),
-        rejected=[r["reason"] for r in plan.rejected],
+        rejected=tuple(r["reason"] for r in plan.rejected),
     )
-    for doc in plan.inputs:
-        for warning in doc["warnings"]:
-            logger.warning("%s", warning)
-    for reason in summary.rejected:
-        logger.error("input set aside: %s", reason)
-    if dispatch:
-        before = load_run_state(store, plan.run_id, plan)
-        state = _run_dispatched(plan, store, prep.settings, tags, before)
-        summary.add_from_storage(store, state, processed=set(state.committed) - set(before.committed))
-        summary.pending = state.pending
-    else:
-        started -= _run_in_process(plan, out, summary)  # the wall time includes a shard done while Prefect started
-        state = load_run_state(store, plan.run_id, plan)
-    if consolidate(store, state):
-        summary.run_manifest = store.uri(run_manifest_key(plan.run_id))
-    summary.wall_seconds = time.perf_counter() - started
     write_summary(store, summary)
     _artifacts(summary, state, store)
     return summary.to_dict()
@@ -169,16 +195,17 @@ def corpus_flow(inputs: list[str], out: str, settings: dict[str, Any] | None = N
 
 def _artifacts(summary: RunSummary, state: RunState, store: ObjectStore) -> None:
     """The run's summary table and a markdown artifact with where everything is, for the Prefect UI."""
+    s = summary.stats
     rows: list[dict[str, Any]] = [
         {"metric": "output", "value": summary.output},
-        {"metric": "chunks", "value": summary.chunks},
-        {"metric": "ok", "value": summary.ok},
-        {"metric": "failed", "value": summary.failed},
-        {"metric": "skipped", "value": summary.skipped},
-        {"metric": "synthesized now", "value": summary.synthesized},
-        {"metric": "audio hours", "value": round(summary.audio_seconds / 3600, 4)},
+        {"metric": "chunks", "value": s.chunks},
+        {"metric": "ok", "value": s.ok},
+        {"metric": "failed", "value": s.failed},
+        {"metric": "skipped", "value": s.skipped},
+        {"metric": "synthesized now", "value": s.synthesized},
+        {"metric": "audio hours", "value": round(s.audio_seconds / 3600, 4)},
         {"metric": "real-time factor", "value": round(summary.realtime_factor, 4)},
-        {"metric": "out-of-memory backoffs", "value": summary.oom_backoffs},
+        {"metric": "out-of-memory backoffs", "value": s.oom_backoffs},
         {"metric": "shards committed", "value": len(state.committed)},
         {"metric": "shards pending", "value": len(state.pending)},
         {"metric": "inputs set aside", "value": len(summary.rejected)},

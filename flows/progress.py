@@ -1,23 +1,11 @@
-"""Chunk progress: a process-wide hook for the CLI's progress bar, and a Prefect progress artifact per batch."""
+"""Chunk progress as a Prefect progress artifact, moved as batches finish."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from uuid import UUID
 
-Reporter = Callable[[int, float], None]  # (chunks finished, audio seconds)
-_reporter: Reporter | None = None
-
-
-def set_reporter(reporter: Reporter | None) -> None:
-    global _reporter
-    _reporter = reporter
-
-
-def report(chunks: int, audio_seconds: float) -> None:
-    if _reporter is not None:
-        _reporter(chunks, audio_seconds)
+from tasks.shard.pipeline import ProgressFn
 
 
 class ArtifactProgress:
@@ -45,3 +33,13 @@ class ArtifactProgress:
         if force or now - self._last >= self.every or self.done >= self.total:
             self._last = now
             update_progress_artifact(self.artifact, self.percent)
+
+
+def both(first: ProgressFn, second: ProgressFn) -> ProgressFn:
+    """One progress callback that calls two (the terminal's bar and the artifact)."""
+
+    def report(chunks: int, audio_seconds: float) -> None:
+        first(chunks, audio_seconds)
+        second(chunks, audio_seconds)
+
+    return report

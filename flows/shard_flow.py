@@ -14,12 +14,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
-from prefect.utilities.annotations import quote
 
 from flows import progress
 from tasks.errors import ConfigError, VoxbatchError
 from tasks.lifetime import die_with_parent
-from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
 from tasks.shard.device_slots import claim_gpu, gpu_slots, pool_limit_name
 from tasks.shard.lease import Heartbeat
@@ -43,7 +41,7 @@ def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
 
 def _log_outcome(outcome: ShardOutcome) -> None:
     logger = get_run_logger()
-    s, e = outcome.stats, outcome.stats.engine
+    s = outcome.stats
     logger.info(
         "shard %d: %s; %d ok, %d failed, %d skipped, %.1f s audio, %d OOM backoffs, %.2f s waiting on storage",
         outcome.shard,
@@ -52,7 +50,7 @@ def _log_outcome(outcome: ShardOutcome) -> None:
         s.failed,
         s.skipped,
         s.audio_seconds,
-        e.ooms if e else 0,
+        s.oom_backoffs,
         s.storage_wait_seconds,
     )
     for error in s.errors:
@@ -76,10 +74,10 @@ def synthesize_shard(
     shard: int,
     overrides: dict[str, Any] | None = None,
     on_progress: ProgressFn | None = None,
-    plan: Plan | None = None,
 ) -> ShardOutcome:
-    """One shard, addressed by (output, run id, shard number); a fatal device error fails the task after commit."""
-    outcome = run_shard_at(out, run_id, shard, overrides, on_progress=on_progress or progress.report, plan=plan)
+    """One shard, addressed by (output, run id, shard number); a fatal device error fails the task after commit.
+    `on_progress(chunks, audio seconds)` as chunks finish."""
+    outcome = run_shard_at(out, run_id, shard, overrides, on_progress=on_progress)
     _log_outcome(outcome)
     if outcome.fatal is not None:
         raise outcome.fatal
@@ -120,8 +118,5 @@ def shard_flow(out: str, run_id: str, shard: int, overrides: dict[str, Any] | No
         started = time.perf_counter()
         plan = read_plan(store, run_id)
         bar = progress.ArtifactProgress(plan.shard_len(shard), f"voxbatch {run_id} shard {shard}: chunks done")
-        outcome = synthesize_shard(out, run_id, shard, overrides, on_progress=bar.add, plan=quote(plan))
-    stats = outcome.stats.to_dict()
-    stats["already_done"] = outcome.already_done
-    stats["worker_seconds"] = time.perf_counter() - started
-    return stats
+        outcome = synthesize_shard(out, run_id, shard, overrides, on_progress=bar.add)
+    return {**outcome.stats.to_dict(), "worker_seconds": time.perf_counter() - started}

@@ -11,41 +11,34 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import validate_settings
-from tasks.plan.planner import prepare
-
 VOXBATCH = str(Path(sys.executable).parent / "voxbatch")
 
 
-def test_the_same_inputs_and_settings_are_planned_once(tmp_path: Path) -> None:
-    text = tmp_path / "a.txt"
-    text.write_text("One sentence. Another one.\n")
-    s = validate_settings({})
-    first = prepare([str(text)], s)
-    assert prepare([str(text)], s) is first
-    assert prepare([str(text)], validate_settings({"text": {"max_chars_en": 40}})) is not first
-    text.write_text("A changed file is planned again.\n")
-    again = prepare([str(text)], s)
-    assert again is not first and again.plan.run_id != first.plan.run_id
-    assert prepare([str(tmp_path)], s) is not prepare([str(tmp_path)], s)  # folders: planned every time
-
-
 @pytest.mark.slow
-def test_a_one_sentence_run_counts_its_early_shard_and_imports_no_torch(tmp_path: Path) -> None:
-    text = tmp_path / "one.txt"
-    text.write_text("The keeper lit the lamp at dusk.\n")
+def test_a_one_sentence_run_plans_once_counts_its_early_shard_and_imports_no_torch(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "one.txt").write_text("The keeper lit the lamp at dusk.\n")
+    # The inputs are read and the plan written once per run, a folder too (the flow takes the plan by reference).
     probe = (
-        "import sys, runpy; sys.argv = ['voxbatch', 'run', sys.argv[1], '--out', sys.argv[2]];"
-        "import flows.cli as c; code = c.main(sys.argv[1:]);"
-        "print('TORCH', 'torch' in sys.modules); sys.exit(code)"
+        "import sys, collections; calls = collections.Counter()\n"
+        "import tasks.plan.planner as planner, tasks.plan.store as store\n"
+        "def counted(name, fn):\n"
+        "    def call(*a, **k):\n"
+        "        calls[name] += 1\n"
+        "        return fn(*a, **k)\n"
+        "    return call\n"
+        "planner.read_documents = counted('read', planner.read_documents)\n"
+        "store.write_plan = counted('write', store.write_plan)\n"
+        "import flows.cli as c; code = c.main(['run', sys.argv[1], '--out', sys.argv[2]])\n"
+        "print('TORCH', 'torch' in sys.modules, 'READ', calls['read'], 'WRITE', calls['write']); sys.exit(code)"
     )
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     done = subprocess.run(
-        [sys.executable, "-c", probe, str(text), str(tmp_path / "out")],
+        [sys.executable, "-c", probe, str(tmp_path / "in"), str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "TORCH False" in done.stdout  # loudness on scipy, torch only for the vits backend
+    assert "TORCH False READ 1 WRITE 1" in done.stdout  # torch only for the vits backend
     assert "synthesized now 1, already done 0" in done.stdout  # done before the flow started, still this run's
     wall = re.search(r"audio \S+ in (\d+):(\d+):(\d+\.\d)", done.stdout)
     assert wall and float(wall.group(3)) > 0.0  # the early shard's time is in the run's wall time

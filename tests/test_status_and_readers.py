@@ -97,7 +97,8 @@ def test_a_manifest_written_before_the_mixed_and_voices_columns_still_reads() ->
 
     import pyarrow.parquet as pq
 
-    from tasks.shard.manifest import ManifestRow, rows_from_table, rows_table
+    from tasks.shard.manifest import rows_from_table, rows_table
+    from tasks.shard.rows import ManifestRow
 
     old = rows_table([ManifestRow(run_id="r", shard=0, chunk_id="c", text="t")]).drop_columns(["mixed", "voices"])
     buffer = io.BytesIO()

@@ -14,8 +14,9 @@ from tasks.config import Settings
 from tasks.plan.planner import prepare
 from tasks.plan.store import write_plan
 from tasks.shard.lifecycle import run_shard
-from tasks.shard.manifest import MANIFEST_SCHEMA, read_checkpoint, read_manifest, write_manifest
+from tasks.shard.manifest import read_checkpoint, read_manifest, write_manifest
 from tasks.shard.pipeline import process_shard
+from tasks.shard.rows import MANIFEST_SCHEMA
 from tasks.storage import open_store
 from tasks.storage.layout import audio_key
 

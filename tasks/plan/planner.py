@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -284,36 +283,8 @@ class Prepared:
     documents: int
 
 
-# The last plan this process made, for the same inputs and settings asked again at once (`voxbatch run` plans
-# before Prefect starts, to fail fast, and its flow asks again): planning 200 MB takes ten seconds.
-_last: tuple[tuple[tuple[str, ...], str, tuple[Any, ...]], Prepared] | None = None
-
-
-def _input_stamps(inputs: list[str]) -> tuple[Any, ...] | None:
-    """Size and modification time of each input file; None when an input is a folder, a glob or remote (such
-    inputs are planned again every time)."""
-    stamps: list[Any] = []
-    for spec in inputs:
-        if not os.path.isfile(spec):
-            return None
-        st = os.stat(spec)
-        stamps.append((spec, st.st_size, st.st_mtime_ns))
-    return tuple(stamps)
-
-
 def prepare(inputs: list[str], settings: Settings) -> Prepared:
     """Inputs to a plan; every bad input, setting or voice file fails here, before any synthesis."""
-    global _last
-    stamps = _input_stamps(inputs)
-    key = (tuple(inputs), settings.model_dump_json(), stamps or ())
-    if stamps is not None and _last is not None and _last[0] == key and os.path.exists(_last[1].plan.file.path):
-        return _last[1]
-    prepared = _prepare(inputs, settings)
-    _last = (key, prepared) if stamps is not None else None
-    return prepared
-
-
-def _prepare(inputs: list[str], settings: Settings) -> Prepared:
     from tasks.backends.registry import resolve_voice
 
     t = settings.text

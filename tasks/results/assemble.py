@@ -28,7 +28,7 @@ from tasks.audio import dsp
 from tasks.errors import ConfigError, InputError, RunIncomplete
 from tasks.formats import FORMATS
 from tasks.results.run_state import load_run_state
-from tasks.shard.manifest import ManifestRow
+from tasks.shard.rows import ManifestRow
 from tasks.storage import ObjectStore
 from tasks.storage.layout import content_type
 
@@ -167,7 +167,7 @@ def assemble_run(store: ObjectStore, run_id: str, fmt: str = "flac", pauses: Pau
             f"run {run_id} has {len(state.pending)} shard(s) not committed yet: nothing assembled",
             hint="finish the run (the same `voxbatch run` command resumes it), then assemble",
         )
-    failed = state.counts().get("failed", 0)
+    failed = state.stats().failed
     if failed:
         raise RunIncomplete(
             f"run {run_id} has {failed} failed chunk(s): a book assembled now would have holes",

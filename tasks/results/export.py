@@ -22,7 +22,7 @@ import pyarrow as pa
 from tasks.errors import RunIncomplete
 from tasks.records import to_parquet_bytes
 from tasks.results.run_state import load_run_state
-from tasks.shard.manifest import ManifestRow
+from tasks.shard.rows import ManifestRow
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import EXPORT_FORMATS, content_type, export_prefix
 from tasks.storage.s3_client import UPLOAD_THREADS

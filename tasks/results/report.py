@@ -19,7 +19,7 @@ from typing import Any
 
 from tasks.errors import StorageError
 from tasks.results.run_state import RunState, load_run_state
-from tasks.shard.manifest import ManifestRow
+from tasks.shard.rows import ManifestRow
 from tasks.storage import ObjectMissing, ObjectStore
 from tasks.storage.layout import content_type, report_key, summary_key
 
@@ -147,14 +147,14 @@ def _summary_json(store: ObjectStore, run_id: str) -> dict[str, Any]:
 def totals(
     state: RunState, rows: list[ManifestRow], columns: dict[Measure, list[float]], summary: dict[str, Any]
 ) -> list[tuple[str, str]]:
-    counts = state.counts()
-    audio = state.audio_seconds()
+    stats = state.stats()
+    audio = stats.audio_seconds
     by_field = {m.field: v for m, v in columns.items()}
     wer, cer = by_field.get("asr_wer", []), by_field.get("asr_cer", [])
     out = [
         ("chunks planned", str(state.plan.num_chunks)),
         ("chunks committed", str(len(rows))),
-        ("ok / failed / skipped", f"{counts['ok']} / {counts['failed']} / {counts['skipped']}"),
+        ("ok / failed / skipped", f"{stats.ok} / {stats.failed} / {stats.skipped}"),
         ("shards committed / planned", f"{len(state.committed)} / {state.plan.num_shards}"),
         ("audio", f"{audio / 3600:.3f} h ({audio:.1f} s)"),
         ("regenerated chunks", str(sum(1 for r in rows if r.qa_attempts > 1))),

@@ -8,13 +8,14 @@ one manifest.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
-from tasks.shard.manifest import ManifestRow, read_manifest, write_run_manifest
+from tasks.shard.manifest import read_manifest, write_run_manifest
+from tasks.shard.rows import ManifestRow
+from tasks.shard.stats import ShardStats, total
 from tasks.storage import ObjectStore
 from tasks.storage.layout import manifests_prefix, run_manifest_key, shard_of_manifest_key
 from tasks.storage.s3_client import UPLOAD_THREADS
@@ -47,11 +48,9 @@ class RunState:
     def rows(self) -> list[ManifestRow]:
         return [r for n in sorted(self.committed) for r in self.committed[n]]
 
-    def counts(self) -> Counter[str]:
-        return Counter(r.status for r in self.rows())
-
-    def audio_seconds(self) -> float:
-        return sum(r.duration_s or 0.0 for r in self.rows() if r.status == "ok")
+    def stats(self) -> ShardStats:
+        """The committed shards' stats, counted from their manifests."""
+        return total([ShardStats.from_rows(rows, already_done=True) for _, rows in sorted(self.committed.items())])
 
     def failures(self, examples: int = 3) -> list[tuple[str, int, list[ManifestRow]]]:
         """(reason, count, a few rows) for failed chunks, most common first."""

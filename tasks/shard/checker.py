@@ -1,38 +1,37 @@
 """Checking chunks before they are stored, and making them again when they fail.
 
-Every chunk goes through post-processing and the signal checks (tasks.shard.rows, tasks.shard.qa); with `qa.asr` it is
-also transcribed (tasks.audio.asr, in batches) and scored. Transcription runs on a thread of its own while synthesis
-goes on (Whisper on one CPU thread gains almost nothing from a second, Piper gains 1.7x: overlapping them is
-cheaper than taking turns); one pool of chunks is heard while the next one fills, so memory stays bounded.
+Every chunk goes through post-processing and the signal checks (tasks.shard.finish, tasks.shard.qa); with
+`qa.asr` it is also transcribed (tasks.audio.asr, in batches) and scored. Transcription runs on a thread of its
+own while synthesis goes on (Whisper on one CPU thread gains almost nothing from a second, Piper gains 1.7x:
+overlapping them is cheaper than taking turns); one pool of chunks is heard while the next one fills, so memory
+stays bounded.
 
 A chunk that fails is synthesized again, up to `qa.regenerate` times, each time with a noise seed derived from
 its chunk id and the attempt (so a rerun makes the same attempts), and the best attempt is kept: the first that
-passes, else the one with the lowest error, which is then a failed row with its reason. Voices that do not
-sample (the same text always gives the same audio) are not asked twice.
+passes, else the one with the lowest error, which then fails with its reason. Voices that do not sample (the
+same text always gives the same audio) are not asked twice. The verdict is a `Checked` value.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tasks.config import Settings
 from tasks.errors import ConfigError
-from tasks.plan.file import Plan
-from tasks.shard.manifest import ManifestRow
-from tasks.shard.rows import post_process
+from tasks.shard.finish import ChunkAudio, Finished, finish
 
-Made = tuple[np.ndarray, bytes]  # final samples, encoded bytes
+if TYPE_CHECKING:
+    from tasks.audio.asr import Listener
+
 Redo = Callable[[int], np.ndarray]  # synthesize the chunk again with this seed
-Ready = tuple[int, ManifestRow, Made | None]  # (chunk index, row, audio to store or None: failed)
 TRANSCRIPT_CHARS = 2000
 # Chunks are handed to Whisper in pools of this many batches: sorted by length over a pool, batches pad far less
 # (measured: a pool of 40 chunks transcribes in 55% of the time of five pools of 8).
@@ -45,20 +44,44 @@ def attempt_seed(chunk_id: str, attempt: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{chunk_id}:{attempt}".encode()).digest()[:4], "big")
 
 
+@dataclass(frozen=True)
+class Heard:
+    """What Whisper heard, and its error rates against the spoken text."""
+
+    transcript: str
+    wer: float | None  # word error rate (English)
+    cer: float | None  # character error rate (both languages)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A chunk's verdict: the attempt kept (its finished audio, what was heard), how many attempts the checks saw,
+    and why it failed (None: its audio is to be stored)."""
+
+    finished: Finished | None  # None: synthesis itself failed, there was nothing to check
+    heard: Heard | None
+    qa_attempts: int
+    error: str | None
+
+
+Attempt = tuple[Finished, Heard | None, str | None]  # finished audio, what was heard, why it fails (None: passes)
+Verdict = tuple[int, Checked]  # (chunk index in its shard, verdict)
+
+
 @dataclass
 class _Pending:
     index: int
-    row: ManifestRow  # after post-processing (levels set)
-    template: ManifestRow  # before it: what each new attempt starts from
-    made: Made
+    chunk: ChunkAudio
+    finished: Finished
+    samples: np.ndarray  # the finished audio, to listen to
     redo: Redo | None
 
 
 class Checker:
-    """Takes chunks as the engine makes them and gives them back checked, in batches when listening."""
+    """Takes chunks as the engine makes them and gives back their verdicts, in batches when listening."""
 
-    def __init__(self, plan: Plan, settings: Settings, garble: Callable[[str], bool] | None = None) -> None:
-        self.plan = plan
+    def __init__(self, rate_out: int, settings: Settings, garble: Callable[[str], bool] | None = None) -> None:
+        self.rate_out = rate_out
         self.settings = settings
         self.qa = settings.qa
         if self.qa.asr:
@@ -67,7 +90,7 @@ class Checker:
             problem = missing()
             if problem:
                 raise ConfigError(f"qa.asr is on, but {problem}", hint="pip install 'voxbatch[asr]', or drop --asr")
-        self._listeners: dict[str, Any] = {}  # tasks.audio.asr.Listener per language, made on first use
+        self._listeners: dict[str, Listener] = {}  # per language, made on first use
         self._queue: list[_Pending] = []
         self._in_flight: list[tuple[list[_Pending], Future[list[str]]]] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -76,26 +99,24 @@ class Checker:
         self.asr_seconds = 0.0
         self.regenerations = 0
 
-    def offer(self, index: int, row: ManifestRow, raw: np.ndarray | None, redo: Redo | None) -> list[Ready]:
-        """Check one chunk's first attempt; returns the chunks now ready (this one, or a batch, or none yet)."""
-        template = dataclasses.replace(row)
-        if raw is not None and self._garble(row.chunk_id):
+    def offer(self, index: int, chunk: ChunkAudio, raw: np.ndarray, redo: Redo | None) -> list[Verdict]:
+        """Check one chunk's first attempt; returns the verdicts now ready (this chunk's, a batch's, or none yet)."""
+        if self._garble(chunk.chunk_id):
             raw = _garbled(raw)
-        made = post_process(row, raw, self.plan, self.settings)
-        row.qa_attempts = 1 if raw is not None else 0
-        if made is None:
-            if raw is None or not (row.error or "").startswith("qa:"):
-                return [(index, row, None)]  # synthesis or post-processing failed: not a quality problem
-            return [self._again(index, template, redo, (row, None, None))]
+        finished = finish(raw, chunk, self.settings.audio, self.qa)
+        if finished.samples is None:
+            if not (finished.error or "").startswith("qa:"):
+                return [(index, Checked(finished, None, 1, finished.error))]  # not a quality problem
+            return [(index, self._again(chunk, redo, (finished, None, None)))]
         if not self.qa.asr:
-            return [(index, row, made)]
-        self._queue.append(_Pending(index, row, template, made, redo))
+            return [(index, Checked(finished, None, 1, None))]
+        self._queue.append(_Pending(index, chunk, finished, finished.samples, redo))
         if len(self._queue) >= self.qa.asr_batch_size * POOL_BATCHES:
             self._submit()
         return self._collect(keep=IN_FLIGHT)
 
-    def flush(self) -> list[Ready]:
-        """Listen to everything still queued or in flight: rows that read back are ready; the others are made
+    def flush(self) -> list[Verdict]:
+        """Listen to everything still queued or in flight: chunks that read back are ready; the others are made
         again first (call it while their voice is loaded)."""
         self._submit()
         return self._collect(keep=0)
@@ -109,64 +130,59 @@ class Checker:
         batch, self._queue = self._queue, []
         by_lang: dict[str, list[_Pending]] = {}
         for p in batch:
-            by_lang.setdefault(p.row.lang, []).append(p)
-        if by_lang and self._pool is None:
+            by_lang.setdefault(p.chunk.lang, []).append(p)
+        if not by_lang:
+            return
+        if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="voxbatch-asr")
         for lang, items in by_lang.items():
-            assert self._pool is not None
-            self._in_flight.append((items, self._pool.submit(self._transcribe, lang, [p.made[0] for p in items])))
+            audios = [p.samples for p in items]
+            self._in_flight.append((items, self._pool.submit(self._transcribe, lang, audios)))
 
-    def _collect(self, keep: int) -> list[Ready]:
+    def _collect(self, keep: int) -> list[Verdict]:
         """Verdicts of the finished batches, in order; waits for the oldest while more than `keep` are in flight."""
-        out: list[Ready] = []
+        out: list[Verdict] = []
         while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0][1].done()):
-            items, heard = self._in_flight.pop(0)
-            for p, text in zip(items, heard.result(), strict=True):
-                error = self._score(p.row, text)
-                if error is not None and self._listener(p.row.lang).fitted:  # the full window decides
-                    error = self._score(p.row, self._transcribe(p.row.lang, [p.made[0]], full_window=True)[0])
+            items, transcripts = self._in_flight.pop(0)
+            for p, text in zip(items, transcripts.result(), strict=True):
+                heard, error = self._score(p.chunk, text)
+                if error is not None and self._listener(p.chunk.lang).fitted:  # the full window decides
+                    heard, error = self._hear_fully(p.chunk, p.finished)
                 if error is None:
-                    out.append((p.index, p.row, p.made))
+                    out.append((p.index, Checked(p.finished, heard, 1, None)))
                 else:
-                    out.append(self._again(p.index, p.template, p.redo, (p.row, p.made, error)))
-        return sorted(out, key=lambda r: r[0])
+                    out.append((p.index, self._again(p.chunk, p.redo, (p.finished, heard, error))))
+        return sorted(out, key=lambda v: v[0])
 
-    def _again(
-        self, index: int, template: ManifestRow, redo: Redo | None, first: tuple[ManifestRow, Made | None, str | None]
-    ) -> Ready:
+    def _again(self, chunk: ChunkAudio, redo: Redo | None, first: Attempt) -> Checked:
         """Regenerate a failed chunk; the first attempt that passes, else the best, with its reason."""
         attempts = [first]
-        sampling = redo is not None
-        for attempt in range(1, self.qa.regenerate + 1 if sampling else 1):
-            assert redo is not None
-            self.regenerations += 1
-            row = dataclasses.replace(template)
-            try:
-                raw = redo(attempt_seed(template.chunk_id, attempt))
-            except Exception as exc:  # one failed regeneration is one failed attempt, not a failed shard
-                row.status, row.error = "failed", f"regeneration: {type(exc).__name__}: {exc}"[:500]
-                attempts.append((row, None, row.error))
-                continue
-            made = post_process(row, raw, self.plan, self.settings)
-            error = None
-            if made is not None and self.qa.asr:
-                error = self._score(row, self._transcribe(row.lang, [made[0]], full_window=True)[0])
-            attempts.append((row, made, error))
-            if made is not None and error is None:
+        for attempt in range(1, self.qa.regenerate + 1 if redo is not None else 1):
+            if redo is None:
                 break
-        best_row, best_made, best_error = min(attempts, key=_badness)
-        best_row.qa_attempts = len(attempts)
-        if best_made is not None and best_error is None:
-            return index, best_row, best_made
-        reason = best_error or best_row.error or "failed"
-        if not sampling:
+            self.regenerations += 1
+            try:
+                raw = redo(attempt_seed(chunk.chunk_id, attempt))
+            except Exception as exc:  # one failed regeneration is one failed attempt, not a failed shard
+                reason = f"regeneration: {type(exc).__name__}: {exc}"[:500]
+                attempts.append((Finished(error=reason), None, reason))
+                continue
+            finished = finish(raw, chunk, self.settings.audio, self.qa)
+            heard, error = self._hear_fully(chunk, finished) if finished.ok and self.qa.asr else (None, None)
+            attempts.append((finished, heard, error))
+            if finished.ok and error is None:
+                break
+        best, heard, error = min(attempts, key=lambda a: _badness(a, chunk.lang))
+        if best.ok and error is None:
+            return Checked(best, heard, len(attempts), None)
+        reason = error or best.error or "failed"
+        if redo is None:
             tail = " (not regenerated: the voice makes the same audio every time)"
         else:
             tail = f" (best of {len(attempts)} attempts)"
-        best_row.status, best_row.error = "failed", (reason if reason.startswith("qa:") else "qa: " + reason) + tail
-        return index, best_row, None
+        return Checked(best, heard, len(attempts), (reason if reason.startswith("qa:") else "qa: " + reason) + tail)
 
-    def _listener(self, lang: str) -> Any:
+    def _listener(self, lang: str) -> Listener:
         from tasks.audio.asr import Listener, asr_device
 
         key = "zh" if lang == "zh" else "en"
@@ -178,35 +194,44 @@ class Checker:
         listener = self._listener(lang)
         started = time.perf_counter()
         try:
-            return listener.transcribe(audios, self.plan.sample_rate, full_window=full_window)
+            return listener.transcribe(audios, self.rate_out, full_window=full_window)
         finally:
             with self._lock:
                 self.asr_seconds += time.perf_counter() - started
 
-    def _score(self, row: ManifestRow, transcript: str) -> str | None:
-        """Record the transcript and its error rates on the row; the reason it fails, or None."""
+    def _hear_fully(self, chunk: ChunkAudio, finished: Finished) -> tuple[Heard, str | None]:
+        """Transcribe one chunk over Whisper's full window and score it."""
+        if finished.samples is None:
+            raise ValueError(f"chunk {chunk.chunk_id}: no audio to listen to")
+        return self._score(chunk, self._transcribe(chunk.lang, [finished.samples], full_window=True)[0])
+
+    def _score(self, chunk: ChunkAudio, transcript: str) -> tuple[Heard, str | None]:
+        """What was heard with its error rates, and the reason it fails (None: it passes)."""
         from tasks.audio.asr import score
 
-        said = row.spoken_text or row.text
-        s = score(said, transcript, row.lang)
-        row.asr_transcript, row.asr_wer, row.asr_cer = transcript[:TRANSCRIPT_CHARS], s.wer, s.cer
-        if sum(ch.isalnum() for ch in said) < self.qa.min_chars_for_asr_check:
-            return None  # recorded, not judged
-        if row.lang == "zh":
+        s = score(chunk.said, transcript, chunk.lang)
+        heard = Heard(transcript[:TRANSCRIPT_CHARS], s.wer, s.cer)
+        if sum(ch.isalnum() for ch in chunk.said) < self.qa.min_chars_for_asr_check:
+            return heard, None  # recorded, not judged
+        if chunk.lang == "zh":
             if s.cer > self.qa.max_cer_zh:
-                return f"qa: asr: CER {s.cer:.2f} > qa.max_cer_zh {self.qa.max_cer_zh} (heard {transcript[:80]!r})"
+                return (
+                    heard,
+                    f"qa: asr: CER {s.cer:.2f} > qa.max_cer_zh {self.qa.max_cer_zh} (heard {transcript[:80]!r})",
+                )
         elif s.wer is not None and s.wer > self.qa.max_wer:
-            return f"qa: asr: WER {s.wer:.2f} > qa.max_wer {self.qa.max_wer} (heard {transcript[:80]!r})"
-        return None
+            return heard, f"qa: asr: WER {s.wer:.2f} > qa.max_wer {self.qa.max_wer} (heard {transcript[:80]!r})"
+        return heard, None
 
 
-def _badness(attempt: tuple[ManifestRow, Made | None, str | None]) -> tuple[int, float]:
-    row, made, error = attempt
-    if made is None:
+def _badness(attempt: Attempt, lang: str) -> tuple[int, float]:
+    finished, heard, error = attempt
+    if not finished.ok:
         return 2, 0.0
     if error is None:
         return 0, 0.0
-    return 1, (row.asr_cer if row.lang == "zh" else row.asr_wer) or 0.0
+    rate = (heard.cer if lang == "zh" else heard.wer) if heard is not None else None
+    return 1, rate or 0.0
 
 
 def _garbled(raw: np.ndarray, block: int = 4410) -> np.ndarray:

@@ -70,6 +70,18 @@ class EngineStats:
     def padding_efficiency(self) -> float:
         return self.real_cost / self.padded_cost if self.padded_cost else 1.0
 
+    def __add__(self, more: EngineStats) -> EngineStats:
+        """Two engines' work one after the other (a shard's voice groups): the second's batches numbered on."""
+        return EngineStats(
+            batches=self.batches + more.batches,
+            ooms=self.ooms + more.ooms,
+            splits=self.splits + more.splits,
+            padded_cost=self.padded_cost + more.padded_cost,
+            real_cost=self.real_cost + more.real_cost,
+            compute_seconds=self.compute_seconds + more.compute_seconds,
+            trajectory=self.trajectory + [(self.batches + n, budget) for n, budget in more.trajectory],
+        )
+
 
 @dataclass
 class _Item:

@@ -8,6 +8,7 @@ The in-process flow and a deployment flow on a GPU worker call the same `run_sha
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,41 +20,37 @@ from tasks.config import Settings, SynthesisSettings, merge, validate_settings, 
 from tasks.errors import ConfigError, DeviceFatal, ModelError
 from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
-from tasks.shard.manifest import (
-    ManifestRow,
-    read_checkpoint,
-    read_manifest,
-    shard_is_complete,
-    write_checkpoint,
-    write_manifest,
-)
-from tasks.shard.pipeline import ProgressFn, ShardStats, process_shard
+from tasks.shard.manifest import read_checkpoint, read_manifest, shard_is_complete, write_checkpoint, write_manifest
+from tasks.shard.pipeline import ProgressFn, process_shard
+from tasks.shard.rows import ManifestRow
+from tasks.shard.stats import ShardStats
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import content_type, shard_stats_key
 
 
-@dataclass
+@dataclass(frozen=True)
 class ShardOutcome:
     run_id: str
     shard: int
     stats: ShardStats
-    already_done: bool = False
     fatal: DeviceFatal | None = None  # the worker must stop; the finished rows are in the checkpoint
-    early: bool = False  # done by this process before its flow started (run_shard_early)
+
+    @property
+    def already_done(self) -> bool:
+        """Committed before: nothing was done for it now."""
+        return bool(self.stats.shards_already_done)
 
 
-# Shards this process did before its flow started (while a temporary Prefect API booted: `voxbatch run`
-# without a server). The flow's task for such a shard reports that outcome instead of "already done", once.
-_done_early: dict[tuple[str, int], ShardOutcome] = {}
+class _Voices:
+    """Loads the plan's voices for one shard (the process's cache keeps them for the next), remembering the last."""
 
+    def __init__(self, plan: Plan, settings: Settings, load: Callable[[str], Synthesizer] | None) -> None:
+        self.plan, self.settings, self.load = plan, settings, load
+        self.last: Synthesizer | None = None
 
-def run_shard_early(store: ObjectStore, plan: Plan, shard: int, on_progress: ProgressFn | None = None) -> ShardOutcome:
-    """Do (and commit) a shard before the run's flow starts; the flow then takes its outcome as its own."""
-    outcome = run_shard(store, plan, shard, worker_settings(plan, None), on_progress=on_progress)
-    if outcome.fatal is None:
-        outcome.early = True
-        _done_early[(plan.run_id, shard)] = outcome
-    return outcome
+    def __call__(self, key: str) -> Synthesizer:
+        self.last = self.load(key) if self.load else load_cached(*worker_voice(self.plan, self.settings, key))
+        return self.last
 
 
 def worker_voice(plan: Plan, settings: Settings, key: str | None = None) -> tuple[VoiceInfo, SynthesisSettings]:
@@ -97,31 +94,20 @@ def run_shard(
 ) -> ShardOutcome:
     if not 0 <= shard < plan.num_shards:
         raise ConfigError(f"shard {shard}: run {plan.run_id} has shards 0 to {plan.num_shards - 1}")
-    early = _done_early.pop((plan.run_id, shard), None)
-    if early is not None:
-        return early  # done by this process a moment ago, before the flow started (its progress reported then)
     settings = settings or validate_settings(plan.settings)
     planned = [c.chunk_id for c in plan.shard(shard)]
     committed = read_manifest(store, plan.run_id, shard)
     if committed is not None and shard_is_complete(committed, planned):
-        stats = ShardStats.from_rows(shard, committed)
+        stats = ShardStats.from_rows(committed, already_done=True)
         if on_progress:
             on_progress(len(committed), stats.audio_seconds)
-        return ShardOutcome(plan.run_id, shard, stats, already_done=True)
+        return ShardOutcome(plan.run_id, shard, stats)
 
     previous: dict[str, ManifestRow] = {r.chunk_id: r for r in committed or []}
     previous.update({r.chunk_id: r for r in read_checkpoint(store, plan.run_id, shard) or []})
-    loaded: list[Synthesizer] = []
-
-    def load(key: str) -> Synthesizer:
-        synth = load_synthesizer(key) if load_synthesizer else load_cached(*worker_voice(plan, settings, key))
-        loaded.append(synth)
-        return synth
-
-    def checkpoint(rows: list[ManifestRow]) -> None:
-        write_checkpoint(store, plan.run_id, shard, rows)
-
-    result = process_shard(plan, shard, settings, store, load, list(previous.values()), on_progress, checkpoint)
+    voices = _Voices(plan, settings, load_synthesizer)
+    checkpoint = functools.partial(write_checkpoint, store, plan.run_id, shard)
+    result = process_shard(plan, shard, settings, store, voices, list(previous.values()), on_progress, checkpoint)
     stats_key = shard_stats_key(plan.run_id, shard)
     store.put(
         stats_key,
@@ -131,8 +117,8 @@ def run_shard(
     )
     if result.fatal is not None:
         checkpoint([r for r in result.rows if r.done])
-        if loaded:
-            evict(loaded[-1])  # the voice may be half-recovered: the next shard in this process loads it afresh
+        if voices.last is not None:
+            evict(voices.last)  # the voice may be half-recovered: the next shard in this process loads it afresh
         return ShardOutcome(plan.run_id, shard, result.stats, fatal=result.fatal)
     write_manifest(store, plan.run_id, shard, result.rows)  # last: the shard's commit record
     return ShardOutcome(plan.run_id, shard, result.stats)
@@ -144,13 +130,8 @@ def run_shard_at(
     shard: int,
     overrides: dict[str, Any] | None = None,
     on_progress: ProgressFn | None = None,
-    plan: Plan | None = None,
 ) -> ShardOutcome:
-    """One shard picked up from storage alone: the plan, the voice identity and the settings come from OUT.
-
-    `plan`: the run's plan when the caller has already read it (it is one object, possibly large).
-    """
+    """One shard picked up from storage alone: the plan, the voice identity and the settings come from OUT."""
     store = open_store(out)
-    if plan is None or plan.run_id != run_id:
-        plan = read_plan(store, run_id)
+    plan = read_plan(store, run_id)
     return run_shard(store, plan, shard, worker_settings(plan, overrides), on_progress=on_progress)

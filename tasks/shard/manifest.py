@@ -1,4 +1,4 @@
-"""The manifest: one typed row per chunk (the Arrow schema is generated from it), and its Parquet objects.
+"""The manifest's Parquet objects: a shard's manifest (its commit record), its checkpoint, the run's manifest.
 
 A shard's manifest is written in one piece, after all its audio, and only when it lists every planned chunk
 of the shard: its existence is the shard's commit record. Until then, a checkpoint under runs/ holds the
@@ -7,89 +7,18 @@ rows whose audio is stored, so a killed worker's successor redoes only the rest.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.errors import StorageError
-from tasks.records import arrow_schema, int32, to_parquet_bytes
+from tasks.records import to_parquet_bytes
+from tasks.shard.rows import MANIFEST_SCHEMA, ManifestRow, row_from_record
 from tasks.storage import ObjectMissing, ObjectStore
 from tasks.storage.layout import checkpoint_key, content_type, manifest_key, run_manifest_key
-
-STATUSES = ("ok", "failed", "skipped")
-DONE_STATUSES = ("ok", "skipped")  # a chunk in one of these is never synthesized again
-
-
-@dataclass
-class ManifestRow:
-    """What was made from one chunk; the README's "Manifest columns" table documents every field."""
-
-    run_id: str
-    shard: int = int32()
-    doc_id: str = ""
-    source: str = ""
-    chunk_index: int = int32(0)
-    line: int = int32(0)
-    chapter_index: int = int32(0)
-    chapter_title: str = ""
-    chunk_id: str = ""
-    text: str = ""
-    spoken_text: str = ""
-    lang: str = ""
-    voice: str = ""  # the voice key in the plan (per chunk, so rows of one run may use different voices)
-    utterance_id: str = ""  # tables: the row's id (parts of a split row share it)
-    part: int = int32(0)
-    speaker: str = ""
-    extra_json: str = ""  # tables: the row's other columns, as JSON
-    model: str = ""
-    model_sha256: str = ""
-    params_json: str = ""
-    audio_uri: str | None = None
-    audio_key: str | None = None
-    format: str = ""
-    sample_rate: int = int32(0)
-    num_samples: int | None = None
-    duration_s: float | None = None
-    audio_bytes: int | None = None
-    audio_checksum: str | None = None
-    batch_size: int | None = int32(None)
-    attempts: int = int32(0)
-    oom_retries: int = int32(0)
-    device: str | None = None
-    synth_seconds: float = 0.0
-    reused: bool = False
-    status: str = "ok"
-    error: str | None = None
-    peak_dbfs: float | None = None
-    rms_dbfs: float | None = None
-    clipped_fraction: float | None = None
-    chars_per_second: float | None = None
-    loudness_lufs: float | None = None
-    silence_ratio: float | None = None  # share of 20 ms frames 40 dB below the peak
-    longest_pause_s: float | None = None  # longest such silence between the first and last sound
-    mixed: bool = False  # spoken by two voices, a part each (Chinese with English words in it)
-    voices: str = ""  # a mixed chunk's voice keys, comma-separated, in the order they speak; "" otherwise
-    qa_attempts: int = int32(0)  # syntheses the quality checks saw (1: the first passed; more: regenerated)
-    asr_transcript: str | None = None  # what Whisper heard (qa.asr)
-    asr_wer: float | None = None  # word error rate of the transcript against spoken_text (English)
-    asr_cer: float | None = None  # character error rate (both languages)
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    @property
-    def done(self) -> bool:
-        return self.status in DONE_STATUSES
-
-
-MANIFEST_SCHEMA = arrow_schema(ManifestRow)
 
 
 def shard_is_complete(rows: list[ManifestRow] | None, planned_ids: list[str]) -> bool:
@@ -111,7 +40,7 @@ def rows_from_table(table: pa.Table, source: str) -> list[ManifestRow]:
     if not names - _ADDED_LATER <= set(table.column_names):
         missing = ", ".join(sorted(names - _ADDED_LATER - set(table.column_names)))
         raise StorageError(f"{source}: not a voxbatch manifest of this version (missing columns: {missing})")
-    return [ManifestRow(**{k: v for k, v in d.items() if k in names}) for d in table.to_pylist()]
+    return [row_from_record(d) for d in table.to_pylist()]
 
 
 def _write(store: ObjectStore, key: str, rows: list[ManifestRow], metadata: dict[str, str] | None = None) -> str:

@@ -1,185 +1,53 @@
-"""One shard's chunks: skip what is done, synthesize the rest, post-process, check, store, and build their rows.
+"""One shard's chunks through the stages: synthesized, finished and checked, stored, each made into its row.
 
-Plain Python, no Prefect, no commit: tasks.shard.lifecycle decides what is done before and commits after. Audio objects
-are keyed by chunk id and written once, so a chunk whose object exists (a killed run, another run with the
-same settings) is never stored twice; storage writes overlap synthesis on a thread pool (tasks.shard.upload).
+    planned chunk -> Synthesized (synthesis) -> Checked (checker: finish, listen, regenerate)
+                  -> StoredAudio (storing, on upload threads) -> ManifestRow (rows)
+
+Chunks done before (in a committed manifest or a checkpoint), refused at plan time, with nothing to say, or whose
+audio object exists already become their rows without synthesis. Plain Python, no Prefect, no commit:
+tasks.shard.lifecycle decides what is done before and commits after. Audio objects are keyed by chunk id and
+written once; storage writes overlap synthesis on a thread pool (tasks.shard.upload).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from tasks.backends.synthesizer import Synthesizer, SynthOptions
+import numpy as np
+
+from tasks.backends.synthesizer import Synthesizer
 from tasks.config import Settings
 from tasks.errors import DeviceFatal
-from tasks.plan.file import Plan, PlannedChunk
+from tasks.plan.file import Plan
 from tasks.shard import budgets, faults
-from tasks.shard.checker import Checker, Redo
-from tasks.shard.engine import BudgetState, Engine, EngineConfig, EngineStats, ItemResult
-from tasks.shard.manifest import ManifestRow
-from tasks.shard.rows import base_row, reused_row, store_chunk, with_place
+from tasks.shard.checker import Checked, Checker, Verdict
+from tasks.shard.engine import EngineStats
+from tasks.shard.finish import ChunkAudio
+from tasks.shard.rows import ManifestRow, Place, carried_row, made_row, refused_row, reused_row, skipped_row
+from tasks.shard.stats import ShardStats
+from tasks.shard.storing import store_audio, stored_audio
+from tasks.shard.synthesis import Synthesized, engine_for, synthesize_group, voice_groups
 from tasks.shard.upload import Uploader
 from tasks.shard.work_items import ShardWork
 from tasks.storage import ObjectStore
 from tasks.storage.layout import audio_key
-from tasks.text.chunking import chunk_paragraph, detect_lang, is_speakable
+from tasks.text.chunking import is_speakable
 
 ProgressFn = Callable[[int, float], None]  # (chunks finished, audio seconds they hold)
 CheckpointFn = Callable[[list[ManifestRow]], None]  # rows whose audio is stored, so far
 
 
-@dataclass
-class ShardStats:
-    shard: int
-    chunks: int = 0
-    ok: int = 0
-    failed: int = 0
-    skipped: int = 0
-    reused: int = 0
-    synthesized: int = 0  # chunks this call sent to the synthesizer (ok or failed)
-    audio_seconds: float = 0.0  # of ok chunks only: audio that failed QA is not delivered
-    synth_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    storage_wait_seconds: float = 0.0  # time synthesis stood still waiting for storage writes
-    asr_seconds: float = 0.0  # time spent transcribing chunks (qa.asr)
-    regenerations: int = 0  # chunks synthesized again after failing a check
-    checkpoints: int = 0
-    errors: list[str] = field(default_factory=list)
-    engine: EngineStats | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """What a shard records beside its manifest: counts, budget trajectory, padding and speed."""
-        e = self.engine
-        return {
-            **{k: v for k, v in asdict(self).items() if k != "engine"},
-            "batches": e.batches if e else 0,
-            "ooms": e.ooms if e else 0,
-            "splits": e.splits if e else 0,
-            "budget_trajectory": e.trajectory if e else [],
-            "padding_efficiency": e.padding_efficiency if e else None,
-            "compute_seconds": e.compute_seconds if e else 0.0,
-            "audio_seconds_per_compute_second": (
-                self.audio_seconds / e.compute_seconds if e and e.compute_seconds else None
-            ),
-        }
-
-    @classmethod
-    def from_rows(cls, shard: int, rows: list[ManifestRow]) -> ShardStats:
-        """Counts of a committed shard, from its manifest rows (nothing synthesized by this call)."""
-        stats = cls(shard)
-        for row in rows:
-            stats.add(row)
-        return stats
-
-    def add(self, row: ManifestRow) -> None:
-        self.chunks += 1
-        setattr(self, row.status, getattr(self, row.status) + 1)
-        self.reused += bool(row.reused)
-        if row.status == "ok":
-            self.audio_seconds += row.duration_s or 0.0
-        self.synth_seconds += row.synth_seconds or 0.0
-        if row.status == "failed" and len(self.errors) < 5:
-            self.errors.append(f"{row.source}:{row.line} chunk {row.chunk_index}: {row.error}")
-
-
-@dataclass
+@dataclass(frozen=True)
 class ShardResult:
     """Rows in plan order (all of them unless `fatal`: then those finished), stats, and a fatal device error."""
 
     rows: list[ManifestRow]
     stats: ShardStats
     fatal: DeviceFatal | None = None
-
-
-def split_for_retry(text: str) -> list[str]:
-    """How the engine splits a chunk that runs out of memory alone: in halves, at clause boundaries first."""
-    if len(text) < 8:
-        return [text]
-    return [c.text for c in chunk_paragraph(text, detect_lang(text), max(4, (len(text) + 1) // 2))]
-
-
-TEXTS_PER_LANE = 4
-
-
-def _max_batch_size(synth: Synthesizer, settings: Settings) -> int:
-    if synth.supports_batching:
-        return settings.synthesis.batch_size
-    # Lanes: a call returns when its last text is done, so each lane gets several texts (the engine's queue is
-    # sorted by length: they end close together). Measured, 2 lanes on 2 cores, 20 KB: 2 texts each 1.06x the
-    # plain loop's steady throughput, 4 each 1.10x, 8 each 1.17x but the first audio 2 s later than with 4.
-    return synth.lanes * TEXTS_PER_LANE if synth.lanes > 1 else 1
-
-
-def _engine_for(
-    synth: Synthesizer, settings: Settings, options: SynthOptions | None = None
-) -> tuple[Engine, Path, dict[str, Any]]:
-    e = settings.engine
-    state_dir = Path(e.state_dir).expanduser() if e.state_dir else budgets.default_dir()
-    key = synth.memory_key()
-    state = budgets.load(state_dir, key) or BudgetState(float(e.initial_budget))
-    config = EngineConfig(
-        max_batch_size=_max_batch_size(synth, settings),
-        first_batch_size=synth.lanes if synth.lanes > 1 else None,  # a text per lane: the first audio sooner
-        grow_after=e.grow_after,
-        forget_after=e.forget_after,
-        item_oom_tries=e.item_oom_tries,
-    )
-    engine = Engine(
-        synth.synthesize if options is None else functools.partial(synth.synthesize, options=options),
-        synth.cost,
-        state,
-        config,
-        release=synth.release,
-        split=split_for_retry,
-        gap_samples=int(0.12 * synth.info.sample_rate),  # a clause pause where a split chunk is rejoined
-        faults=faults.from_env(),
-        # A full collection costs about 0.24 s here with torch loaded. On a GPU it is worth it (a reference
-        # cycle can pin gigabytes); on the CPU the failed batch's arrays are freed by reference counting once
-        # the except block is left, so the young generations suffice.
-        collect=gc.collect if synth.device != "cpu" else lambda: gc.collect(1),
-    )
-    return engine, state_dir, key
-
-
-def _groups(
-    chunks: list[PlannedChunk], work: ShardWork, settings: Settings
-) -> list[tuple[str, SynthOptions | None, list[int]]]:
-    """The work items (chunks, and the parts of mixed ones) grouped by voice and per-row options (pace,
-    speaker), voice by voice: one engine runs each group, so a batch never mixes voices or options."""
-    groups: dict[tuple[str, float, str], list[int]] = {}
-    for n in work.items:
-        c = chunks[work.chunk_of(n)]
-        params = json.loads(c.params_json)
-        key = (work.voice(n), float(params.get("length_scale", settings.synthesis.length_scale)), c.speaker)
-        groups.setdefault(key, []).append(n)
-    out = []
-    for (voice, scale, speaker), indices in sorted(groups.items(), key=lambda g: g[0][0]):  # stable: plan order
-        plain = scale == settings.synthesis.length_scale and not speaker
-        out.append((voice, None if plain else SynthOptions(scale, speaker), indices))
-    return out
-
-
-def _merged(total: EngineStats | None, more: EngineStats) -> EngineStats:
-    if total is None:
-        return more
-    offset = total.batches
-    return EngineStats(
-        batches=total.batches + more.batches,
-        ooms=total.ooms + more.ooms,
-        splits=total.splits + more.splits,
-        padded_cost=total.padded_cost + more.padded_cost,
-        real_cost=total.real_cost + more.real_cost,
-        compute_seconds=total.compute_seconds + more.compute_seconds,
-        trajectory=total.trajectory + [(offset + n, budget) for n, budget in more.trajectory],
-    )
 
 
 def process_shard(
@@ -194,113 +62,149 @@ def process_shard(
 ) -> ShardResult:
     """Do one shard's missing work. One bad chunk becomes a failed row; a storage failure raises StorageError;
     a fatal device error stops synthesis and is returned in the result with the rows finished so far."""
-    started = time.perf_counter()
-    progress = on_progress or (lambda n, s: None)
-    fmt = settings.audio.format
-    chunks = plan.shard(shard)
-    keys = [audio_key(c.chunk_id, fmt) for c in chunks]
-    done_before = {r.chunk_id: r for r in previous_rows or [] if r.done}
-    rows: dict[int, ManifestRow] = {}
-
-    def finished(i: int, row: ManifestRow) -> None:
-        rows[i] = row
-        progress(1, (row.duration_s or 0.0) if row.status == "ok" else 0.0)
-
-    speakable = [is_speakable(c.spoken_text or c.text) for c in chunks]
-    unknown = [i for i, c in enumerate(chunks) if c.chunk_id not in done_before and speakable[i] and not c.error]
-    found = store.existing([keys[i] for i in unknown])  # a local stat each; remote stores confirm none
-    todo: list[int] = []
-    for i, c in enumerate(chunks):
-        prior = done_before.get(c.chunk_id)
-        if c.error:  # refused at plan time (text.bad_rows = "failed")
-            finished(i, dataclasses.replace(base_row(plan, c, fmt), status="failed", error=c.error))
-        elif prior is not None:
-            finished(i, with_place(prior, base_row(plan, c, fmt)))
-        elif not speakable[i]:
-            finished(i, dataclasses.replace(base_row(plan, c, fmt), status="skipped", error="no speakable text"))
-        elif keys[i] in found:
-            finished(i, reused_row(base_row(plan, c, fmt), store, keys[i]))
-        else:
-            todo.append(i)
-
-    stats = ShardStats(shard, synthesized=len(todo))
-    fatal: DeviceFatal | None = None
-    if todo:
-        uploads: Uploader[ManifestRow] = Uploader()
-        checker = Checker(plan, settings, garble=faults.from_env().garbles)
-        last_checkpoint = time.perf_counter()
-        checkpoint_seconds = 0.0
-        work = ShardWork(chunks, todo)
-
-        def deliver(ready: list[tuple[int, ManifestRow, tuple[Any, bytes] | None]]) -> None:
-            for i, row, made in ready:
-                if made is None:
-                    finished(i, row)
-                    continue
-                final, data = made
-                done = uploads.submit(i, lambda r=row, k=keys[i], d=data, f=final: store_chunk(store, r, k, d, f))
-                for j, stored in done:
-                    finished(j, stored)
-
-        try:
-            for voice_key, options, group in _groups(chunks, work, settings):
-                # Loaded only when there is work (a finished shard costs no model load); a worker keeps the
-                # most recently used voices loaded (synthesis.max_loaded_voices).
-                synth = load_synthesizer(voice_key)
-                engine, state_dir, memory_key = _engine_for(synth, settings, options)
-                try:
-                    for part_result in engine.run([(n, work.text(n)) for n in group]):
-                        joined = work.deliver(part_result, synth, plan, settings)
-                        if joined is None:
-                            continue  # a part of a mixed chunk whose other parts are still to come
-                        result, synth_done = joined
-                        i = result.index
-                        row = _row_for(result, chunks[i], plan, synth_done, fmt)
-                        row.mixed, row.voices = work.spoken_by(i)
-                        again = None if row.mixed else _redo(synth_done, options, work.text(i))
-                        deliver(checker.offer(i, row, result.audio, again))
-                        if (
-                            checkpoint is not None
-                            and time.perf_counter() - last_checkpoint > settings.run.checkpoint_seconds
-                        ):
-                            t0 = time.perf_counter()
-                            checkpoint([rows[j] for j in sorted(rows) if rows[j].done])
-                            last_checkpoint = time.perf_counter()
-                            stats.checkpoints += 1
-                            checkpoint_seconds += last_checkpoint - t0  # on this thread: synthesis waits too
-                    deliver(checker.flush())  # while this voice is loaded: regenerations need it
-                finally:
-                    budgets.save(state_dir, memory_key, engine.state)
-                    stats.engine = _merged(stats.engine, engine.stats)
-        except DeviceFatal as exc:
-            fatal = exc  # returned as a value: the caller commits what is finished, then stops the worker
-        finally:
-            for j, stored in uploads.finish():
-                finished(j, stored)
-            stats.storage_wait_seconds = uploads.wait_seconds + checkpoint_seconds
-            checker.close()
-            stats.asr_seconds, stats.regenerations = checker.asr_seconds, checker.regenerations
-        if uploads.errors:
-            raise uploads.errors[0]  # the output location is broken: the checkpoint keeps what was stored
-
-    ordered = [rows[i] for i in sorted(rows)] if fatal else [rows[i] for i in range(len(chunks))]
-    for row in ordered:
-        stats.add(row)
-    stats.wall_seconds = time.perf_counter() - started
-    return ShardResult(ordered, stats, fatal)
+    return _ShardPass(plan, shard, settings, store, on_progress, checkpoint).run(load_synthesizer, previous_rows)
 
 
-def _redo(synth: Synthesizer, options: SynthOptions | None, text: str) -> Redo | None:
-    """How to synthesize a chunk again with a given noise seed; None for a voice that would repeat itself."""
-    if not synth.sampling:
-        return None
-    return lambda seed: synth.synthesize([text], dataclasses.replace(options or SynthOptions(), seed=seed))[0]
+class _ShardPass:
+    """The state of one pass over a shard: the rows made so far (by chunk index), the writes in flight, the
+    checker, the engines' counters and when the checkpoint was last written."""
 
+    def __init__(
+        self,
+        plan: Plan,
+        shard: int,
+        settings: Settings,
+        store: ObjectStore,
+        on_progress: ProgressFn | None,
+        checkpoint: CheckpointFn | None,
+    ) -> None:
+        self.plan, self.settings, self.store = plan, settings, store
+        self.fmt = settings.audio.format
+        self.chunks = plan.shard(shard)
+        self.places = [Place.of(plan, c, self.fmt) for c in self.chunks]
+        self.keys = [audio_key(c.chunk_id, self.fmt) for c in self.chunks]
+        self.rows: dict[int, ManifestRow] = {}
+        self.on_progress = on_progress
+        self.checkpoint = checkpoint
+        self.uploads: Uploader[ManifestRow] = Uploader()
+        self.engine = EngineStats()  # the engines' counters, voice group after voice group
+        self.checkpoints, self.checkpoint_seconds = 0, 0.0
+        self._last_checkpoint = time.perf_counter()
 
-def _row_for(result: ItemResult, c: PlannedChunk, plan: Plan, synth: Synthesizer, fmt: str) -> ManifestRow:
-    row = base_row(plan, c, fmt)
-    row.batch_size, row.attempts, row.oom_retries = result.batch_size, result.attempts, result.oom_retries
-    row.device, row.synth_seconds = synth.device, result.seconds
-    if result.audio is None:
-        row.status, row.error = "failed", result.error
-    return row
+    def run(self, load_synthesizer: Callable[[str], Synthesizer], previous: list[ManifestRow] | None) -> ShardResult:
+        started = time.perf_counter()
+        todo = self._without_synthesis(previous or [])
+        fatal: DeviceFatal | None = None
+        asr_seconds, regenerations = 0.0, 0
+        if todo:
+            checker = Checker(self.plan.sample_rate, self.settings, garble=faults.from_env().garbles)
+            try:
+                self._synthesize(ShardWork(self.chunks, todo), load_synthesizer, checker)
+            except DeviceFatal as exc:
+                fatal = exc  # returned as a value: the caller commits what is finished, then stops the worker
+            finally:
+                for i, row in self.uploads.finish():
+                    self._finished(i, row)
+                checker.close()
+                asr_seconds, regenerations = checker.asr_seconds, checker.regenerations
+            if self.uploads.errors:
+                raise self.uploads.errors[0]  # the output location is broken: the checkpoint keeps what was stored
+        indices = sorted(self.rows) if fatal else range(len(self.chunks))
+        ordered = [self.rows[i] for i in indices]
+        stats = dataclasses.replace(
+            ShardStats.from_rows(ordered).with_engine(self.engine),
+            synthesized=len(todo),
+            wall_seconds=time.perf_counter() - started,
+            storage_wait_seconds=self.uploads.wait_seconds + self.checkpoint_seconds,
+            asr_seconds=asr_seconds,
+            regenerations=regenerations,
+            checkpoints=self.checkpoints,
+        )
+        return ShardResult(ordered, stats, fatal)
+
+    def _without_synthesis(self, previous: list[ManifestRow]) -> list[int]:
+        """Rows for the chunks that need no synthesis; returns the indices of those that do."""
+        done_before = {r.chunk_id: r for r in previous if r.done}
+        speakable = [is_speakable(c.spoken_text or c.text) for c in self.chunks]
+        unknown = [
+            i for i, c in enumerate(self.chunks) if c.chunk_id not in done_before and speakable[i] and not c.error
+        ]
+        found = self.store.existing([self.keys[i] for i in unknown])  # a local stat each; remote stores confirm none
+        todo: list[int] = []
+        for i, c in enumerate(self.chunks):
+            place, prior = self.places[i], done_before.get(c.chunk_id)
+            if c.error:  # refused at plan time (text.bad_rows = "failed")
+                self._finished(i, refused_row(place, c.error))
+            elif prior is not None:
+                self._finished(i, carried_row(place, prior))
+            elif not speakable[i]:
+                self._finished(i, skipped_row(place))
+            elif self.keys[i] in found:
+                self._finished(i, reused_row(place, stored_audio(self.store, self.keys[i], place.said)))
+            else:
+                todo.append(i)
+        return todo
+
+    def _synthesize(self, work: ShardWork, load_synthesizer: Callable[[str], Synthesizer], checker: Checker) -> None:
+        """Every group of work items through its voice's engine, each chunk then checked and stored."""
+        for group in voice_groups(self.chunks, work, self.settings):
+            # Loaded only when there is work (a finished shard costs no model load); a worker keeps the most
+            # recently used voices loaded (synthesis.max_loaded_voices).
+            synth = load_synthesizer(group.voice)
+            engine, state_dir, memory_key = engine_for(synth, self.settings, group.options)
+            made: dict[int, Synthesized] = {}
+            try:
+                for i, synthesized in synthesize_group(engine, synth, group, work, self.plan, self.settings):
+                    made[i] = synthesized
+                    self._deliver(made, self._check(i, synthesized, checker))
+                    self._checkpoint_now_and_then()
+                self._deliver(made, checker.flush())  # while this voice is loaded: regenerations need it
+            finally:
+                budgets.save(state_dir, memory_key, engine.state)
+                self.engine = self.engine + engine.stats
+
+    def _check(self, i: int, synthesized: Synthesized, checker: Checker) -> list[Verdict]:
+        c = self.chunks[i]
+        if synthesized.audio is None:  # the synthesizer could not make it: nothing to check
+            return [(i, Checked(None, None, 0, synthesized.error))]
+        chunk = ChunkAudio(
+            c.chunk_id, self.places[i].said, c.lang, self.plan.voices[c.voice].sample_rate, self.plan.sample_rate
+        )
+        return checker.offer(i, chunk, synthesized.audio, synthesized.redo)
+
+    def _deliver(self, made: dict[int, Synthesized], verdicts: list[Verdict]) -> None:
+        """Rows for failed chunks now; the others' audio to the upload pool, their rows as the writes finish."""
+        for i, checked in verdicts:
+            place, synthesized = self.places[i], made.pop(i)
+            data = checked.finished.data if checked.finished is not None else None
+            samples = checked.finished.samples if checked.finished is not None else None
+            if checked.error is not None or data is None or samples is None:
+                self._finished(i, made_row(place, synthesized, checked))
+                continue
+            write = functools.partial(self._store, place, synthesized, checked, self.keys[i], data, samples)
+            for j, row in self.uploads.submit(i, write):
+                self._finished(j, row)
+
+    def _store(
+        self, place: Place, made: Synthesized, checked: Checked, key: str, data: bytes, samples: np.ndarray
+    ) -> ManifestRow:
+        """On an upload thread: the chunk's audio stored, and its row."""
+        return made_row(place, made, checked, store_audio(self.store, key, data, samples, place.said))
+
+    def _finished(self, i: int, row: ManifestRow) -> None:
+        self.rows[i] = row
+        if self.on_progress is not None:
+            self.on_progress(1, (row.duration_s or 0.0) if row.status == "ok" else 0.0)
+
+    def _checkpoint_now_and_then(self) -> None:
+        """Record the rows whose audio is stored every `run.checkpoint_seconds` (on this thread: synthesis waits)."""
+        if (
+            self.checkpoint is None
+            or time.perf_counter() - self._last_checkpoint <= self.settings.run.checkpoint_seconds
+        ):
+            return
+        t0 = time.perf_counter()
+        self.checkpoint([self.rows[j] for j in sorted(self.rows) if self.rows[j].done])
+        self._last_checkpoint = time.perf_counter()
+        self.checkpoints += 1
+        self.checkpoint_seconds += self._last_checkpoint - t0

@@ -1,139 +1,232 @@
-"""A chunk's manifest row: made from its place in the plan, then from audio synthesized now or found stored.
+"""A chunk's manifest row: its fields (the Arrow schema is made from them) and the one module that makes rows.
 
-Post-processing (trim, resample, QA, level, encode) and the write-once store of one chunk's audio live here
-too: what turns a synthesizer's raw output into a row and an object.
+A row is made once, from the values the stages of a shard return: the chunk's place in the plan (`Place`), how
+it was synthesized (tasks.shard.synthesis.Synthesized), the verdict of the checks on its finished audio
+(tasks.shard.checker.Checked) and the object stored (tasks.shard.storing.StoredAudio); or from a row committed
+earlier, or read back from Parquet. Rows are frozen: no module patches one afterwards.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
-import numpy as np
-
-from tasks.audio import dsp
-from tasks.config import Settings
 from tasks.plan.file import Plan, PlannedChunk
-from tasks.shard import qa
-from tasks.shard.manifest import ManifestRow
-from tasks.storage import ObjectStore
-from tasks.storage.layout import content_type
+from tasks.records import arrow_schema, int32
+from tasks.shard.checker import Checked
+from tasks.shard.finish import Levels
+from tasks.shard.storing import StoredAudio
+from tasks.shard.synthesis import Synthesized
+
+STATUSES = ("ok", "failed", "skipped")
+DONE_STATUSES = ("ok", "skipped")  # a chunk in one of these is never synthesized again
 
 
-def base_row(plan: Plan, c: PlannedChunk, fmt: str) -> ManifestRow:
-    voice = plan.voices[c.voice]
-    return ManifestRow(
-        run_id=plan.run_id,
-        shard=c.shard,
-        doc_id=c.doc_id,
-        source=c.source,
-        chunk_index=c.chunk_index,
-        line=c.line,
-        chapter_index=c.chapter_index,
-        chapter_title=c.chapter_title,
-        chunk_id=c.chunk_id,
-        text=c.text,
-        spoken_text=c.spoken_text,
-        lang=c.lang,
-        voice=c.voice,
-        utterance_id=c.utterance_id,
-        part=c.part,
-        speaker=c.speaker,
-        extra_json=c.extra_json,
-        model=f"{voice.backend}:{voice.name}",
-        model_sha256=voice.model_sha256,
-        params_json=c.params_json,
-        format=fmt,
-        sample_rate=plan.sample_rate,
-    )
+@dataclass(frozen=True)
+class ManifestRow:
+    """What was made from one chunk; the README's "Manifest columns" table documents every field."""
+
+    run_id: str
+    shard: int = int32()
+    doc_id: str = ""
+    source: str = ""
+    chunk_index: int = int32(0)
+    line: int = int32(0)
+    chapter_index: int = int32(0)
+    chapter_title: str = ""
+    chunk_id: str = ""
+    text: str = ""
+    spoken_text: str = ""
+    lang: str = ""
+    voice: str = ""  # the voice key in the plan (per chunk, so rows of one run may use different voices)
+    utterance_id: str = ""  # tables: the row's id (parts of a split row share it)
+    part: int = int32(0)
+    speaker: str = ""
+    extra_json: str = ""  # tables: the row's other columns, as JSON
+    model: str = ""
+    model_sha256: str = ""
+    params_json: str = ""
+    audio_uri: str | None = None
+    audio_key: str | None = None
+    format: str = ""
+    sample_rate: int = int32(0)
+    num_samples: int | None = None
+    duration_s: float | None = None
+    audio_bytes: int | None = None
+    audio_checksum: str | None = None
+    batch_size: int | None = int32(None)
+    attempts: int = int32(0)
+    oom_retries: int = int32(0)
+    device: str | None = None
+    synth_seconds: float = 0.0
+    reused: bool = False
+    status: str = "ok"
+    error: str | None = None
+    peak_dbfs: float | None = None
+    rms_dbfs: float | None = None
+    clipped_fraction: float | None = None
+    chars_per_second: float | None = None
+    loudness_lufs: float | None = None
+    silence_ratio: float | None = None  # share of 20 ms frames 40 dB below the peak
+    longest_pause_s: float | None = None  # longest such silence between the first and last sound
+    mixed: bool = False  # spoken by two voices, a part each (Chinese with English words in it)
+    voices: str = ""  # a mixed chunk's voice keys, comma-separated, in the order they speak; "" otherwise
+    qa_attempts: int = int32(0)  # syntheses the quality checks saw (1: the first passed; more: regenerated)
+    asr_transcript: str | None = None  # what Whisper heard (qa.asr)
+    asr_wer: float | None = None  # word error rate of the transcript against spoken_text (English)
+    asr_cer: float | None = None  # character error rate (both languages)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
 
 
-# What a row says about the chunk's place in the plan; everything else describes its dsp.
-_PLACE_FIELDS = (
-    "run_id", "shard", "doc_id", "source", "chunk_index", "line", "chapter_index", "chapter_title", "text", "lang",
-    "spoken_text",
-    "voice", "utterance_id", "part", "speaker", "extra_json", "model", "model_sha256", "params_json",
-)  # fmt: skip
+MANIFEST_SCHEMA = arrow_schema(ManifestRow)
+_NAMES = frozenset(MANIFEST_SCHEMA.names)
 
 
-def with_place(prior: ManifestRow, base: ManifestRow) -> ManifestRow:
-    """A finished row for another occurrence of the same chunk id (a repeated sentence, two rows with the same
-    text): the audio fields of `prior`, the place in the plan of `base`."""
-    return dataclasses.replace(prior, **{name: getattr(base, name) for name in _PLACE_FIELDS})
+@dataclass(frozen=True)
+class Place:
+    """What a row says about its chunk's place in the plan (the first columns of every row)."""
+
+    run_id: str
+    shard: int
+    doc_id: str
+    source: str
+    chunk_index: int
+    line: int
+    chapter_index: int
+    chapter_title: str
+    chunk_id: str
+    text: str
+    spoken_text: str
+    lang: str
+    voice: str
+    utterance_id: str
+    part: int
+    speaker: str
+    extra_json: str
+    model: str
+    model_sha256: str
+    params_json: str
+    format: str
+    sample_rate: int  # the run's output rate (audio stored since is described by what is stored)
+
+    @classmethod
+    def of(cls, plan: Plan, c: PlannedChunk, fmt: str) -> Place:
+        voice = plan.voices[c.voice]
+        return cls(
+            run_id=plan.run_id,
+            shard=c.shard,
+            doc_id=c.doc_id,
+            source=c.source,
+            chunk_index=c.chunk_index,
+            line=c.line,
+            chapter_index=c.chapter_index,
+            chapter_title=c.chapter_title,
+            chunk_id=c.chunk_id,
+            text=c.text,
+            spoken_text=c.spoken_text,
+            lang=c.lang,
+            voice=c.voice,
+            utterance_id=c.utterance_id,
+            part=c.part,
+            speaker=c.speaker,
+            extra_json=c.extra_json,
+            model=f"{voice.backend}:{voice.name}",
+            model_sha256=voice.model_sha256,
+            params_json=c.params_json,
+            format=fmt,
+            sample_rate=plan.sample_rate,
+        )
+
+    @property
+    def said(self) -> str:
+        """What the voice reads."""
+        return self.spoken_text or self.text
+
+    def fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-def _levels(row: ManifestRow, samples: np.ndarray, rate: int) -> None:
-    """Levels of the audio as stored (the same source for new and reused rows)."""
-    m = qa.measure(samples, row.duration_s or 0.0, row.spoken_text or row.text)
-    row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
-    row.chars_per_second = m.chars_per_second if np.isfinite(m.chars_per_second) else None
-    row.loudness_lufs = qa.loudness_lufs(samples, rate)
-    row.silence_ratio, row.longest_pause_s = qa.silences(samples, rate)
+# The place fields a finished row keeps from its own plan when it stands for another occurrence of its chunk id;
+# the format and rate stay those of its audio (the chunk id covers them: they are the same).
+_PLACE_ONLY = tuple(f.name for f in dataclasses.fields(Place) if f.name not in ("format", "sample_rate"))
 
 
-def _with_audio(row: ManifestRow, store: ObjectStore, key: str, data: bytes) -> ManifestRow:
-    rate, frames = dsp.probe(data)
-    row.audio_uri, row.audio_key, row.sample_rate, row.num_samples = store.uri(key), key, rate, frames
-    row.duration_s, row.audio_bytes = frames / rate, len(data)
-    row.audio_checksum = "sha256:" + hashlib.sha256(data).hexdigest()
-    return row
+def refused_row(place: Place, error: str) -> ManifestRow:
+    """A chunk refused at plan time (a bad table row with text.bad_rows = "failed")."""
+    return ManifestRow(**place.fields(), status="failed", error=error)
 
 
-def reused_row(row: ManifestRow, store: ObjectStore, key: str, data: bytes | None = None) -> ManifestRow:
-    """A row for audio that is stored already (a killed run's object, or another run's)."""
-    data = store.get(key) if data is None else data
-    _with_audio(row, store, key, data)
-    row.reused = True
-    samples, rate = dsp.decode(data)
-    _levels(row, samples, rate)
-    return row
+def skipped_row(place: Place) -> ManifestRow:
+    """A chunk with nothing to say (`* * *`)."""
+    return ManifestRow(**place.fields(), status="skipped", error="no speakable text")
 
 
-def store_chunk(store: ObjectStore, row: ManifestRow, key: str, data: bytes, final: np.ndarray) -> ManifestRow:
-    """Write one chunk's audio once (runs on an upload thread); an existing object is kept, never overwritten."""
-    written = store.put(key, data, content_type=content_type(key))
-    # Not written: another worker or a killed run stored it first (S3 answered 412). Compare it with ours.
-    stored = data if written else store.get(key)
-    if stored != data:  # a sampling backend made other audio for the same chunk: the row describes what is stored
-        return reused_row(row, store, key, stored)
-    _with_audio(row, store, key, data)
-    _levels(row, final, row.sample_rate)
-    row.reused = not written
-    return row
+def carried_row(place: Place, prior: ManifestRow) -> ManifestRow:
+    """A finished row for another occurrence of the same chunk id (a rerun, a repeated sentence, two table rows
+    with the same text): the audio and facts of `prior`, the place in the plan of this one."""
+    return ManifestRow(**{**prior.to_dict(), **{name: getattr(place, name) for name in _PLACE_ONLY}})
 
 
-def _finish(row: ManifestRow, raw: np.ndarray, plan: Plan, settings: Settings) -> tuple[np.ndarray, bytes] | None:
-    """Post-process one chunk's raw audio and check it; returns (final samples, encoded bytes), or None if failed."""
-    a = settings.audio
-    broken = qa.non_finite(raw)
-    if broken:  # NaN would pass through every level measure below as NaN
-        row.status, row.error = "failed", "qa: " + broken
-        return None
-    rate_in = plan.voices[row.voice].sample_rate
-    trimmed = dsp.trim_silence(raw, rate_in, a.pad_seconds) if a.trim_silence else raw
-    out = dsp.resample(trimmed, rate_in, plan.sample_rate, a.resampler)
-    said = row.spoken_text or row.text  # what the voice read: "1984" takes as long as "nineteen eighty-four"
-    m = qa.measure(raw, out.size / plan.sample_rate, said, (trimmed, rate_in))  # on the output before any gain
-    found = qa.problems(m, said, row.lang, settings.qa)
-    if found:
-        row.status, row.error, row.duration_s = "failed", "qa: " + "; ".join(found), m.duration_s
-        row.peak_dbfs, row.rms_dbfs, row.clipped_fraction = m.peak_dbfs, m.rms_dbfs, m.clipped_fraction
-        row.silence_ratio, row.longest_pause_s = m.silence_ratio, m.longest_pause_s
-        return None
-    if a.loudness_lufs is not None and (measured := qa.loudness_lufs(out, plan.sample_rate)) is not None:
-        final = dsp.set_loudness(out, measured, a.loudness_lufs, a.peak_dbfs)
-    else:  # peak normalization, also for a chunk under 0.4 s (too short for a loudness measure)
-        final = dsp.set_peak(out, a.peak_dbfs)
-    return final, dsp.encode(final, plan.sample_rate, a.format)
+def _audio_fields(stored: StoredAudio) -> dict[str, Any]:
+    return {
+        "audio_uri": stored.uri,
+        "audio_key": stored.key,
+        "sample_rate": stored.sample_rate,
+        "num_samples": stored.num_samples,
+        "duration_s": stored.duration_s,
+        "audio_bytes": stored.audio_bytes,
+        "audio_checksum": stored.checksum,
+        "reused": stored.reused,
+        **_level_fields(stored.levels),
+    }
 
 
-def post_process(
-    row: ManifestRow, raw: np.ndarray | None, plan: Plan, settings: Settings
-) -> tuple[np.ndarray, bytes] | None:
-    if raw is None:
-        return None
-    try:
-        return _finish(row, raw, plan, settings)
-    except Exception as exc:  # post-processing of one chunk failed: record it, go on
-        row.status, row.error = "failed", f"post-processing: {type(exc).__name__}: {exc}"[:2000]
-        return None
+def _level_fields(levels: Levels | None) -> dict[str, Any]:
+    return dataclasses.asdict(levels) if levels is not None else {}
+
+
+def reused_row(place: Place, stored: StoredAudio) -> ManifestRow:
+    """A chunk whose audio was found stored (a killed run's object, or another run's with the same settings)."""
+    return ManifestRow(**{**place.fields(), **_audio_fields(stored)})
+
+
+def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAudio | None = None) -> ManifestRow:
+    """A chunk synthesized now: how it was made, the checks' verdict and, when it passed, the object stored."""
+    fields: dict[str, Any] = {
+        **place.fields(),
+        "batch_size": made.batch_size,
+        "attempts": made.attempts,
+        "oom_retries": made.oom_retries,
+        "device": made.device,
+        "synth_seconds": made.seconds,
+        "mixed": made.mixed,
+        "voices": made.voices,
+        "qa_attempts": checked.qa_attempts,
+        "status": "failed" if checked.error else "ok",
+        "error": checked.error,
+    }
+    if checked.heard is not None:
+        fields |= {
+            "asr_transcript": checked.heard.transcript,
+            "asr_wer": checked.heard.wer,
+            "asr_cer": checked.heard.cer,
+        }
+    if stored is not None:
+        fields |= _audio_fields(stored)
+    elif checked.finished is not None and checked.finished.levels is not None:  # it failed a signal check
+        fields |= {"duration_s": checked.finished.duration_s, **_level_fields(checked.finished.levels)}
+    return ManifestRow(**fields)
+
+
+def row_from_record(record: dict[str, Any]) -> ManifestRow:
+    """A row read back (a Parquet record): its known columns; columns added since take their defaults."""
+    return ManifestRow(**{k: v for k, v in record.items() if k in _NAMES})

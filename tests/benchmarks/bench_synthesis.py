@@ -23,7 +23,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "en" / "the-l
 
 def speed(texts: list[str], threads: int, lanes: int) -> tuple[float, float, float]:
     """(load seconds, synthesis seconds, audio seconds) for one fresh voice with `threads` and `lanes`."""
-    from tasks.shard.pipeline import TEXTS_PER_LANE
+    from tasks.shard.synthesis import TEXTS_PER_LANE
 
     settings = validate_settings({"synthesis": {"threads": threads, "lanes": lanes}})
     backend = get_backend("piper")
