@@ -19,9 +19,11 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check flows tasks bench tests docker
 	$(BIN)/ruff format --check flows tasks bench tests docker
+	$(BIN)/lint-imports --no-logo --no-cache
+	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -m "not gpu"
+	$(BIN)/pytest -m "not gpu" -n auto
 
 bench: setup
 	$(BIN)/voxbatch bench
@@ -34,4 +36,4 @@ bench: setup
 	$(BIN)/python tests/benchmarks/bench_zh.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis .mypy_cache

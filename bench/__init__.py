@@ -1,0 +1,1 @@
+"""`voxbatch bench`: voxbatch against a plain synthesis loop on this machine, and the GPU suite."""

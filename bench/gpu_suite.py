@@ -137,9 +137,12 @@ class Utilisation:
             return self
         process = self._process
 
+        stdout = process.stdout
+        if stdout is None:
+            raise RuntimeError("nvidia-smi was started without a pipe for its output")
+
         def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
+            for line in stdout:
                 if line.strip().isdigit():
                     self.samples.append(float(line))
 

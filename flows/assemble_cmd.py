@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
+PickRun = Callable[[Any, str | None], str]  # (store, --run-id) -> the run id
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tasks.formats import BOOK_FORMATS
     from tasks.results.assemble import Pauses
 
@@ -25,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         )
 
 
-def cmd_assemble(args: argparse.Namespace, pick_run) -> int:  # type: ignore[no-untyped-def]
+def cmd_assemble(args: argparse.Namespace, pick_run: PickRun) -> int:
     from tasks.results.assemble import Pauses
     from tasks.storage import open_store
 

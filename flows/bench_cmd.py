@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmark voxbatch against a plain synthesis loop on this machine")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of each (default %(default)s)")
     p.add_argument("--kb", type=int, default=20, help="size of the long text in KB (default %(default)s)")

@@ -8,7 +8,8 @@ import os
 import sys
 import threading
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flows import assemble_cmd, bench_cmd, report_cmd, voices_cmd
 from flows.flags import settings_flags, settings_from_args
@@ -23,6 +24,9 @@ from tasks.errors import (
     VoxbatchError,
 )
 from tasks.storage.layout import EXPORT_FORMATS
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,7 +190,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_ENVIRONMENT if failed else EXIT_OK
 
 
-def _progress_bar(total: int):  # type: ignore[no-untyped-def]
+def _progress_bar(total: int) -> tuple[Progress, Callable[[int, float], None]]:
     from rich.console import Console
     from rich.progress import (
         BarColumn,

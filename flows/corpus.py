@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import PurePosixPath
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -56,7 +57,7 @@ def _name_run(name: str, tags: list[str]) -> None:
     run_id = flow_run.get_id()
     if run_id:
         with get_client(sync_client=True) as client:
-            client.update_flow_run(run_id, name=name, tags=sorted(set(flow_run.get_tags()) | set(tags)))
+            client.update_flow_run(UUID(str(run_id)), name=name, tags=sorted(set(flow_run.get_tags()) | set(tags)))
 
 
 def _run_in_process(

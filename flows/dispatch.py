@@ -17,7 +17,7 @@ from uuid import UUID
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
@@ -65,6 +65,8 @@ def _dispatch(deployment: str, out: str, run_id: str, shard: int, attempt: int, 
             f"--dispatch {deployment}: no such deployment on the Prefect server",
             hint="start `voxbatch worker` (it serves voxbatch-shard/voxbatch-shard) or `prefect deploy --all`",
         ) from exc
+    if not isinstance(child, FlowRun):  # sync_compatible: a coroutine only when called from async code
+        raise TypeError(f"run_deployment returned {type(child).__name__}, not a flow run")
     return child.id
 
 
@@ -96,7 +98,7 @@ def dispatch_shards(
             for run in list(runs.values()):
                 state = states.get(run.flow_run_id)
                 run.state = state.type if state else None
-                run.message = (state.message or state.name) if state else "flow run not found"
+                run.message = (state.message or state.name or "") if state else "flow run not found"
                 if run.state == StateType.RUNNING and leases.stale(run.shard):
                     run.message = f"no lease renewal from its worker for {lease_timeout:.0f} s (worker gone)"
                     client.set_flow_run_state(run.flow_run_id, Crashed(message=run.message), force=True)

@@ -57,7 +57,8 @@ class LocalApi:
         )
 
     def wait(self, timeout: float) -> str:
-        assert self.process is not None, "start() first"
+        if self.process is None:
+            raise RuntimeError("LocalApi.wait() before start()")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -16,7 +16,10 @@ class ArtifactProgress:
 
         self.total, self.done, self.every = max(total, 1), done, every
         self._last = time.monotonic()
-        self.artifact: UUID = create_progress_artifact(self.percent, description=description)
+        artifact = create_progress_artifact(self.percent, description=description)
+        if not isinstance(artifact, UUID):  # sync_compatible: a coroutine only when called from async code
+            raise TypeError(f"a progress artifact's id, not {type(artifact).__name__}")
+        self.artifact = artifact
 
     @property
     def percent(self) -> float:

@@ -61,7 +61,7 @@ def serve_shards(name: str, limit: int | None) -> int:
     limit = limit or max(1, len(gpus))
     os.environ[variable("gpu_slots")] = ",".join(gpus)  # inherited by each shard process, which claims one of them
     _check_limit_exists(pool_limit_name())
-    from prefect.deployments.runner import EntrypointType
+    from prefect.types.entrypoint import EntrypointType
 
     from flows.shard_flow import shard_flow
 

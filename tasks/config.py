@@ -17,29 +17,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from tasks.backend_catalog import backend_names, backend_of, backend_summaries
 from tasks.errors import ConfigError
 from tasks.formats import ChunkFormat
-
-# How a setting that shapes the audio enters a chunk's parameters (the ids of existing runs depend on these):
-#   always           its value
-#   when_set         its value, only when it differs from the default (settings added after runs were made)
-#   output_rate      the output rate, with "native" resolved to the voice's own rate
-#   when_resampling  its value when the output rate differs from the voice's, else null
-#   when_trimming    its value when audio.trim_silence is on, else null
-AudioRule = Literal["always", "when_set", "output_rate", "when_resampling", "when_trimming"]
-
-
-@dataclass(frozen=True)
-class Role:
-    """What a setting is for besides its value (see the module's docstring)."""
-
-    audio: AudioRule | None = None
-    worker: bool = False
-    flag: str | None = None
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None  # for a flag whose values are checked by a validator, not a Literal
+from tasks.setting_role import Role
 
 
 class _Section(BaseModel):
@@ -379,7 +362,7 @@ def worker_overridable() -> dict[str, frozenset[str]]:
     return {section: frozenset(names) for section, names in allowed.items()}
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     field = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{field}: unknown setting"

@@ -30,9 +30,6 @@ import pytest  # noqa: E402
 
 from tasks.config import Settings, validate_settings  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_EN = REPO / "data" / "sample" / "en" / "the-lighthouse.txt"
-
 
 def _cuda_available() -> bool:
     try:
@@ -43,7 +40,10 @@ def _cuda_available() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked gpu skip, saying so, on machines without CUDA (CI has none)."""
+    """The longest tests first (the image build, then the other slow ones), so that with several workers
+    (`-n auto`) none of them starts last and keeps the others waiting; in file order within each kind. Tests
+    marked gpu skip, saying so, on machines without CUDA (CI has none)."""
+    items.sort(key=lambda item: 0 if "container" in item.keywords else 1 if "slow" in item.keywords else 2)
     if any("gpu" in item.keywords for item in items) and not _cuda_available():
         skip = pytest.mark.skip(reason="needs a CUDA GPU; none here")
         for item in items:
@@ -124,23 +124,22 @@ def text_file(tmp_path: Path):  # type: ignore[no-untyped-def]
     return write
 
 
-def build_tiny_vits(directory: Path, seed: int = 0) -> Path:
-    """A tiny random VITS checkpoint saved with save_pretrained, plus its SHA256SUMS, loaded like a real one."""
-    from bench.gpu_suite import build_vits_checkpoint
-
-    return build_vits_checkpoint(directory, "tiny", seed)
-
-
 @pytest.fixture(scope="session")
 def zh_baker() -> Path:
-    """The Mandarin voice, installed once per session into $VOXBATCH_VOICES."""
+    """The Mandarin voice, installed once per session into $VOXBATCH_VOICES (a folder every test process of the
+    session shares: the first to get here builds it, the others find it installed)."""
+    from filelock import FileLock
+
     from tasks.backends import voice_install
 
-    return voice_install.install("zh-baker", log=lambda line: None)
+    with FileLock(str(voice_install.voices_dir()) + ".lock"):
+        return voice_install.install("zh-baker", log=lambda line: None)
 
 
 @pytest.fixture(scope="session")
 def tiny_vits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.helpers import build_tiny_vits
+
     return build_tiny_vits(tmp_path_factory.mktemp("vits") / "tiny-vits")
 
 

@@ -18,7 +18,7 @@ from tasks.backends.registry import get_backend, voice_settings
 from tasks.config import validate_settings
 from tasks.shard import faults
 from tasks.shard.checker import _garbled, attempt_seed
-from tests.conftest import SAMPLE_EN
+from tests.helpers import SAMPLE_EN
 
 VOXBATCH = str(Path(sys.executable).parent / "voxbatch")
 TEXT = "The keeper climbed the stairs again, counting each step, and lit the great lamp at dusk."

@@ -16,8 +16,7 @@ from tasks.errors import RunIncomplete
 from tasks.results.assemble import Pauses, assemble_run
 from tasks.storage import open_store
 from tasks.storage.layout import run_manifest_key
-from tests.conftest import SAMPLE_EN
-from tests.test_corpora import make_epub
+from tests.helpers import SAMPLE_EN, make_epub
 
 pytestmark = pytest.mark.slow
 PAUSES = Pauses(sentence=0.25, paragraph=0.75, chapter=2.0)
@@ -102,7 +101,7 @@ def test_a_run_with_failed_chunks_is_not_assembled(prefect_api: None, tmp_path: 
 
 
 def test_run_then_assemble_from_the_command_line(tmp_path: Path) -> None:
-    from tests.test_cli import voxbatch
+    from tests.helpers import voxbatch
 
     out = tmp_path / "out"
     result = voxbatch("run", str(SAMPLE_EN), "--out", str(out), "--backend", "tone", "--assemble")

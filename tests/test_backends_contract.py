@@ -14,7 +14,7 @@ from tasks.backend_catalog import backend_names
 from tasks.backends.registry import get_backend, load_cached, resolve_voice
 from tasks.config import Settings, validate_settings
 from tasks.errors import ConfigError, ModelError
-from tests.test_cli import voxbatch
+from tests.helpers import voxbatch
 
 
 @pytest.fixture(params=["tone", "piper", "vits", pytest.param("twostage", marks=pytest.mark.slow)])

@@ -8,55 +8,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from ebooklib import epub
 
 from flows.cli import main
 from tasks.errors import EXIT_BAD_INPUT, EXIT_CHUNKS_FAILED, InputError
 from tasks.text.ingest import read_document, read_documents
 from tasks.text.normalize import TextOptions, to_paragraphs
+from tests.helpers import make_epub
 
 ZH_SIMPLIFIED = "小港的早晨。天刚亮，渔船就陆续出海了。码头上堆着渔网和木箱。"
 ZH_TRADITIONAL = "小港的早晨。天剛亮，漁船就陸續出海了。碼頭上堆著漁網和木箱。"
-
-
-def _chapter(file_name: str, title: str, body: str, epub_type: str = "") -> epub.EpubHtml:
-    item = epub.EpubHtml(title=title, file_name=file_name, lang="en")
-    if epub_type:  # ebooklib rewrites <body> without attributes; a top-level section keeps them
-        body = f'<section epub:type="{epub_type}">{body}</section>'
-    item.content = f"<html><head><title>{title}</title></head><body>{body}</body></html>"
-    return item
-
-
-def make_epub(path: Path) -> Path:
-    """A small book as publishers make them: cover, title page, copyright page, two chapters, nav and NCX."""
-    book = epub.EpubBook()
-    book.set_identifier("voxbatch-test-book")
-    book.set_title("The Harbour")
-    book.set_language("en")
-    cover = _chapter("cover.xhtml", "Cover", "<p>COVER IMAGE TEXT</p>")
-    title_page = _chapter("title.xhtml", "Title", "<h1>THE HARBOUR TITLE PAGE</h1>", "titlepage")
-    rights = _chapter("copyright.xhtml", "Copyright", "<p>All rights reserved COPYRIGHT.</p>")
-    one = _chapter(
-        "ch1.xhtml",
-        "Morning",
-        "<h1>Chapter One</h1>\n<p>The boats left the <em>harbour</em> at dawn."
-        '<a epub:type="noteref" href="#n1">1</a></p>\n'
-        "<div><p>Gulls followed them out.</p><p>The sea was calm.</p></div>\n"
-        '<aside epub:type="footnote" id="n1"><p>FOOTNOTE TEXT.</p></aside>\n'
-        "<script>var HIDDEN = 1;</script><style>p { color: red }</style>",
-    )
-    two = _chapter("ch2.xhtml", "Evening", "<h1>Chapter Two</h1>\n<p>They came back <b>before</b> dark.</p>")
-    appendix = _chapter("notes.xhtml", "Notes", "<p>NON LINEAR NOTES.</p>")
-    for item in (cover, title_page, rights, one, two, appendix):
-        book.add_item(item)
-    book.guide.append({"type": "copyright-page", "href": "copyright.xhtml", "title": "Copyright"})
-    book.guide.append({"type": "cover", "href": "cover.xhtml", "title": "Cover"})
-    book.toc = [epub.Link("ch1.xhtml", "Morning", "ch1"), epub.Link("ch2.xhtml", "Evening", "ch2")]
-    book.add_item(epub.EpubNcx())
-    book.add_item(epub.EpubNav())
-    book.spine = ["nav", cover, title_page, rights, one, two, (appendix, "no")]
-    epub.write_epub(str(path), book)
-    return path
 
 
 def test_epub_chapters_in_spine_order_with_titles_and_nothing_else(tmp_path: Path) -> None:
@@ -188,7 +148,7 @@ def test_mixed_inputs_files_globs_and_folders(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_run_over_a_book_and_a_bad_file_delivers_chapters_and_exits_3(tmp_path: Path) -> None:
-    from tests.test_cli import voxbatch
+    from tests.helpers import voxbatch
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import re
 from pathlib import Path
 
@@ -56,7 +58,10 @@ def split_clauses(text: str) -> list[str]:
 
 
 def make_engine(device: SimulatedDevice, state: BudgetState, **config: int) -> Engine:
-    return Engine(device, len, state, EngineConfig(**config), split=split_clauses, gap_samples=0)
+    # The young generations after an OOM, as the pipeline collects on a CPU device: the simulated device holds no
+    # memory, and a full collection with torch loaded costs about 0.25 s an OOM (most of these tests' time).
+    collect = functools.partial(gc.collect, 1)
+    return Engine(device, len, state, EngineConfig(**config), split=split_clauses, gap_samples=0, collect=collect)
 
 
 def check_results(texts: list[str], results: list) -> None:  # type: ignore[type-arg]
@@ -91,7 +96,6 @@ def test_nothing_lost_and_budget_converges_near_the_limit(
     assert 0.9 * limit <= state.budget <= 1.1 * limit or state.largest_ok >= 0.9 * limit, (state, limit)
 
 
-# Each OOM costs a full gc.collect() (slow with torch loaded), so these examples are small.
 @settings(max_examples=8, deadline=None)
 @given(lengths=st.lists(st.integers(min_value=20, max_value=150), min_size=1, max_size=6))
 def test_chunks_too_large_alone_are_split_and_rejoined(lengths: list[int]) -> None:

@@ -20,8 +20,7 @@ from tasks.plan.store import parse_plan, read_plan, write_plan
 from tasks.shard.lifecycle import worker_settings, worker_voice
 from tasks.storage import open_store
 from tasks.storage.layout import manifest_key, plan_key
-from tests.conftest import REPO
-from tests.test_cli import voxbatch
+from tests.helpers import REPO, voxbatch
 
 TEXT = "\n\n".join(f"Buoy {i} rang twice as the fog came in over the bar." for i in range(7))
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import KEY_ID, SECRET, check_complete, client, logbook, new_bucket, objects
 from tests.prefect_servers import BIN, PrefectServer, Proc, alive, spawn, start_prefect_server
-from tests.test_s3_runs import KEY_ID, SECRET, check_complete, client, logbook, new_bucket, objects
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

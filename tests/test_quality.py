@@ -14,7 +14,7 @@ from tasks.backends.registry import get_backend, voice_settings
 from tasks.config import validate_settings
 from tasks.shard import qa
 from tasks.storage.layout import manifest_key
-from tests.conftest import SAMPLE_EN
+from tests.helpers import SAMPLE_EN
 
 TEXT = "The keeper climbed the stairs again, counting each step, and lit the great lamp at dusk."
 

@@ -14,7 +14,7 @@ import pytest
 
 from tasks.audio import dsp
 from tasks.storage.layout import manifest_key, plan_key
-from tests.conftest import SAMPLE_EN
+from tests.helpers import SAMPLE_EN
 
 pytestmark = pytest.mark.slow
 

@@ -3,29 +3,33 @@ stopped mid-run, 503 SlowDown retried, and no credential in any output."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import boto3
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from tasks.errors import EXIT_ENVIRONMENT, EXIT_OK
-from tests.conftest import REPO, SAMPLE_EN
+from tests.helpers import (
+    KEY_ID,
+    REPO,
+    SAMPLE_EN,
+    SECRET,
+    check_complete,
+    client,
+    logbook,
+    new_bucket,
+    objects,
+    read_parquet,
+)
 from tests.prefect_servers import wait_until_gone
 from tests.s3_servers import SlowDownProxy, free_port, start_weed
 
 pytestmark = pytest.mark.slow
-SECRET = "s3cr3t-value-that-must-never-be-printed"
-KEY_ID = "AKIDVOXBATCHTEST"
 
 
 def s3_env(endpoint: str, **extra: str) -> dict[str, str]:
@@ -44,53 +48,6 @@ def voxbatch(env: dict[str, str], *args: str, timeout: float = 600) -> subproces
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
     )
-
-
-def client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1"
-    )
-
-
-def new_bucket(endpoint: str) -> str:
-    name = "run-" + uuid.uuid4().hex[:10]
-    client(endpoint).create_bucket(Bucket=name)
-    return name
-
-
-def objects(endpoint: str, bucket: str, prefix: str = "") -> dict[str, dict[str, Any]]:
-    pages = client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return {o["Key"]: o for page in pages for o in page.get("Contents", [])}
-
-
-def read_parquet(endpoint: str, bucket: str, key: str) -> pd.DataFrame:
-    body = client(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
-    return pq.read_table(io.BytesIO(body)).to_pandas()
-
-
-def logbook(n: int) -> str:
-    ships = ["Morning Star", "Grey Heron", "Saint Brendan", "Calypso", "North Wind", "Marigold"]
-    return "\n\n".join(
-        f"Entry {i}. The {ships[i % len(ships)]} passed the point at {i % 12 + 1} o'clock, "
-        f"heading {'north' if i % 2 else 'south'}."
-        for i in range(n)
-    )
-
-
-def check_complete(endpoint: str, bucket: str, prefix: str, planned: int) -> pd.DataFrame:
-    """Every planned chunk exactly once, ok, pointing at an object that exists; the run manifest agrees."""
-    keys = objects(endpoint, bucket, prefix)
-    shards = sorted(k for k in keys if k.startswith(f"{prefix}manifests/"))
-    rows = pd.concat([read_parquet(endpoint, bucket, k) for k in shards], ignore_index=True)
-    assert len(rows) == planned and rows["chunk_id"].is_unique
-    assert (rows["status"] == "ok").all(), rows[rows["status"] != "ok"]["error"].tolist()
-    for uri in rows["audio_uri"]:
-        assert uri.startswith(f"s3://{bucket}/{prefix}audio/")
-        assert uri.removeprefix(f"s3://{bucket}/") in keys
-    (run_manifest,) = [k for k in keys if k.endswith("/manifest.parquet")]
-    consolidated = read_parquet(endpoint, bucket, run_manifest)
-    assert sorted(consolidated["chunk_id"]) == sorted(rows["chunk_id"])
-    return rows
 
 
 def test_run_from_s3_to_s3_reads_back_and_never_shows_a_secret(s3_server: str, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_OK, EXIT_PENDING
-from tests.test_cli import voxbatch
+from tests.helpers import voxbatch
 
 pytestmark = pytest.mark.slow
 TEXT = "\n\n".join(

@@ -147,7 +147,7 @@ def test_the_worker_keeps_at_most_max_loaded_voices(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.slow
 def test_a_table_run_with_two_voices_and_per_row_pace(tmp_path: Path) -> None:
-    from tests.test_cli import voxbatch
+    from tests.helpers import voxbatch
 
     text = "The harbour was quiet in the morning."
     rows = [

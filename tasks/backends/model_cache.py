@@ -169,9 +169,10 @@ class ModelCache:
     @staticmethod
     def _read_index(path: Path) -> dict[str, str] | None:
         try:
-            return json.loads(path.read_text())
+            index = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
+        return index if isinstance(index, dict) else None
 
 
 def list_prefix(uri: str) -> list[str]:

@@ -103,7 +103,7 @@ def _fetch_remote_voice(uri: str) -> tuple[Path, Path, dict[str, str]]:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         int(config["audio"]["sample_rate"])
         return config
     except FileNotFoundError as exc:
@@ -218,7 +218,8 @@ def _alignment_model(model: Path) -> bytes:
 
     proto = onnx.load(str(model))
     add_alignment_output(proto)
-    return proto.SerializeToString()
+    data: bytes = proto.SerializeToString()
+    return data
 
 
 def _seeded_model(model: Path, seed: int) -> bytes:
@@ -230,7 +231,8 @@ def _seeded_model(model: Path, seed: int) -> bytes:
     proto = onnx.load(str(model))
     for k, node in enumerate(n for n in proto.graph.node if n.op_type.startswith("Random")):
         node.attribute.append(onnx.helper.make_attribute("seed", float((seed + k) % (1 << 24))))
-    return proto.SerializeToString()
+    data: bytes = proto.SerializeToString()
+    return data
 
 
 @dataclass

@@ -59,7 +59,7 @@ def _voice_folder(voice: str) -> Path:
 def read_config(folder: Path) -> dict[str, Any]:
     path = folder / "voice.json"
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         missing = [
             k for k in ("sample_rate", "hop_length", "acoustic", "vocoder", "symbols", "frontend") if k not in config
         ]

@@ -106,7 +106,7 @@ class _Planner:
         self._index = 0
         for paragraph in doc.paragraphs:
             if paragraph.row is not None:
-                self.row(doc, paragraph)
+                self.row(doc, paragraph, paragraph.row)
             else:
                 self.paragraph(doc, paragraph)
 
@@ -180,9 +180,8 @@ class _Planner:
         parts_json = json.dumps(parts)
         return make_id(json.dumps([said, parts, identities], sort_keys=True)), said, parts_json
 
-    def row(self, doc: Document, paragraph: Paragraph) -> None:
-        row = paragraph.row
-        assert row is not None
+    def row(self, doc: Document, paragraph: Paragraph, row: Row) -> None:
+        """A table row's chunks (its parts, when it is longer than a chunk), or its failed row."""
         text, problem = paragraph.text, row.problem
         lang = row.lang or (self.settings.text.lang if self.settings.text.lang != "auto" else detect_lang(text))
         key = self.book.default_key

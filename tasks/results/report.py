@@ -99,9 +99,9 @@ def _histograms(columns: dict[Measure, list[float]]) -> str | None:
     matplotlib.use("Agg")  # no display: render to memory
     import matplotlib.pyplot as plt
 
-    columns = 2
-    lines = math.ceil(len(shown) / columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(10, 3.2 * lines), squeeze=False)
+    per_line = 2
+    lines = math.ceil(len(shown) / per_line)
+    fig, axes = plt.subplots(lines, per_line, figsize=(10, 3.2 * lines), squeeze=False)
     for ax, (m, v) in zip(axes.flat, shown, strict=False):
         ax.hist(v, bins=min(30, max(5, len(v) // 3)), color="#3b6ea8", edgecolor="white")
         ax.set_title(f"{m.title} ({len(v)} chunks)")

@@ -17,6 +17,7 @@ import hashlib
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from tasks.environment import environment, variable
 from tasks.errors import ConfigError
@@ -71,7 +72,7 @@ class Faults:
 
 def parse(spec: str) -> Faults:
     """Parse the VOXBATCH_FAULTS value; a bad value is a ConfigError naming the variable."""
-    values: dict[str, float | int] = {}
+    values: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, _, value = (x.strip() for x in part.partition("="))
         try:
@@ -91,7 +92,7 @@ def parse(spec: str) -> Faults:
                 raise ValueError("unknown key (known: oom_rate, garble_rate, memory_budget, seed, batch_delay)")
         except ValueError as exc:
             raise ConfigError(f"{ENV}: {part!r}: {exc}") from None
-    return Faults(**values)  # type: ignore[arg-type]
+    return Faults(**values)
 
 
 def from_env() -> Faults:

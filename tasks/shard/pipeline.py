@@ -38,7 +38,7 @@ from tasks.storage.layout import audio_key
 from tasks.text.chunking import is_speakable
 
 ProgressFn = Callable[[int, float], None]  # (chunks finished, audio seconds they hold)
-CheckpointFn = Callable[[list[ManifestRow]], None]  # rows whose audio is stored, so far
+CheckpointFn = Callable[[list[ManifestRow]], object]  # rows whose audio is stored, so far
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from typing import Protocol
 
 from tasks.errors import StorageError
 
+Keys = list[str]  # (the method `list` hides the builtin inside the class)
+
 _BAD_KEY = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -46,11 +48,11 @@ class ObjectStore(Protocol):
         """Copy the object into the local file `path`, streamed; ObjectMissing if there is none."""
         ...
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> Keys:
         """Every key under `prefix`, sorted (one listing; no request per key)."""
         ...
 
-    def existing(self, keys: list[str]) -> set[str]:
+    def existing(self, keys: Keys) -> set[str]:
         """Those of `keys` the store can confirm cheaply (a local stat); a remote store confirms none."""
         ...
 

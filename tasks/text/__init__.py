@@ -1,0 +1,1 @@
+"""Reading and text: inputs found and decoded, books and tables to paragraphs, speech normalization, chunking."""

@@ -14,6 +14,7 @@ import io
 import warnings
 import zipfile
 from dataclasses import dataclass
+from typing import Any
 
 from tasks.errors import InputError
 from tasks.text.normalize import Paragraph, clean_line
@@ -63,15 +64,15 @@ def _epub_types(tag: object) -> set[str]:
     return set(value.split()) if isinstance(value, str) else set(value)
 
 
-def _landmarks(book: object, soup_of: object) -> set[str]:
+def _landmarks(book: Any, soup_of: Any) -> set[str]:
     """hrefs the EPUB 3 navigation document lists as landmarks that are not read (cover, toc, ...)."""
     import ebooklib
 
     found: set[str] = set()
-    for item in book.get_items_of_type(ebooklib.ITEM_NAVIGATION):  # type: ignore[attr-defined]
+    for item in book.get_items_of_type(ebooklib.ITEM_NAVIGATION):
         if not item.get_name().endswith((".xhtml", ".html", ".htm")):
             continue
-        soup = soup_of(item.get_content())  # type: ignore[operator]
+        soup = soup_of(item.get_content())
         for nav in soup.find_all("nav"):
             if "landmarks" in _epub_types(nav):
                 for a in nav.find_all("a"):
@@ -80,9 +81,9 @@ def _landmarks(book: object, soup_of: object) -> set[str]:
     return found
 
 
-def _declared_types(soup: object) -> set[str]:
+def _declared_types(soup: Any) -> set[str]:  # bs4's tags, loosely typed
     """epub:type of the body and of its top-level sections: what the document says it is."""
-    body = soup.find("body")  # type: ignore[attr-defined]
+    body = soup.find("body")
     if body is None:
         return set()
     types = _epub_types(body)
@@ -97,13 +98,13 @@ def _resolve(base: str, href: str) -> str:
     return posixpath.normpath(posixpath.join(posixpath.dirname(base), href.split("#")[0]))
 
 
-def _paragraphs(soup: object) -> list[Paragraph]:
+def _paragraphs(soup: Any) -> list[Paragraph]:
     for name in _DROPPED_TAGS:
-        for tag in soup.find_all(name):  # type: ignore[attr-defined]
+        for tag in soup.find_all(name):
             tag.decompose()
-    for tag in soup.find_all(lambda t: bool(_epub_types(t) & _DROPPED_TYPES)):  # type: ignore[attr-defined]
+    for tag in soup.find_all(lambda t: bool(_epub_types(t) & _DROPPED_TYPES)):
         tag.decompose()
-    body = soup.find("body") or soup  # type: ignore[attr-defined]
+    body = soup.find("body") or soup
     out: list[Paragraph] = []
     for block in body.find_all(_BLOCKS):
         if block.find(_BLOCKS):  # not a leaf: its inner blocks are the paragraphs

@@ -223,6 +223,11 @@ def chinese(text: str) -> str:
         return text
 
 
+def _literally(said: str) -> Callable[[re.Match[str]], str]:
+    """A replacement for re.sub that is `said` as it is (no backslash escapes read in it)."""
+    return lambda _match: said
+
+
 @dataclass(frozen=True)
 class Lexicon:
     """A user's pronunciations: whole words (case-sensitive) and regular expressions, each to a replacement."""
@@ -233,7 +238,7 @@ class Lexicon:
 
     def apply(self, text: str) -> str:
         for word, said in self.words:
-            text = re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", lambda _m, s=said: s, text)
+            text = re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", _literally(said), text)
         for pattern, said in self.patterns:
             text = re.sub(pattern, said, text)
         return text

@@ -110,7 +110,7 @@ def read_rows(
             problem = _bad(source, number, "lang", f"unknown language {lang!r} (known: {', '.join(LANGS)})")
         elif _text_of(scale_value).strip():
             try:
-                scale = float(scale_value)  # type: ignore[arg-type]
+                scale = float(scale_value) if isinstance(scale_value, int | float | str) else None
             except (TypeError, ValueError):
                 scale = None
             if scale is None or not 0.1 <= scale <= 10.0:

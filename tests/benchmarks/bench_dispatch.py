@@ -34,8 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.helpers import logbook  # noqa: E402
 from tests.prefect_servers import BIN, spawn, start_prefect_server  # noqa: E402
-from tests.test_s3_runs import logbook  # noqa: E402
 
 
 def run(env: dict[str, str], *args: str) -> tuple[float, dict]:

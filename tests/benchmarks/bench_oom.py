@@ -58,7 +58,7 @@ def main() -> None:
     piper = get_backend("piper")
     bench("piper joe (CPU, 1 per call)", piper.load(piper.resolve(s.synthesis), s.synthesis), texts, 1, args.rounds)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.conftest import build_tiny_vits
+    from tests.helpers import build_tiny_vits
 
     with tempfile.TemporaryDirectory() as tmp:
         voice = build_tiny_vits(Path(tmp) / "tiny-vits")

@@ -1,0 +1,129 @@
+"""Helpers the tests share: the repository's samples, the `voxbatch` command as a subprocess, a small EPUB, a tiny
+VITS checkpoint, and reading a run back from the S3 test server. (Servers themselves: prefect_servers.py,
+s3_servers.py; listening: listen.py.)"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pandas as pd
+import pyarrow.parquet as pq
+from ebooklib import epub
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_EN = REPO / "data" / "sample" / "en" / "the-lighthouse.txt"
+SECRET = "s3cr3t-value-that-must-never-be-printed"
+KEY_ID = "AKIDVOXBATCHTEST"
+
+
+def voxbatch(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd or REPO,
+    )
+
+
+def build_tiny_vits(directory: Path, seed: int = 0) -> Path:
+    """A tiny random VITS checkpoint saved with save_pretrained, plus its SHA256SUMS, loaded like a real one."""
+    from bench.gpu_suite import build_vits_checkpoint
+
+    return build_vits_checkpoint(directory, "tiny", seed)
+
+
+def _chapter(file_name: str, title: str, body: str, epub_type: str = "") -> epub.EpubHtml:
+    item = epub.EpubHtml(title=title, file_name=file_name, lang="en")
+    if epub_type:  # ebooklib rewrites <body> without attributes; a top-level section keeps them
+        body = f'<section epub:type="{epub_type}">{body}</section>'
+    item.content = f"<html><head><title>{title}</title></head><body>{body}</body></html>"
+    return item
+
+
+def make_epub(path: Path) -> Path:
+    """A small book as publishers make them: cover, title page, copyright page, two chapters, nav and NCX."""
+    book = epub.EpubBook()
+    book.set_identifier("voxbatch-test-book")
+    book.set_title("The Harbour")
+    book.set_language("en")
+    cover = _chapter("cover.xhtml", "Cover", "<p>COVER IMAGE TEXT</p>")
+    title_page = _chapter("title.xhtml", "Title", "<h1>THE HARBOUR TITLE PAGE</h1>", "titlepage")
+    rights = _chapter("copyright.xhtml", "Copyright", "<p>All rights reserved COPYRIGHT.</p>")
+    one = _chapter(
+        "ch1.xhtml",
+        "Morning",
+        "<h1>Chapter One</h1>\n<p>The boats left the <em>harbour</em> at dawn."
+        '<a epub:type="noteref" href="#n1">1</a></p>\n'
+        "<div><p>Gulls followed them out.</p><p>The sea was calm.</p></div>\n"
+        '<aside epub:type="footnote" id="n1"><p>FOOTNOTE TEXT.</p></aside>\n'
+        "<script>var HIDDEN = 1;</script><style>p { color: red }</style>",
+    )
+    two = _chapter("ch2.xhtml", "Evening", "<h1>Chapter Two</h1>\n<p>They came back <b>before</b> dark.</p>")
+    appendix = _chapter("notes.xhtml", "Notes", "<p>NON LINEAR NOTES.</p>")
+    for item in (cover, title_page, rights, one, two, appendix):
+        book.add_item(item)
+    book.guide.append({"type": "copyright-page", "href": "copyright.xhtml", "title": "Copyright"})
+    book.guide.append({"type": "cover", "href": "cover.xhtml", "title": "Cover"})
+    book.toc = [epub.Link("ch1.xhtml", "Morning", "ch1"), epub.Link("ch2.xhtml", "Evening", "ch2")]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["nav", cover, title_page, rights, one, two, (appendix, "no")]
+    epub.write_epub(str(path), book)
+    return path
+
+
+def client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1"
+    )
+
+
+def new_bucket(endpoint: str) -> str:
+    name = "run-" + uuid.uuid4().hex[:10]
+    client(endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def objects(endpoint: str, bucket: str, prefix: str = "") -> dict[str, dict[str, Any]]:
+    pages = client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"]: o for page in pages for o in page.get("Contents", [])}
+
+
+def read_parquet(endpoint: str, bucket: str, key: str) -> pd.DataFrame:
+    body = client(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
+    return pq.read_table(io.BytesIO(body)).to_pandas()
+
+
+def logbook(n: int) -> str:
+    ships = ["Morning Star", "Grey Heron", "Saint Brendan", "Calypso", "North Wind", "Marigold"]
+    return "\n\n".join(
+        f"Entry {i}. The {ships[i % len(ships)]} passed the point at {i % 12 + 1} o'clock, "
+        f"heading {'north' if i % 2 else 'south'}."
+        for i in range(n)
+    )
+
+
+def check_complete(endpoint: str, bucket: str, prefix: str, planned: int) -> pd.DataFrame:
+    """Every planned chunk exactly once, ok, pointing at an object that exists; the run manifest agrees."""
+    keys = objects(endpoint, bucket, prefix)
+    shards = sorted(k for k in keys if k.startswith(f"{prefix}manifests/"))
+    rows = pd.concat([read_parquet(endpoint, bucket, k) for k in shards], ignore_index=True)
+    assert len(rows) == planned and rows["chunk_id"].is_unique
+    assert (rows["status"] == "ok").all(), rows[rows["status"] != "ok"]["error"].tolist()
+    for uri in rows["audio_uri"]:
+        assert uri.startswith(f"s3://{bucket}/{prefix}audio/")
+        assert uri.removeprefix(f"s3://{bucket}/") in keys
+    (run_manifest,) = [k for k in keys if k.endswith("/manifest.parquet")]
+    consolidated = read_parquet(endpoint, bucket, run_manifest)
+    assert sorted(consolidated["chunk_id"]) == sorted(rows["chunk_id"])
+    return rows
