@@ -117,3 +117,9 @@ def test_another_process_picks_up_one_shard_from_storage_alone(tmp_path: Path) -
     assert finished.returncode == 0, finished.stderr
     assert "synthesized now 4," in finished.stdout  # shard 1's three chunks were not made again
     assert read_plan(open_store(str(out)), run_id).num_shards == 3
+
+
+def test_the_planners_rows_are_the_plan_files_columns() -> None:
+    from tasks.plan.file import FIELDS, PlanRow
+
+    assert PlanRow._fields == FIELDS

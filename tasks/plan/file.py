@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -66,6 +66,33 @@ class PlannedChunk:
 _SCHEMA = arrow_schema(PlannedChunk)
 PLAN_SCHEMA = _SCHEMA.set(_SCHEMA.get_field_index("spoken_text"), pa.field("spoken_text", pa.string(), nullable=True))
 FIELDS = tuple(f.name for f in dataclasses.fields(PlannedChunk))
+
+
+class PlanRow(NamedTuple):
+    """A chunk as the planner hands it to the writer: the plan file's columns in order (a tuple, so a row group's
+    rows are transposed into columns cheaply). tests/test_plan_store.py checks the names against PlannedChunk."""
+
+    shard: int  # 0 from the planner: the writer sets it from the chunk's position
+    doc_id: str
+    source: str
+    chunk_index: int
+    line: int
+    chapter_index: int
+    chapter_title: str
+    chunk_id: str
+    text: str
+    spoken_text: str | None  # None: the text itself
+    lang: str
+    voice: str
+    params_json: str
+    utterance_id: str
+    part: int
+    speaker: str
+    extra_json: str
+    error: str
+    parts_json: str
+
+
 # Columns with few distinct values get dictionary encoding; trying it on the text columns costs a third of writing
 _REPEATING = [
     "shard",
@@ -126,7 +153,7 @@ class PlanWriter:
         self.group_rows = shard_size * shards_per_group(shard_size)
         self.path = Path(tempfile.mkstemp(dir=spool_dir(), suffix=".parquet")[1])
         self._writer = pq.ParquetWriter(self.path, PLAN_SCHEMA, compression="zstd", use_dictionary=_REPEATING)
-        self._rows: list[tuple[Any, ...]] = []  # the group being filled, as rows (transposed when written)
+        self._rows: list[PlanRow] = []  # the group being filled, as rows (transposed when written)
         self._any_ids = False
         self._chars_by_lang: dict[str, int] = {}
         self._written = 0  # chunks in the row groups written so far
@@ -140,11 +167,11 @@ class PlanWriter:
     def num_chunks(self) -> int:
         return self._written + len(self._rows)
 
-    def add(self, row: tuple[Any, ...]) -> None:
-        """One chunk, its values in `FIELDS` order; its shard (the first value) is set here from its position."""
+    def add(self, row: PlanRow) -> None:
+        """One chunk; its shard is set here from its position."""
         self.extend([row])
 
-    def extend(self, rows: list[tuple[Any, ...]]) -> None:
+    def extend(self, rows: list[PlanRow]) -> None:
         """Chunks in order, as `add` takes them: a row group is written each time one fills."""
         while rows:
             room = self.group_rows - len(self._rows)

@@ -12,7 +12,7 @@ from typing import Any
 from tasks.backends.synthesizer import VoiceInfo
 from tasks.config import Settings
 from tasks.errors import ConfigError, InputError, ModelError
-from tasks.plan.file import Plan, PlanWriter, header_for, open_plan
+from tasks.plan.file import Plan, PlanRow, PlanWriter, header_for, open_plan
 from tasks.plan.ids import audio_params, chunk_id_maker, output_rate
 from tasks.plan.voice_book import VoiceBook, speaks
 from tasks.text.chunking import chunk_paragraph, detect_lang, language_runs
@@ -22,8 +22,16 @@ from tasks.text.normalize import Paragraph, TextOptions
 from tasks.text.speech_text import Lexicon, load_lexicon, reads_as_written, spoken
 from tasks.text.tables import Row
 
-# A language's chunk id maker, speech options, chunk length limit and the row's last columns (voice key included)
-_LanguageContext = tuple[Callable[[str], str], tuple[bool, str, Lexicon | None], int, tuple[Any, ...]]
+
+@dataclass(frozen=True)
+class _Language:
+    """What the paragraph chunks of one language share."""
+
+    make_id: Callable[[str], str]
+    speech: tuple[bool, str, Lexicon | None]  # how spoken text is made (normalize, emoji, lexicon)
+    limit: int  # the longest chunk
+    voice: str  # its key in the plan
+    params_json: str
 
 
 class _Planner:
@@ -36,7 +44,7 @@ class _Planner:
         self._params: dict[tuple[str, str, float | None], tuple[dict[str, Any], str, Callable[[str], str]]] = {}
         self.writer = PlanWriter(settings.run.shard_size)
         self._index = 0  # chunk_index within the current document
-        self._by_lang: dict[str, _LanguageContext] = {}
+        self._by_lang: dict[str, _Language] = {}
         self._mixing = settings.text.lang == "auto"  # a forced language: one voice reads everything
         t = settings.text
         self.lexicons = {voice: load_lexicon(path) for voice, path in t.lexicons.items()}
@@ -78,26 +86,26 @@ class _Planner:
             make_id = chunk_id_maker(self.book.voices[key], {**params, "failed": fields["error"]})
         chapter = paragraph.chapter
         self.writer.add(
-            (
-                0,  # the shard: the writer knows it from the position
-                doc.doc_id,
-                doc.source,
-                self._index,
-                paragraph.line,
-                chapter,
-                doc.chapters[chapter],
-                make_id(said),
-                text,
-                _unless_same(said, text),
-                lang,
-                key,
-                params_json,
-                fields.get("utterance_id", ""),
-                fields.get("part", 0),
-                fields.get("speaker", ""),
-                fields.get("extra_json", ""),
-                fields.get("error", ""),
-                "",  # parts_json: table rows are one voice's
+            PlanRow(
+                shard=0,
+                doc_id=doc.doc_id,
+                source=doc.source,
+                chunk_index=self._index,
+                line=paragraph.line,
+                chapter_index=chapter,
+                chapter_title=doc.chapters[chapter],
+                chunk_id=make_id(said),
+                text=text,
+                spoken_text=_unless_same(said, text),
+                lang=lang,
+                voice=key,
+                params_json=params_json,
+                utterance_id=fields.get("utterance_id", ""),
+                part=fields.get("part", 0),
+                speaker=fields.get("speaker", ""),
+                extra_json=fields.get("extra_json", ""),
+                error=fields.get("error", ""),
+                parts_json="",  # table rows are one voice's
             )
         )
         self._index += 1
@@ -118,44 +126,48 @@ class _Planner:
         else:
             forced = self.settings.text.lang
             runs = [(0, len(text), detect_lang(text) if forced == "auto" else forced)]
-        chapter = paragraph.chapter
-        head = (doc.doc_id, doc.source)
-        place = (paragraph.line, chapter, doc.chapters[chapter])
-        rows = []
+        doc_id, source, line, chapter = doc.doc_id, doc.source, paragraph.line, paragraph.chapter
+        title = doc.chapters[chapter]
+        rows: list[PlanRow] = []
         index = self._index
         for start, end, lang in runs:
-            make_id, options, limit, tail = self._language(lang, f"{doc.source}: line {paragraph.line}")
+            ctx = self._language(lang, f"{source}: line {line}")
             piece = text if (start, end) == (0, len(text)) else text[start:end]
-            as_written = reads_as_written(piece, lang, *options)
+            as_written = reads_as_written(piece, lang, *ctx.speech)
             maybe_mixed = self._mixing and (lang == "zh" or not piece.isascii())
-            for c in chunk_paragraph(piece, lang, limit):
-                if maybe_mixed and is_mixed(c.text, lang):
-                    mixed = self._mixed(c.text, lang, f"{doc.source}: line {paragraph.line}")
-                    if mixed is not None:
-                        chunk_id, said, parts_json = mixed
-                        row = (0, *head, index, *place, chunk_id, c.text, _unless_same(said, c.text), *tail[:-1])
-                        rows.append((*row, parts_json))
-                        index += 1
-                        continue
-                if as_written:
-                    rows.append((0, *head, index, *place, make_id(c.text), c.text, None, *tail))
+            for c in chunk_paragraph(piece, lang, ctx.limit):
+                chunk_id, said, parts_json = "", c.text, ""
+                if (
+                    maybe_mixed
+                    and is_mixed(c.text, lang)
+                    and (mixed := self._mixed(c.text, lang, f"{source}: line {line}"))
+                ):
+                    chunk_id, said, parts_json = mixed
+                elif as_written:
+                    chunk_id = ctx.make_id(c.text)
                 else:
-                    said = spoken(c.text, lang, *options)
-                    rows.append((0, *head, index, *place, make_id(said), c.text, _unless_same(said, c.text), *tail))
+                    said = spoken(c.text, lang, *ctx.speech)
+                    chunk_id = ctx.make_id(said)
+                spoken_text = None if said == c.text else said  # null: the text is what the voice reads
+                rows.append(
+                    PlanRow(0, doc_id, source, index, line, chapter, title, chunk_id, c.text, spoken_text, lang,
+                            ctx.voice, ctx.params_json, "", 0, "", "", "", parts_json)
+                )  # fmt: skip
                 index += 1
         self._index = index
         self.writer.extend(rows)
 
-    def _language(self, lang: str, where: str) -> _LanguageContext:
-        """What every paragraph chunk in `lang` shares (id maker, speech options, limit, columns with the voice),
+    def _language(self, lang: str, where: str) -> _Language:
+        """What every paragraph chunk in `lang` shares (id maker, speech options, limit, voice and parameters),
         made once per language (`where` names the first place it occurs, for the error of a language with no voice)."""
         known = self._by_lang.get(lang)
         if known is not None:
             return known
         key = self.book.for_language(lang, where)
         _, params_json, make_id = self.params(key)
-        tail = (lang, key, params_json, "", 0, "", "", "", "")
-        context = self._by_lang[lang] = (make_id, self._speech_options(key, False), self.limit(lang), tail)
+        context = self._by_lang[lang] = _Language(
+            make_id, self._speech_options(key, False), self.limit(lang), key, params_json
+        )
         return context
 
     def _mixed(self, text: str, lang: str, where: str) -> tuple[str, str, str] | None:
@@ -172,10 +184,10 @@ class _Planner:
             return None
         parts, said = [], ""
         for start, end, run_lang in runs:
-            piece = spoken(text[start:end], run_lang, *self._language(run_lang, where)[1])
+            piece = spoken(text[start:end], run_lang, *self._language(run_lang, where).speech)
             parts.append([len(said), len(said) + len(piece), keys[run_lang]])
             said += piece
-        make_id = self._language(lang, where)[0]
+        make_id = self._language(lang, where).make_id
         identities = {k: self.book.voices[k].identity for k in sorted(set(keys.values()))}
         parts_json = json.dumps(parts)
         return make_id(json.dumps([said, parts, identities], sort_keys=True)), said, parts_json
