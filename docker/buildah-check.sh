@@ -7,8 +7,8 @@
 # What differs from `docker build --target cpu`, and why:
 #   - The base is Debian bookworm's own Python (3.11) from debootstrap, not python:3.12-slim: no image registry is
 #     reachable here. The Dockerfile's steps are unchanged (PYTHON_IMAGE is a build argument).
-#   - torch comes from PyPI (its CUDA build, about 4 GB more) when download.pytorch.org does not resolve; set
-#     TORCH_INDEX=https://download.pytorch.org/whl/cpu to build the real CPU image where it does.
+#   - When download.pytorch.org does not resolve, torch's pinned CPU build comes from a wheel folder of this
+#     machine's pip configuration (mounted into the build), or else PyPI's CUDA build (about 4 GB more) stands in.
 #   - The host's CA bundle goes into the base (and PIP_CERT points at it), for machines that reach PyPI through a
 #     TLS-inspecting proxy.
 # Everything lives under $WORK (default /var/tmp/voxbatch-buildah); `docker/buildah-check.sh --clean` removes it.
@@ -59,18 +59,29 @@ if ! buildah "${STORE[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
 fi
 
 # 2. The Dockerfile's cpu target, as written, on that base.
+torch_pin=$(sed -n 's/^torch==//p' constraints.txt)
+torch_args=()
 if [[ -z $TORCH_INDEX ]]; then
   if getent hosts download.pytorch.org >/dev/null; then
     TORCH_INDEX=https://download.pytorch.org/whl/cpu
   else
+    # The pinned CPU build where pip finds it without an index (a wheel folder of this machine's pip config),
+    # for the base's Python (3.11); else PyPI's CUDA build stands in for it.
+    rm -rf "$WORK/wheels" && mkdir -p "$WORK/wheels"
+    PIP_NO_INDEX=1 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+      --platform manylinux_2_28_x86_64 --dest "$WORK/wheels" "torch==$torch_pin" >/dev/null 2>&1 || true
+    wheel=$(find "$WORK/wheels" -name "torch-$torch_pin+cpu-*.whl" -printf '%f\n' | head -n 1)
     TORCH_INDEX=https://pypi.org/simple
+    if [[ -n $wheel ]]; then
+      log "download.pytorch.org is not reachable: torch's CPU build from this machine's $wheel"
+      torch_args+=(--volume "$WORK/wheels:/wheels:ro" --build-arg "TORCH_PACKAGES=/wheels/$wheel")
+    else
+      log "download.pytorch.org is not reachable: torch's CUDA build from PyPI stands in for the CPU build"
+      torch_args+=(--build-arg "TORCH_PACKAGES=torch==$torch_pin")
+    fi
   fi
 fi
-torch_args=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
-if [[ $TORCH_INDEX == https://pypi.org/simple ]]; then
-  log "download.pytorch.org is not reachable: torch's CUDA build from PyPI stands in for the CPU build"
-  torch_args+=(--build-arg "TORCH_PACKAGES=torch==$(sed -n 's/^torch==//p' constraints.txt)")
-fi
+torch_args+=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
 log "buildah build --target cpu"
 buildah "${STORE[@]}" build --isolation chroot --format docker --layers \
   --build-arg "PYTHON_IMAGE=$BASE" "${torch_args[@]}" \
