@@ -10,7 +10,8 @@ setup: $(VENV)/.installed
 # Reinstall when the dependency pins change; constraints.txt pins every transitive package.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[piper,epub,zh,asr,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[piper,epub,zh,asr,dev]'
+	-$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null  # what pip compiles a file at a time, on every core
 	touch $@
 
 demo: setup
@@ -22,8 +23,13 @@ lint: setup
 	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/pytest -m "not gpu" -n auto
+# The image check (tests/test_container_build.py, minutes of building) starts first, beside the install, where it
+# can run (root, buildah, debootstrap); its test then waits for it. The suite runs on every core, whole modules
+# to each worker, the longest first (tests/conftest.py).
+test:
+	@docker/buildah-check.sh --background $(CURDIR)/.image-check
+	@$(MAKE) --no-print-directory lint
+	VOXBATCH_IMAGE_CHECK=$(CURDIR)/.image-check $(BIN)/pytest -m "not gpu" -n auto --dist loadscope
 
 bench: setup
 	$(BIN)/voxbatch bench
@@ -36,4 +42,4 @@ bench: setup
 	$(BIN)/python tests/benchmarks/bench_zh.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis .mypy_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis .mypy_cache .image-check

@@ -12,6 +12,9 @@
 #   - The host's CA bundle goes into the base (and PIP_CERT points at it), for machines that reach PyPI through a
 #     TLS-inspecting proxy.
 # Everything lives under $WORK (default /var/tmp/voxbatch-buildah); `docker/buildah-check.sh --clean` removes it.
+# `--background DIR` starts the check and returns at once, where it can run (root, buildah, debootstrap): its
+# output goes to DIR/output and its exit code to DIR/exit-code when it ends (`make test` starts it so, beside the
+# install, and tests/test_container_build.py reads it there).
 set -euo pipefail
 
 WORK=${WORK:-/var/tmp/voxbatch-buildah}
@@ -21,6 +24,20 @@ TORCH_INDEX=${TORCH_INDEX:-}
 STORE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver "${STORAGE_DRIVER:-overlay}")
 
 log() { printf '[buildah-check %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+if [[ ${1:-} == --background ]]; then
+  dir=${2:?--background DIR}
+  # A check an earlier `make test` left running (interrupted) would write into the new folder: end it first.
+  [[ -f $dir/pid ]] && kill -- "-$(cat "$dir/pid")" 2>/dev/null && sleep 1
+  rm -rf "$dir"
+  if [[ $(id -u) == 0 ]] && command -v buildah >/dev/null && command -v debootstrap >/dev/null; then
+    mkdir -p "$dir"
+    setsid bash -c '"$1" >"$2/output" 2>&1; echo $? >"$2/exit-code"' _ "$0" "$dir" </dev/null &
+    echo $! >"$dir/pid"
+    log "image check started in the background: $dir"
+  fi
+  exit 0
+fi
 
 if [[ ${1:-} == --clean ]]; then
   buildah "${STORE[@]}" rm --all >/dev/null 2>&1 || true

@@ -23,8 +23,14 @@ SECRET = "s3cr3t-value-that-must-never-be-printed"
 KEY_ID = "AKIDVOXBATCHTEST"
 
 
-def voxbatch(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def voxbatch(
+    *args: str, cwd: Path | None = None, timeout: float = 300, api: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `voxbatch` command as a user runs it. `api`: a Prefect API to report to (the session's, `api_url`),
+    as with PREFECT_API_URL set; None: none, so a run boots its own temporary API as on a machine without one."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PYTHONWARNINGS": "ignore"}
+    if api:
+        env["PREFECT_API_URL"] = api
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
         capture_output=True,

@@ -73,8 +73,8 @@ def test_whisper_hears_good_speech_and_not_babble_or_loops(speech: tuple[np.ndar
     assert asr.score(TEXT, listener.transcribe([raw], rate, full_window=True)[0], "en").wer < limit / 2
 
 
-def _run(out: Path, *flags: str, env_faults: str = GARBLE) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "VOXBATCH_FAULTS": env_faults}
+def _run(out: Path, api: str, *flags: str, env_faults: str = GARBLE) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VOXBATCH_FAULTS": env_faults, "PREFECT_API_URL": api}
     return subprocess.run(
         [VOXBATCH, "run", str(SAMPLE_EN), "--out", str(out), "--asr", *flags],
         env=env,
@@ -89,8 +89,8 @@ def _rows(out: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_garbled_chunks_are_regenerated_and_the_sample_reads_back(prefect_api: None, tmp_path: Path) -> None:
-    first = _run(tmp_path / "a")
+def test_garbled_chunks_are_regenerated_and_the_sample_reads_back(api_url: str, tmp_path: Path) -> None:
+    first = _run(tmp_path / "a", api_url)
     assert first.returncode == 0, first.stderr
     rows = _rows(tmp_path / "a")
     garbled = {r["chunk_id"] for r in rows if faults.parse(GARBLE).garbles(r["chunk_id"])}
@@ -102,7 +102,7 @@ def test_garbled_chunks_are_regenerated_and_the_sample_reads_back(prefect_api: N
     assert np.mean(wer) <= 0.15, wer  # the goal: the English sample reads back at WER 0.15 or less
     assert all(0.0 <= r["asr_cer"] <= 1.0 for r in rows)
     # A rerun elsewhere makes the same attempts: a regenerated chunk's audio is the same bytes.
-    second = _run(tmp_path / "b")
+    second = _run(tmp_path / "b", api_url)
     assert second.returncode == 0, second.stderr
     again = {r["chunk_id"]: r for r in _rows(tmp_path / "b")}
     for r in rows:
@@ -112,12 +112,12 @@ def test_garbled_chunks_are_regenerated_and_the_sample_reads_back(prefect_api: N
 
 @pytest.mark.slow
 def test_chunks_that_never_read_back_fail_with_their_reason_and_the_report_shows_them(
-    prefect_api: None, tmp_path: Path
+    api_url: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     config = tmp_path / "qa.toml"
     config.write_text("[qa]\nregenerate = 0\n")
-    done = _run(out, "--config", str(config), "--report", env_faults="garble_rate=0.3,seed=4")
+    done = _run(out, api_url, "--config", str(config), "--report", env_faults="garble_rate=0.3,seed=4")
     assert done.returncode == 3, done.stderr  # chunks failed
     rows = _rows(out)
     failed = [r for r in rows if r["status"] == "failed"]

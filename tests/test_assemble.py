@@ -100,11 +100,11 @@ def test_a_run_with_failed_chunks_is_not_assembled(prefect_api: None, tmp_path: 
         assemble_run(open_store(str(out)), summary["run_id"])
 
 
-def test_run_then_assemble_from_the_command_line(tmp_path: Path) -> None:
+def test_run_then_assemble_from_the_command_line(tmp_path: Path, api_url: str) -> None:
     from tests.helpers import voxbatch
 
     out = tmp_path / "out"
-    result = voxbatch("run", str(SAMPLE_EN), "--out", str(out), "--backend", "tone", "--assemble")
+    result = voxbatch("run", str(SAMPLE_EN), "--out", str(out), "--backend", "tone", "--assemble", api=api_url)
     assert result.returncode == 0, result.stderr
     (book,) = out.glob("assembled/*/the-lighthouse.flac")
     assert "assembled " in result.stdout and str(book) in result.stdout

@@ -113,18 +113,18 @@ def test_doctor_passes_here_and_fails_on_a_broken_voice(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_run_reports_failed_chunks_then_a_rerun_finishes_them(tmp_path: Path) -> None:
+def test_run_reports_failed_chunks_then_a_rerun_finishes_them(tmp_path: Path, api_url: str) -> None:
     out = tmp_path / "输出 out"
     strict = tmp_path / "strict.toml"
     # A QA bound no real speech meets: every chunk of 12+ characters fails the rate check. Made once each
     # (regeneration, which would make each 3 times here, has its own tests in test_asr.py).
     strict.write_text("[qa]\nmax_chars_per_second_en = 1.0\nmin_chars_per_second_en = 0.0\nregenerate = 0\n")
-    first = voxbatch("run", str(SAMPLE_EN), "--out", str(out), "--config", str(strict))
+    first = voxbatch("run", str(SAMPLE_EN), "--out", str(out), "--config", str(strict), api=api_url)
     assert first.returncode == EXIT_CHUNKS_FAILED, first.stderr
     assert "too short for its text" in first.stdout
     failed = int(first.stdout.split("failed ")[1].split(",")[0])
     assert failed > 0
-    second = voxbatch("run", str(SAMPLE_EN), "--out", str(out))
+    second = voxbatch("run", str(SAMPLE_EN), "--out", str(out), api=api_url)
     assert second.returncode == EXIT_OK, second.stderr
     assert f"synthesized now {failed}," in second.stdout
     assert "real-time factor" in second.stdout and str(out) in second.stdout

@@ -147,7 +147,7 @@ def test_mixed_inputs_files_globs_and_folders(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_run_over_a_book_and_a_bad_file_delivers_chapters_and_exits_3(tmp_path: Path) -> None:
+def test_a_run_over_a_book_and_a_bad_file_delivers_chapters_and_exits_3(tmp_path: Path, api_url: str) -> None:
     from tests.helpers import voxbatch
 
     folder = tmp_path / "in"
@@ -156,7 +156,7 @@ def test_a_run_over_a_book_and_a_bad_file_delivers_chapters_and_exits_3(tmp_path
     (folder / "notes.txt").write_bytes(b"Scraped text.\x00 It has a stray NUL.\n")
     (folder / "zz junk.txt").write_bytes(bytes(range(256)) * 4)
     out = tmp_path / "out"
-    result = voxbatch("run", str(folder), "--out", str(out))
+    result = voxbatch("run", str(folder), "--out", str(out), api=api_url)
     assert result.returncode == EXIT_CHUNKS_FAILED, result.stderr
     assert "INPUTS SET ASIDE: 1 file(s)" in result.stdout and "zz junk.txt" in result.stdout
     assert "removed 1 stray control character(s)" in result.stderr and "notes.txt" in result.stderr

@@ -85,7 +85,7 @@ def test_workers_may_change_how_they_compute_but_not_the_audio(
 
 
 @pytest.mark.slow
-def test_another_process_picks_up_one_shard_from_storage_alone(tmp_path: Path) -> None:
+def test_another_process_picks_up_one_shard_from_storage_alone(tmp_path: Path, api_url: str) -> None:
     source = tmp_path / "buoys.txt"
     source.write_text(TEXT)
     out = tmp_path / "out"
@@ -113,7 +113,7 @@ def test_another_process_picks_up_one_shard_from_storage_alone(tmp_path: Path) -
     status = voxbatch("status", str(out))
     assert status.returncode == 5 and "pending shards: 0, 2" in status.stdout
 
-    finished = voxbatch("run", str(source), "--out", str(out), "--backend", "tone", "--shard-size", "3")
+    finished = voxbatch("run", str(source), "--out", str(out), "--backend", "tone", "--shard-size", "3", api=api_url)
     assert finished.returncode == 0, finished.stderr
     assert "synthesized now 4," in finished.stdout  # shard 1's three chunks were not made again
     assert read_plan(open_store(str(out)), run_id).num_shards == 3

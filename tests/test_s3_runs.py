@@ -50,14 +50,14 @@ def voxbatch(env: dict[str, str], *args: str, timeout: float = 600) -> subproces
     )
 
 
-def test_run_from_s3_to_s3_reads_back_and_never_shows_a_secret(s3_server: str, tmp_path: Path) -> None:
+def test_run_from_s3_to_s3_reads_back_and_never_shows_a_secret(s3_server: str, tmp_path: Path, api_url: str) -> None:
     bucket = new_bucket(s3_server)
     c = client(s3_server)
     c.put_object(Bucket=bucket, Key="inbox/the-lighthouse.txt", Body=SAMPLE_EN.read_bytes())
     c.put_object(Bucket=bucket, Key="inbox/..%2F..%2Fetc%2Fpasswd.txt", Body=b"A short note about keys.")
     c.put_object(Bucket=bucket, Key="inbox/我的 书.txt", Body=b"The book has a name in Chinese.")
     c.put_object(Bucket=bucket, Key="inbox/cover.jpg", Body=b"\xff\xd8 not text")  # not a text suffix: ignored
-    env = s3_env(s3_server)
+    env = s3_env(s3_server, PREFECT_API_URL=api_url)
     out = f"s3://{bucket}/books/"
     result = voxbatch(env, "run", f"s3://{bucket}/inbox/", "--out", out, "--shard-size", "4")
     assert result.returncode == EXIT_OK, result.stderr
@@ -168,12 +168,12 @@ def test_server_stopped_mid_run_fails_clearly_and_a_rerun_completes(tmp_path: Pa
         server.stop()
 
 
-def test_slowdown_503s_are_retried_until_done(s3_server: str, tmp_path: Path) -> None:
+def test_slowdown_503s_are_retried_until_done(s3_server: str, tmp_path: Path, api_url: str) -> None:
     bucket = new_bucket(s3_server)
     source = tmp_path / "short.txt"
     source.write_text(logbook(12))
     with SlowDownProxy(s3_server, rate=0.3, seed=3) as proxy:
-        env = s3_env(proxy.endpoint)
+        env = s3_env(proxy.endpoint, PREFECT_API_URL=api_url)
         result = voxbatch(env, "run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone")
         assert result.returncode == EXIT_OK, result.stderr
         assert proxy.slowdowns >= 3, (proxy.puts, proxy.slowdowns)

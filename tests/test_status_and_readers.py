@@ -21,12 +21,12 @@ TEXT = "\n\n".join(
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def finished(tmp_path_factory: pytest.TempPathFactory, api_url: str) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("status")
     source = root / "harbour.txt"
     source.write_text(TEXT)
     out = root / "out"
-    result = voxbatch("run", str(source), "--out", str(out), "--backend", "tone", "--shard-size", "4")
+    result = voxbatch("run", str(source), "--out", str(out), "--backend", "tone", "--shard-size", "4", api=api_url)
     assert result.returncode == EXIT_OK, result.stderr
     return source, out
 
@@ -66,7 +66,9 @@ def test_export_commands(finished: tuple[Path, Path], tmp_path: Path) -> None:
     assert len(list(out.glob("exports/*/hf/data/train-*.parquet"))) == 3
 
 
-def test_status_reports_pending_shards_and_failures_by_reason(finished: tuple[Path, Path], tmp_path: Path) -> None:
+def test_status_reports_pending_shards_and_failures_by_reason(
+    finished: tuple[Path, Path], tmp_path: Path, api_url: str
+) -> None:
     source, out = finished
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -78,7 +80,7 @@ def test_status_reports_pending_shards_and_failures_by_reason(finished: tuple[Pa
     strict = tmp_path / "strict.toml"
     strict.write_text("[qa]\nmax_chars_per_second_en = 1.0\n")
     failing = tmp_path / "failing"
-    run = voxbatch("run", str(source), "--out", str(failing), "--backend", "tone", "--config", str(strict))
+    run = voxbatch("run", str(source), "--out", str(failing), "--backend", "tone", "--config", str(strict), api=api_url)
     assert run.returncode == EXIT_CHUNKS_FAILED, run.stderr
     result = voxbatch("status", str(failing))
     assert result.returncode == EXIT_CHUNKS_FAILED

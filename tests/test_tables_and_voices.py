@@ -146,7 +146,7 @@ def test_the_worker_keeps_at_most_max_loaded_voices(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.slow
-def test_a_table_run_with_two_voices_and_per_row_pace(tmp_path: Path) -> None:
+def test_a_table_run_with_two_voices_and_per_row_pace(tmp_path: Path, api_url: str) -> None:
     from tests.helpers import voxbatch
 
     text = "The harbour was quiet in the morning."
@@ -160,7 +160,7 @@ def test_a_table_run_with_two_voices_and_per_row_pace(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[text]\nbad_rows = "failed"\n[synthesis]\nmax_loaded_voices = 1\n')
     out = tmp_path / "out"
-    result = voxbatch("run", str(table), "--out", str(out), "--config", str(config))
+    result = voxbatch("run", str(table), "--out", str(out), "--config", str(config), api=api_url)
     assert result.returncode == EXIT_CHUNKS_FAILED, result.stderr
     assert "ok 3, failed 1" in result.stdout
     (manifest,) = out.glob("runs/*/manifest.parquet")
@@ -170,5 +170,5 @@ def test_a_table_run_with_two_voices_and_per_row_pace(tmp_path: Path) -> None:
     assert by_id["slow"]["duration_s"] > 1.3 * by_id["normal"]["duration_s"]  # the row's pace was honoured
     assert json.loads(by_id["tone"]["extra_json"]) == {"split": "test"}
     assert all(r["sample_rate"] == 22050 for r in by_id.values() if r["status"] == "ok")  # one output rate
-    rerun = voxbatch("run", str(table), "--out", str(out), "--config", str(config))
+    rerun = voxbatch("run", str(table), "--out", str(out), "--config", str(config), api=api_url)
     assert "synthesized now 0," in rerun.stdout  # the refused row is failed again, nothing is redone
