@@ -48,7 +48,8 @@ def text_of_size(kb: int, seed: int = 7, numbered: bool = True) -> str:
     """About `kb` KB of prose; `numbered`: each paragraph starts with its day number (so no two chunks are alike;
     digits take the slower normalization path when planning)."""
     rng = random.Random(seed)
-    paragraphs, size = [], 0
+    paragraphs: list[str] = []
+    size = 0
     while size < kb * 1000:
         # One chunk per paragraph (under 300 characters), each made new by its day number: no two chunks share
         # audio, which voxbatch would store once and the loop write twice.
