@@ -24,6 +24,7 @@ TORCH_INDEX=${TORCH_INDEX:-}
 STORE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver "${STORAGE_DRIVER:-overlay}")
 
 log() { printf '[buildah-check %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+trap 'echo "buildah-check: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 if [[ ${1:-} == --background ]]; then
   dir=${2:?--background DIR}
@@ -42,6 +43,8 @@ fi
 if [[ ${1:-} == --clean ]]; then
   buildah "${STORE[@]}" rm --all >/dev/null 2>&1 || true
   buildah "${STORE[@]}" rmi --all --force >/dev/null 2>&1 || true
+  # containers/storage keeps its overlay folder bind-mounted over itself; a killed check can leave more mounts
+  findmnt -rn -o TARGET | grep "^$WORK/" | sort -r | xargs -r umount -l 2>/dev/null || true
   rm -rf "$WORK"
   exit 0
 fi
