@@ -2,6 +2,11 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# Test workers: one more than the cores (the tests wait on servers and subprocesses a good part of the time).
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+# Python writes the bytecode of what it imports into the venv (pip compiles nothing up front: most installed
+# files are never imported), also where the environment asks it not to.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup demo test lint bench clean
 
@@ -11,7 +16,6 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[piper,epub,zh,asr,dev]'
-	-$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null  # what pip compiles a file at a time, on every core
 	touch $@
 
 demo: setup
@@ -29,7 +33,7 @@ lint: setup
 test:
 	@docker/buildah-check.sh --background $(CURDIR)/.image-check
 	@$(MAKE) --no-print-directory lint
-	VOXBATCH_IMAGE_CHECK=$(CURDIR)/.image-check $(BIN)/pytest -m "not gpu" -n auto --dist loadscope
+	VOXBATCH_IMAGE_CHECK=$(CURDIR)/.image-check $(BIN)/pytest -m "not gpu" -n $(WORKERS) --dist loadscope
 
 bench: setup
 	$(BIN)/voxbatch bench
