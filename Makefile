@@ -2,8 +2,9 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-# Test workers: one more than the cores (the tests wait on servers and subprocesses a good part of the time).
-WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+# Test workers: one per core (measured on 2 cores: a third worker's own Prefect API and imports cost more than the
+# waits it fills).
+WORKERS ?= $(shell nproc)
 # Python writes the bytecode of what it imports into the venv (pip compiles nothing up front: most installed
 # files are never imported), also where the environment asks it not to.
 unexport PYTHONDONTWRITEBYTECODE
