@@ -143,6 +143,9 @@ def test_shard_stats_add_up_from_rows_and_engines() -> None:
     assert both.errors == ("a.txt:3 chunk 0: boom",)
     assert total([a, b]) == both and total([]).shards == 0
     assert ShardStats.from_dict(both.to_dict()) == both
+    # A shard's JSON as the version before this record wrote it (a run resumed across the upgrade)
+    older = ShardStats.from_dict({"chunks": 6, "ok": 6, "ooms": 2, "regenerations": 1, "gone": 5})
+    assert (older.chunks, older.oom_backoffs, older.regenerations) == (6, 2, 1)
 
 
 def test_settings_of_a_worker_never_shape_the_audio() -> None:

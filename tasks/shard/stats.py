@@ -16,6 +16,8 @@ from tasks.shard.rows import ManifestRow
 
 ERRORS_KEPT = 10  # failed chunks named in a summary (every failed row has its error in the manifest)
 ERRORS_PER_SHARD = 5
+# Keys of shard JSON written before this record (runs resumed across the upgrade keep their counts).
+_RENAMED = {"ooms": "oom_backoffs", "regenerated": "regenerations"}
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class ShardStats:
     def from_dict(cls, data: dict[str, Any]) -> ShardStats:
         """From `to_dict`'s JSON (the derived figures are computed again)."""
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {_RENAMED.get(k, k): v for k, v in data.items()}
         known = {k: v for k, v in data.items() if k in names}
         known["budget_trajectory"] = tuple((int(n), float(b)) for n, b in known.get("budget_trajectory", ()))
         known["errors"] = tuple(known.get("errors", ()))
