@@ -34,7 +34,7 @@ lint: setup
 test:
 	@docker/buildah-check.sh --background $(CURDIR)/.image-check
 	@$(MAKE) --no-print-directory lint
-	VOXBATCH_IMAGE_CHECK=$(CURDIR)/.image-check $(BIN)/pytest -m "not gpu" -n $(WORKERS) --dist loadscope
+	VOXBATCH_IMAGE_CHECK=$(CURDIR)/.image-check $(BIN)/pytest -m "not gpu" -n $(WORKERS) --dist loadscope --durations=15
 
 bench: setup
 	$(BIN)/voxbatch bench
