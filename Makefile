@@ -30,11 +30,11 @@ lint: setup
 
 # The image check (tests/test_container_build.py, minutes of building) starts first, beside the install, where it
 # can run (root, buildah, debootstrap); its test then waits for it. The suite runs on every core, whole modules
-# to each worker, the longest first (tests/conftest.py).
+# to each worker, the longest first (tests/conftest.py orders them; xdist keeps that order); the slowest printed.
 test:
 	@docker/buildah-check.sh --background $(CURDIR)/.image-check
 	@$(MAKE) --no-print-directory lint
-	VOXBATCH_IMAGE_CHECK=$(CURDIR)/.image-check $(BIN)/pytest -m "not gpu" -n $(WORKERS) --dist loadscope --durations=15
+	VOXBATCH_IMAGE_CHECK=$(CURDIR)/.image-check $(BIN)/pytest -m "not gpu" -n $(WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 bench: setup
 	$(BIN)/voxbatch bench

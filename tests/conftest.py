@@ -51,7 +51,9 @@ _MODULE_CPU_SECONDS = {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Modules longest first (`make test` hands whole modules to its workers: --dist loadscope), each in file order.
+    """Modules longest first, each in file order. `make test` hands whole modules to its workers in this order
+    (--dist loadscope --no-loadscope-reorder: xdist would otherwise order them by their number of tests, which put
+    the long few-test modules last and left one worker running them alone at the end).
     Tests marked gpu skip, saying so, on machines without CUDA (CI has none)."""
 
     # Where `make test` started the image check beside the install, its test only waits for it: last, not first.
