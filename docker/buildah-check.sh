@@ -102,16 +102,11 @@ if [[ -z $TORCH_INDEX ]]; then
   fi
 fi
 torch_args+=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
-# The build stage first, under a tag of its own: the prune below removes what no tagged image holds, and the
-# build stage's layers (the dependencies: minutes) are the cache that makes a rebuild after a code change quick.
-for target in build-cpu cpu; do
-  log "buildah build --target $target"
-  tag=$([[ $target == cpu ]] && echo "$TAG" || echo "$TAG-$target")
-  buildah "${STORE[@]}" build --isolation chroot --format docker --layers \
-    --build-arg "PYTHON_IMAGE=$BASE" "${torch_args[@]}" \
-    -f docker/Dockerfile --target "$target" -t "$tag" . >"$WORK/build.log" 2>&1 \
-    || { tail -30 "$WORK/build.log" >&2; exit 1; }
-done
+log "buildah build --target cpu"
+buildah "${STORE[@]}" build --isolation chroot --format docker --layers \
+  --build-arg "PYTHON_IMAGE=$BASE" "${torch_args[@]}" \
+  -f docker/Dockerfile --target cpu -t "$TAG" . >"$WORK/build.log" 2>&1 \
+  || { tail -30 "$WORK/build.log" >&2; exit 1; }
 buildah "${STORE[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$TAG" >&2
 # Layers of earlier builds that no tagged image uses any more: without this the store grows by gigabytes a build.
 buildah "${STORE[@]}" rmi --prune >/dev/null 2>&1 || true

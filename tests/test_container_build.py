@@ -1,7 +1,7 @@
 """The CPU image built for real with buildah (no Docker engine here) and `voxbatch run` inside it.
 
-Needs root, buildah and debootstrap (`.ci/run` installs them from Debian's packages), PyPI, about 7 GB of disk
-and 5.5 minutes the first time (under 2 minutes with the layers cached under /var/tmp/voxbatch-buildah). Skips, saying
+Needs root, buildah and debootstrap (`.ci/run` installs them from Debian's packages), PyPI, about 5 GB of disk
+and 5 minutes the first time (under a minute with the layers cached under /var/tmp/voxbatch-buildah). Skips, saying
 which of those is missing, elsewhere."""
 
 from __future__ import annotations

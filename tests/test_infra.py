@@ -48,9 +48,9 @@ def test_the_dockerfile_has_both_images_non_root_with_pinned_bases() -> None:
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE).group(1)  # type: ignore[union-attr]
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base  # a full version, not a moving tag
     assert re.search(r"^USER \$\{VOXBATCH_UID\}", text, re.MULTILINE) and "useradd --uid" in text
-    cpu_stage = text.split("AS build-cpu")[1].split("FROM ")[0]
+    cpu_stage = text.split("AS cpu")[1].split("FROM ")[0]
     assert "download.pytorch.org/whl/cpu" in cpu_stage and "+cpu" in cpu_stage  # no CUDA libraries in the CPU image
-    assert "-c constraints.txt" in cpu_stage and "-c constraints.txt" in text.split("AS build-cuda")[1]
+    assert "-c constraints.txt" in cpu_stage and "-c constraints.txt" in text.split("AS cuda")[1]
     assert "HEALTHCHECK" in text and 'voxbatch", "doctor' in text
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignored and "!.venv/" not in ignored  # everything is ignored but what the build copies
