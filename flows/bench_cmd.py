@@ -26,6 +26,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--gpu-size", choices=("mms", "tiny"), default="mms", help="VITS size, random weights (default %(default)s)"
     )
     gpu.add_argument("--batches", default="", help="batch sizes, comma-separated (default 1,2,4,...,256)")
+    gpu.add_argument(
+        "--gpu-seconds",
+        type=float,
+        default=3.0,
+        help="how long each batch size is measured, at least two calls (default %(default)s)",
+    )
     gpu.add_argument("--plot", type=Path, help="write a PNG of throughput against batch size here")
 
 
@@ -40,6 +46,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batches {args.batches!r}: give whole numbers separated by commas, e.g. 1,8,64") from None
     if any(b < 1 for b in batches):
         raise ConfigError(f"--batches {args.batches!r}: every batch size must be at least 1")
+    if not args.gpu_seconds > 0:
+        raise ConfigError(f"--gpu-seconds {args.gpu_seconds}: give a number of seconds above 0")
     if not args.gpu_only:
         run_cpu_bench(args)
         print()
@@ -49,7 +57,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     from bench.gpu_suite import run_gpu_suite
 
-    run_gpu_suite(device, args.gpu_size, batches or None, plot_path=args.plot)
+    run_gpu_suite(device, args.gpu_size, batches or None, min_seconds=args.gpu_seconds, plot_path=args.plot)
     return 0
 
 

