@@ -15,6 +15,7 @@ import pytest
 
 from tasks.audio import asr
 from tasks.backends.registry import get_backend, voice_settings
+from tasks.backends.synthesizer import SynthOptions
 from tasks.config import validate_settings
 from tasks.shard import faults
 from tasks.shard.checker import _garbled, attempt_seed
@@ -54,7 +55,9 @@ def test_garbled_chunks_are_chosen_by_chunk_id_and_seed() -> None:
 def speech() -> tuple[np.ndarray, int]:
     s = voice_settings(validate_settings({}).synthesis, "joe")
     joe = get_backend("piper").load(get_backend("piper").resolve(s), s)
-    return joe.synthesize([TEXT])[0], joe.info.sample_rate
+    # Seeded: the same speech every run. Piper samples its noise, and an unseeded take is now and then misheard
+    # at its start (once in about ten suites: "but keep recline the stairs", WER 0.25); seeds 0 to 5 give 0 to 0.125.
+    return joe.synthesize([TEXT], SynthOptions(seed=0))[0], joe.info.sample_rate
 
 
 @pytest.mark.slow
