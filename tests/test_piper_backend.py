@@ -115,3 +115,14 @@ def test_cpu_lanes_split_the_threads() -> None:
     assert cpu_lanes(4, 2) == (4, 1)
     lanes, threads = cpu_lanes(0, 0)
     assert 1 <= lanes <= 4 and threads >= (1 if lanes > 1 else 0)
+
+
+def test_cpu_sessions_wait_without_spinning_and_cuda_ones_keep_the_default() -> None:
+    from tasks.backends.onnx_session import onnx_session_setup
+
+    cpu, providers = onnx_session_setup(2, use_cuda=False)
+    assert cpu.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert providers == ["CPUExecutionProvider"] and cpu.intra_op_num_threads == 2
+    cuda, _ = onnx_session_setup(2, use_cuda=True)
+    with pytest.raises(Exception, match="allow_spinning"):  # not set: ONNX Runtime's default
+        cuda.get_session_config_entry("session.intra_op.allow_spinning")

@@ -37,6 +37,10 @@ def onnx_session_setup(threads: int, use_cuda: bool) -> tuple[Any, list[Any]]:
     if threads:
         options.intra_op_num_threads = threads
     if not use_cuda:
+        # Idle intra-op threads wait without spinning: beside other work on the same cores (lanes, uploads, another
+        # process) spinning took 30% more CPU and 20% more wall time on two threads; alone, the same wall time
+        # (measured: the sample twice, lanes 1, threads 2, with and without a busy loop on one of two cores).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # Memory patterns are planned per input shape, and every sentence has its own: off, a Piper session's peak
         # on 20 KB of text falls from 435 to 333 MB at the same speed (measured, issue 12).
         options.enable_mem_pattern = False
