@@ -84,8 +84,11 @@ def test_gpu_suite_runs_on_the_cpu_it_can_reach(tmp_path: Path) -> None:
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("fp32")]
     assert [int(r[1]) for r in rows] == [1, 2, 4]
     assert all(float(r[2]) > 1.0 for r in rows)  # faster than real time, even on one CPU core
-    assert float(rows[0][3]) == 1.0 and all(float(r[3]) == pytest.approx(float(r[2]) / float(rows[0][2]), abs=0.01)
-                                            for r in rows)  # fmt: skip
+    assert float(rows[0][3]) == 1.0
+    base = float(rows[0][2])
+    for r in rows:  # the ratio to batch 1, within what the printed rounding (0.1x; ratios 0.01) leaves open
+        realtime, ratio = float(r[2]), float(r[3])
+        assert (realtime - 0.05) / (base + 0.05) - 0.005 <= ratio <= (realtime + 0.05) / (base - 0.05) + 0.005, r
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
     bad = subprocess.run([VOXBATCH, "bench", "--gpu-only", "--batches", "1,x"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--batches '1,x'" in bad.stderr
