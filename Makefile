@@ -34,6 +34,9 @@ lint: setup
 test:
 	@docker/buildah-check.sh --background $(CURDIR)/.image-check
 	@$(MAKE) --no-print-directory lint
+	@# Bytecode of what every test process imports, written once before the workers and their servers start
+	@# (else each of them compiles the same files at the same moment).
+	$(BIN)/python -c "import prefect.testing.utilities, prefect.server.api.server, flows.cli, flows.corpus, flows.shard_flow, pandas, pyarrow.parquet"
 	VOXBATCH_IMAGE_CHECK=$(CURDIR)/.image-check $(BIN)/pytest -m "not gpu" -n $(WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 bench: setup
