@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,3 +219,42 @@ def test_on_s3_unrecorded_objects_are_kept_by_the_write_once_put(text_file, tone
     assert [r.audio_checksum for r in again] == [r.audio_checksum for r in first]
     after = {k: client.head_object(Bucket=s3_bucket, Key=f"out/{k}")["LastModified"] for k in before}
     assert after == before
+
+
+def test_a_commit_never_replaces_a_more_complete_manifest(tmp_path: Path, text_file, tone_settings) -> None:  # type: ignore[no-untyped-def]
+    """Two attempts of one shard overlapped: the complete one committed first, the one with a failed chunk
+    finishes later. Its commit reads back and leaves the complete manifest standing."""
+    plan, store, synth = _setup(tmp_path, text_file, tone_settings)
+    write_plan(store, plan)
+    slow = run_shard(store, plan, 0, tone_settings, load_synthesizer=lambda key: synth, may_commit=lambda: False)
+    assert slow.superseded and read_manifest(store, plan.run_id, 0) is None  # fenced off: nothing committed
+    good = FlakySynth(synth.inner, fail_on="no such marker")
+    complete = run_shard(store, plan, 0, tone_settings, load_synthesizer=lambda key: good)
+    assert complete.stats.failed == 0
+    committed = read_manifest(store, plan.run_id, 0)
+    late = run_shard(store, plan, 0, tone_settings, load_synthesizer=lambda key: synth)  # complete: nothing to do
+    assert late.already_done and read_manifest(store, plan.run_id, 0) == committed
+
+    from tasks.shard.manifest import commit_manifest
+
+    assert committed is not None and committed[0].status == "ok"
+    worse = [dataclasses.replace(committed[0], status="failed", error="synthesizer exploded"), *committed[1:]]
+    kept = commit_manifest(store, plan.run_id, 0, worse)
+    assert kept == committed and read_manifest(store, plan.run_id, 0) == committed
+    # The other way round, the more complete one replaces the less complete one (a rerun that retried).
+    write_manifest(store, plan.run_id, 0, worse)
+    assert commit_manifest(store, plan.run_id, 0, committed) == committed
+    assert read_manifest(store, plan.run_id, 0) == committed
+
+
+def test_an_attempt_commits_only_while_the_fence_names_it(tmp_path: Path) -> None:
+    from tasks.shard.lease import attempt_token, may_commit, write_fence
+
+    store = open_store(str(tmp_path / "out"))
+    first, second = attempt_token("parent-a", 0), attempt_token("parent-a", 1)
+    assert may_commit(store, "run-x", 2, first)  # no fence yet (an older parent): allowed
+    write_fence(store, "run-x", 2, first)
+    assert may_commit(store, "run-x", 2, first) and not may_commit(store, "run-x", 2, second)
+    write_fence(store, "run-x", 2, second)  # the parent dispatched again: the first attempt is superseded
+    assert not may_commit(store, "run-x", 2, first) and may_commit(store, "run-x", 2, second)
+    assert may_commit(store, "run-x", 2, "")  # an in-process run has no token

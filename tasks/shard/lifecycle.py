@@ -20,7 +20,14 @@ from tasks.config import Settings, SynthesisSettings, merge, validate_settings, 
 from tasks.errors import ConfigError, DeviceFatal, ModelError
 from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
-from tasks.shard.manifest import read_checkpoint, read_manifest, shard_is_complete, write_checkpoint, write_manifest
+from tasks.shard import lease
+from tasks.shard.manifest import (
+    commit_manifest,
+    read_checkpoint,
+    read_manifest,
+    shard_is_complete,
+    write_checkpoint,
+)
 from tasks.shard.pipeline import ProgressFn, process_shard
 from tasks.shard.rows import ManifestRow
 from tasks.shard.stats import ShardStats
@@ -34,6 +41,7 @@ class ShardOutcome:
     shard: int
     stats: ShardStats
     fatal: DeviceFatal | None = None  # the worker must stop; the finished rows are in the checkpoint
+    superseded: bool = False  # a newer attempt holds the shard: this one stopped before its commit
 
     @property
     def already_done(self) -> bool:
@@ -73,14 +81,19 @@ def worker_voice(plan: Plan, settings: Settings, key: str | None = None) -> tupl
 def worker_settings(plan: Plan, overrides: dict[str, Any] | None) -> Settings:
     """The plan's settings with a worker's own (those whose role allows it: how it computes, never what the audio
     is, which the plan fixes)."""
+    check_worker_overrides(overrides or {})
+    return validate_settings(merge(plan.settings, overrides or {}), source=f"plan of {plan.run_id}")
+
+
+def check_worker_overrides(overrides: dict[str, Any]) -> None:
+    """ConfigError unless every setting in `overrides` is one a worker may change."""
     overridable = worker_overridable()
-    for section, values in (overrides or {}).items():
+    for section, values in overrides.items():
         allowed = overridable.get(section, frozenset())
         bad = [k for k in values if k not in allowed]
         if not allowed or bad:
             keys = ", ".join(f"{section}.{k}" for k in bad) if bad else section
             raise ConfigError(f"{keys}: a worker cannot change this setting (it shapes the audio the plan promised)")
-    return validate_settings(merge(plan.settings, overrides or {}), source=f"plan of {plan.run_id}")
 
 
 def run_shard(
@@ -91,7 +104,9 @@ def run_shard(
     *,
     on_progress: ProgressFn | None = None,
     load_synthesizer: Callable[[str], Synthesizer] | None = None,
+    may_commit: Callable[[], bool] | None = None,
 ) -> ShardOutcome:
+    """`may_commit()`: asked right before the commit; False means this attempt was superseded (fencing)."""
     if not 0 <= shard < plan.num_shards:
         raise ConfigError(f"shard {shard}: run {plan.run_id} has shards 0 to {plan.num_shards - 1}")
     settings = settings or validate_settings(plan.settings)
@@ -108,6 +123,8 @@ def run_shard(
     voices = _Voices(plan, settings, load_synthesizer)
     checkpoint = functools.partial(write_checkpoint, store, plan.run_id, shard)
     result = process_shard(plan, shard, settings, store, voices, list(previous.values()), on_progress, checkpoint)
+    if result.fatal is None and may_commit is not None and not may_commit():
+        return ShardOutcome(plan.run_id, shard, result.stats, superseded=True)  # its audio stays: content-addressed
     stats_key = shard_stats_key(plan.run_id, shard)
     store.put(
         stats_key,
@@ -120,7 +137,9 @@ def run_shard(
         if voices.last is not None:
             evict(voices.last)  # the voice may be half-recovered: the next shard in this process loads it afresh
         return ShardOutcome(plan.run_id, shard, result.stats, fatal=result.fatal)
-    write_manifest(store, plan.run_id, shard, result.rows)  # last: the shard's commit record
+    committed_rows = commit_manifest(store, plan.run_id, shard, result.rows)  # last: the shard's commit record
+    if committed_rows is not result.rows:  # an overlapping attempt committed as much or more first: it stands
+        return ShardOutcome(plan.run_id, shard, ShardStats.from_rows(committed_rows, already_done=True))
     return ShardOutcome(plan.run_id, shard, result.stats)
 
 
@@ -130,8 +149,11 @@ def run_shard_at(
     shard: int,
     overrides: dict[str, Any] | None = None,
     on_progress: ProgressFn | None = None,
+    token: str = "",
 ) -> ShardOutcome:
-    """One shard picked up from storage alone: the plan, the voice identity and the settings come from OUT."""
+    """One shard picked up from storage alone: the plan, the voice identity and the settings come from OUT.
+    `token`: the dispatched attempt's (tasks.shard.lease), which commits only while the fence names it."""
     store = open_store(out)
     plan = read_plan(store, run_id)
-    return run_shard(store, plan, shard, worker_settings(plan, overrides), on_progress=on_progress)
+    fence = functools.partial(lease.may_commit, store, run_id, shard, token) if token else None
+    return run_shard(store, plan, shard, worker_settings(plan, overrides), on_progress=on_progress, may_commit=fence)

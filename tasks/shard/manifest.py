@@ -61,8 +61,30 @@ def _read(store: ObjectStore, key: str) -> list[ManifestRow] | None:
 
 
 def write_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[ManifestRow]) -> str:
-    """Commit a shard: its manifest in one atomic write (readers see all rows or none)."""
+    """Write a shard's manifest in one atomic write (readers see all rows or none), whatever was there."""
     return _write(store, manifest_key(run_id, shard), rows)
+
+
+def _done(rows: list[ManifestRow]) -> int:
+    return sum(r.done for r in rows)
+
+
+def commit_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[ManifestRow]) -> list[ManifestRow]:
+    """Commit a shard unless storage already holds a manifest at least as complete (more chunks done): two
+    attempts that overlapped never leave the less complete one. Returns the rows that stand committed.
+
+    The first commit is a create-only write, so of two first commits exactly one lands and the other compares;
+    a later one (a rerun retrying failed chunks) reads back before it replaces. Between that read and the
+    write only the attempt the fence names commits (`tasks.shard.lease`)."""
+    key = manifest_key(run_id, shard)
+    for _ in range(3):
+        stored = read_manifest(store, run_id, shard)
+        if stored is not None and _done(stored) >= _done(rows):
+            return stored
+        data = to_parquet_bytes(rows_table(rows))
+        if store.put(key, data, overwrite=stored is not None, content_type=content_type(key)):
+            return rows
+    raise StorageError(f"{store.uri(key)}: the manifest kept changing while this shard committed", transient=True)
 
 
 def read_manifest(store: ObjectStore, run_id: str, shard: int) -> list[ManifestRow] | None:

@@ -7,6 +7,7 @@
     runs/<run_id>/progress/shard-<n>.parquet   checkpoint of an unfinished shard (rows whose audio is stored)
     runs/<run_id>/shards/shard-<n>.json        per-shard stats: counts, OOM backoffs, budget, storage waits
     runs/<run_id>/leases/shard-<n>.json        heartbeat of the worker process on a dispatched shard
+    runs/<run_id>/leases/shard-<n>.fence       the dispatched attempt allowed to commit the shard
     runs/<run_id>/manifest.parquet             one consolidated manifest, once every shard is committed
     runs/<run_id>/summary.json                 the run summary
     runs/<run_id>/report.html                  the run report (voxbatch report), self-contained
@@ -60,6 +61,10 @@ def shard_stats_key(run_id: str, shard: int) -> str:
 
 def lease_key(run_id: str, shard: int) -> str:
     return f"{run_prefix(run_id)}leases/shard-{shard:05d}.json"
+
+
+def fence_key(run_id: str, shard: int) -> str:
+    return f"{run_prefix(run_id)}leases/shard-{shard:05d}.fence"
 
 
 def run_manifest_key(run_id: str) -> str:
