@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
-from tasks.shard.manifest import read_manifest, write_run_manifest
+from tasks.shard.manifest import read_manifest, shard_is_complete, write_run_manifest
 from tasks.shard.rows import ManifestRow
 from tasks.shard.stats import ShardStats, total
 from tasks.storage import ObjectStore
@@ -40,6 +40,15 @@ class RunState:
     @property
     def pending(self) -> list[int]:
         return [n for n in range(self.plan.num_shards) if n not in self.committed]
+
+    @property
+    def unfinished(self) -> list[int]:
+        """Shards that need work: not committed, or committed with failed chunks (a rerun retries those)."""
+        return [
+            n
+            for n in range(self.plan.num_shards)
+            if not shard_is_complete(self.committed.get(n), [c.chunk_id for c in self.plan.shard(n)])
+        ]
 
     @property
     def complete(self) -> bool:

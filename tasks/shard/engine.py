@@ -180,6 +180,7 @@ class Engine:
             if self.faults is not None:
                 # After the work, not before: an injected OOM wastes the whole batch, the worst case.
                 self.faults.check(padded, len(texts))
+                self.faults.check_texts(texts)
             return audio, None, ""
         except Exception as exc:  # translated to our own types below; nothing keeps `exc` alive
             own = translate(exc)

@@ -5,6 +5,8 @@
     VOXBATCH_FAULTS="batch_delay=0.5"        every batch takes 0.5 s longer (a slow device: time to kill a worker)
     VOXBATCH_FAULTS="garble_rate=0.3"        a fraction of chunks (by chunk id and seed) come out unintelligible
                                              the first time (babble for the quality checks to catch)
+    VOXBATCH_FAULTS="fail_rate=0.2"          a fraction of chunks (by text and seed) fail to synthesize: failed
+                                             manifest rows, for rehearsing "rerun to retry only those"
 
 The exception is torch.OutOfMemoryError when torch is installed (a plain RuntimeError with CUDA's message
 otherwise), raised after the batch ran and its output is thrown away (the costliest case), so the whole
@@ -32,6 +34,7 @@ class Faults:
     seed: int = 0
     batch_delay: float = 0.0
     garble_rate: float = 0.0
+    fail_rate: float = 0.0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -39,7 +42,7 @@ class Faults:
 
     @property
     def active(self) -> bool:
-        return self.oom_rate > 0 or self.memory_budget is not None or self.batch_delay > 0
+        return self.oom_rate > 0 or self.memory_budget is not None or self.batch_delay > 0 or self.fail_rate > 0
 
     def check(self, padded_cost: int, batch_size: int) -> None:
         """Raise an OOM for this batch if the fault plan says so (after the delay, if any)."""
@@ -52,10 +55,20 @@ class Faults:
 
     def garbles(self, chunk_id: str) -> bool:
         """Whether this chunk's first attempt is garbled: the same chunks on every run with the same seed."""
-        if self.garble_rate <= 0:
+        return self._picked(chunk_id, self.garble_rate)
+
+    def check_texts(self, texts: list[str]) -> None:
+        """Fail a batch holding a text picked by `fail_rate` (the engine then isolates it: that chunk fails)."""
+        picked = [t for t in texts if self._picked(t, self.fail_rate)]
+        if picked:
+            raise RuntimeError(f"synthesis failed (injected by {ENV}: fail_rate {self.fail_rate}): {picked[0][:40]!r}")
+
+    def _picked(self, key: str, rate: float) -> bool:
+        """The same keys on every run with the same seed."""
+        if rate <= 0:
             return False
-        digest = hashlib.sha256(f"{self.seed}:{chunk_id}".encode()).digest()
-        return int.from_bytes(digest[:4], "big") / 2**32 < self.garble_rate
+        digest = hashlib.sha256(f"{self.seed}:{key}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < rate
 
     def _raise(self, why: str) -> None:
         self.injected += 1
@@ -80,7 +93,7 @@ def parse(spec: str) -> Faults:
                 values[key] = float(value)
                 if not 0.0 <= values[key] <= 60.0:
                     raise ValueError("must be in [0, 60] seconds")
-            elif key in ("oom_rate", "garble_rate"):
+            elif key in ("oom_rate", "garble_rate", "fail_rate"):
                 values[key] = float(value)
                 if not 0.0 <= values[key] < 1.0:
                     raise ValueError("must be in [0, 1)")
@@ -89,7 +102,8 @@ def parse(spec: str) -> Faults:
                 if key == "memory_budget" and values[key] <= 0:
                     raise ValueError("must be positive")
             else:
-                raise ValueError("unknown key (known: oom_rate, garble_rate, memory_budget, seed, batch_delay)")
+                known = "oom_rate, garble_rate, fail_rate, memory_budget, seed, batch_delay"
+                raise ValueError(f"unknown key (known: {known})")
         except ValueError as exc:
             raise ConfigError(f"{ENV}: {part!r}: {exc}") from None
     return Faults(**values)
