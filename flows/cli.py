@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, help="shards at once (default: the number of visible GPUs, 1 without a GPU)"
     )
     worker.add_argument("--name", default="voxbatch-shard", help="deployment name to serve (default: %(default)s)")
+    worker.add_argument("--lanes", type=int, help="synthesis.lanes for the shards this worker runs (CPU Piper)")
+    worker.add_argument("--threads", type=int, help="synthesis.threads for the shards this worker runs")
     worker.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     doctor = sub.add_parser("doctor", help="check versions, devices, voice files and output space")
     doctor.add_argument("--out", default=".", help="output location to check (default: .)")
@@ -306,7 +308,8 @@ def _shards_while_prefect_starts(plan: Any, store: Any, local_api: Any, advance:
 def cmd_worker(args: argparse.Namespace) -> int:
     from flows.serve import serve_shards
 
-    return serve_shards(args.name, args.limit)
+    synthesis = {k: v for k, v in {"lanes": args.lanes, "threads": args.threads}.items() if v is not None}
+    return serve_shards(args.name, args.limit, {"synthesis": synthesis} if synthesis else {})
 
 
 def _quiet_prefect(verbose: bool) -> None:

@@ -82,7 +82,8 @@ def _run_in_process(
 
 
 def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: list[str], state: RunState) -> RunState:
-    """Dispatch the shards `state` has pending and wait; returns the run's state afterwards."""
+    """Dispatch the shards `state` has unfinished (pending, or with failed chunks) and wait; returns the run's state
+    afterwards."""
     from flows.dispatch import dispatch_shards
 
     logger = get_run_logger()
@@ -102,21 +103,23 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
         in_flight = sum(len(read_checkpoint(store, plan.run_id, n) or []) for n in running)
         bar.set(sum(sizes[n] for n in committed | set(completed)) + in_flight)
 
-    if state.pending:
+    if state.unfinished:
         result = dispatch_shards(
             settings.run.dispatch,
             store,
             plan.run_id,
-            state.pending,
+            state.unfinished,
             tags=[t for t in tags if t != "run-type:corpus"] + ["run-type:shard", f"run-id:{plan.run_id}"],
             max_attempts=settings.run.dispatch_attempts,
             lease_timeout=settings.run.lease_timeout_seconds,
+            stuck_deadline=settings.run.stuck_seconds,
+            server_deadline=settings.run.server_outage_seconds,
             on_poll=on_poll,
         )
         if result.redispatched:
             logger.warning("%d shard run(s) crashed and were dispatched again", result.redispatched)
     else:
-        logger.info("every shard of run %s is already committed", plan.run_id)
+        logger.info("every chunk of run %s is already done", plan.run_id)
     state = load_run_state(store, plan.run_id, plan)
     bar.set(sum(sizes[n] for n in state.committed), force=True)
     return state
@@ -168,7 +171,7 @@ def corpus_flow(
     if dispatch:
         before = load_run_state(store, plan.run_id, plan)
         state = _run_dispatched(plan, store, run_settings, tags, before)
-        stats = stats_from_storage(store, state, processed=set(state.committed) - set(before.committed))
+        stats = stats_from_storage(store, state, processed=set(before.unfinished) & set(state.committed))
     else:
         stats, early_seconds = _run_in_process(plan, out, done_early or {}, on_progress)
         started -= early_seconds  # the run's wall time includes the shards done before the flow started

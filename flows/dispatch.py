@@ -10,24 +10,29 @@ A shard run that failed (bad input, a corrupt model, storage retries exhausted) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Crashed
 
-from tasks.errors import ConfigError
-from tasks.shard.lease import LeaseWatch
+from flows.server_errors import server_unavailable
+from flows.shard_flow import DEVICE_FATAL
+from tasks.errors import ConfigError, RunIncomplete
+from tasks.shard.lease import LeaseWatch, attempt_token, write_fence
 from tasks.storage import ObjectStore
 
 ACTIVE = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING}
+STUCK = {StateType.PENDING, StateType.CANCELLING}  # states a live runner leaves within seconds
 
 
 @dataclass
@@ -35,9 +40,11 @@ class ShardRun:
     shard: int
     attempt: int
     flow_run_id: UUID
+    token: str
     state: StateType | None = None
     message: str = ""
     waiting_since: float = field(default_factory=time.monotonic)
+    since: float = field(default_factory=time.monotonic)  # when `state` was first seen
     warned_unclaimed: bool = False
 
 
@@ -48,12 +55,18 @@ class DispatchResult:
     redispatched: int = 0
 
 
-def _dispatch(deployment: str, out: str, run_id: str, shard: int, attempt: int, tags: list[str]) -> UUID:
+def _dispatch(
+    deployment: str, store: ObjectStore, run_id: str, shard: int, attempt: int, tags: list[str]
+) -> tuple[UUID, str]:
+    """Start one attempt of a shard; returns its flow run id and token. The fence names the attempt first, so
+    an earlier attempt still going stops before its commit."""
     parent = flow_run.get_id() or "no-parent"
+    token = attempt_token(str(parent), attempt)
+    write_fence(store, run_id, shard, token)
     try:
         child = run_deployment(
             deployment,
-            parameters={"out": out, "run_id": run_id, "shard": shard},
+            parameters={"out": store.uri(""), "run_id": run_id, "shard": shard, "token": token},
             timeout=0,
             idempotency_key=f"voxbatch:{run_id}:shard-{shard}:parent-{parent}:attempt-{attempt}",
             flow_run_name=f"{run_id}-shard-{shard}" + (f"-attempt-{attempt}" if attempt else ""),
@@ -67,7 +80,7 @@ def _dispatch(deployment: str, out: str, run_id: str, shard: int, attempt: int, 
         ) from exc
     if not isinstance(child, FlowRun):  # sync_compatible: a coroutine only when called from async code
         raise TypeError(f"run_deployment returned {type(child).__name__}, not a flow run")
-    return child.id
+    return child.id, token
 
 
 def dispatch_shards(
@@ -79,29 +92,45 @@ def dispatch_shards(
     tags: list[str],
     max_attempts: int,
     lease_timeout: float,
+    stuck_deadline: float = 120.0,
+    server_deadline: float = 300.0,
     poll_seconds: float = 2.0,
     unclaimed_warning_seconds: float = 60.0,
     on_poll: Callable[[list[int], list[int]], None] | None = None,
 ) -> DispatchResult:
-    """Dispatch `shards` of run `run_id`, wait for all, re-dispatch crashed ones; `on_poll(running, completed)`."""
+    """Dispatch `shards` of run `run_id`, wait for all, re-dispatch crashed ones; `on_poll(running, completed)`.
+
+    `stuck_deadline`: seconds a run may stay Pending or Cancelling (a runner that died between claiming and
+    starting it, or while cancelling) before it is crashed and dispatched again. `server_deadline`: how long
+    the Prefect API may be unreachable before this gives up with RunIncomplete (exit 5); what is committed is
+    in storage, and the same command resumes."""
     logger = get_run_logger()
-    out = store.uri("")
     leases = LeaseWatch(store, run_id, lease_timeout)
-    runs = {n: ShardRun(n, 0, _dispatch(deployment, out, run_id, n, 0, tags)) for n in shards}
+    server = _Patience(server_deadline, logger)
+    runs: dict[int, ShardRun] = {}
+    for n in shards:
+        flow_run_id, token = server.call(partial(_dispatch, deployment, store, run_id, n, 0, tags), pending=shards)
+        runs[n] = ShardRun(n, 0, flow_run_id, token)
     logger.info("dispatched %d shard(s) of run %s to %s", len(runs), run_id, deployment)
     result = DispatchResult()
     with get_client(sync_client=True) as client:
         while runs:
             time.sleep(poll_seconds)
-            ids = [r.flow_run_id for r in runs.values()]
-            states = {fr.id: fr.state for fr in client.read_flow_runs(flow_run_filter=_ids(ids), limit=len(ids))}
+            states = server.call(lambda: _read_states(client, [r.flow_run_id for r in runs.values()]), pending=runs)
             for run in list(runs.values()):
                 state = states.get(run.flow_run_id)
+                if run.state != (state.type if state else None):
+                    run.since = time.monotonic()
                 run.state = state.type if state else None
                 run.message = (state.message or state.name or "") if state else "flow run not found"
-                if run.state == StateType.RUNNING and leases.stale(run.shard):
-                    run.message = f"no lease renewal from its worker for {lease_timeout:.0f} s (worker gone)"
-                    client.set_flow_run_state(run.flow_run_id, Crashed(message=run.message), force=True)
+                crash = ""
+                if run.state == StateType.RUNNING and leases.stale(run.shard, run.token):
+                    crash = f"no lease renewal from its worker for {lease_timeout:.0f} s (worker gone)"
+                elif run.state in STUCK and time.monotonic() - run.since > stuck_deadline:
+                    crash = f"{run.state.value.lower()} for over {stuck_deadline:.0f} s (its runner is gone)"
+                if crash:
+                    run.message = crash
+                    server.call(partial(_force_crashed, client, run.flow_run_id, crash), pending=runs)
                     run.state = StateType.CRASHED
                 elif (
                     run.state in (StateType.SCHEDULED, StateType.PENDING)
@@ -117,14 +146,16 @@ def dispatch_shards(
                 if run.state in ACTIVE:
                     continue
                 del runs[run.shard]
+                fatal = run.state == StateType.FAILED and run.message.startswith(DEVICE_FATAL)
                 if run.state == StateType.COMPLETED:
                     result.completed.append(run.shard)
-                elif run.state == StateType.CRASHED and run.attempt + 1 < max_attempts:
-                    logger.warning("shard %d crashed (%s); dispatching it again", run.shard, run.message)
+                elif (run.state == StateType.CRASHED or fatal) and run.attempt + 1 < max_attempts:
+                    logger.warning("shard %d %s (%s); dispatching it again", run.shard, _ended(run), run.message)
                     attempt = run.attempt + 1
                     leases.restart(run.shard)
-                    new_id = _dispatch(deployment, out, run_id, run.shard, attempt, tags)
-                    runs[run.shard] = ShardRun(run.shard, attempt, new_id)
+                    again = partial(_dispatch, deployment, store, run_id, run.shard, attempt, tags)
+                    flow_run_id, token = server.call(again, pending=runs)
+                    runs[run.shard] = ShardRun(run.shard, attempt, flow_run_id, token)
                     result.redispatched += 1
                 else:
                     state_name = run.state.value if run.state else "missing"
@@ -133,6 +164,66 @@ def dispatch_shards(
             if on_poll:
                 on_poll(sorted(r.shard for r in runs.values() if r.state == StateType.RUNNING), result.completed)
     return result
+
+
+def _ended(run: ShardRun) -> str:
+    return "crashed" if run.state == StateType.CRASHED else "hit a fatal device error"
+
+
+def _read_states(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, State | None]:
+    """The states of the runs `ids`, read in pages (a request per 200 runs)."""
+    states: dict[UUID, State | None] = {}
+    for start in range(0, len(ids), 200):
+        page = ids[start : start + 200]
+        states.update({fr.id: fr.state for fr in client.read_flow_runs(flow_run_filter=_ids(page), limit=len(page))})
+    return states
+
+
+def _force_crashed(client: SyncPrefectClient, flow_run_id: UUID, message: str) -> None:
+    client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Patience:
+    """Calls to the Prefect API retried with backoff while the server is away (a restart, an overload: 503,
+    timeouts, refused connections), up to `deadline` seconds of outage in a row; then RunIncomplete (exit 5)."""
+
+    deadline: float
+    logger: Any
+    _away_since: float | None = None
+
+    def call(self, fn: Callable[[], T], *, pending: Iterable[int]) -> T:
+        delay = 1.0
+        while True:
+            try:
+                value = fn()
+            except Exception as exc:
+                if not server_unavailable(exc):
+                    raise
+                now = time.monotonic()
+                self._away_since = self._away_since or now
+                away = now - self._away_since
+                if away > self.deadline:
+                    shards = sorted(pending)
+                    raise RunIncomplete(
+                        f"the Prefect server has not answered for {away:.0f} s ({type(exc).__name__}); "
+                        f"{len(shards)} shard(s) not confirmed: {_listed(shards)}",
+                        hint="what is committed is in storage: run the same command again once the server is back",
+                    ) from exc
+                self.logger.warning("Prefect API unavailable (%s); retrying in %.0f s", type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            self._away_since = None
+            return value
+
+
+def _listed(shards: list[int], most: int = 20) -> str:
+    shown = ", ".join(str(n) for n in shards[:most])
+    return shown + (f" … and {len(shards) - most} more" if len(shards) > most else "")
 
 
 def _ids(ids: list[UUID]) -> FlowRunFilter:

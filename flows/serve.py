@@ -1,19 +1,24 @@
 """`voxbatch worker`: serve the voxbatch-shard deployment on this host, one shard per GPU at a time.
 
-A served deployment (`flow.serve`): no work pool, one long-running process that polls the server and starts
-each shard run as a child process. Those children end with the worker (`tasks.lifetime`), claim a GPU of
-their own (`tasks.shard.device_slots`) and a slot of the pool-wide concurrency limit `voxbatch-gpu` (`voxbatch-cpu`
-on CPU hosts), which must exist on the server.
+The worker registers the deployment (no work pool) and keeps one warm slot process per GPU (`--limit` on CPU
+hosts), each of which takes shard runs from the server and runs them in itself (`flows.slot`), under a slot
+of the pool-wide concurrency limit `voxbatch-gpu` (`voxbatch-cpu` on CPU hosts), which must exist on the
+server. `flows.supervisor` restarts slots and reports the runs of dead ones. docs/deployment.md says why.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
+from uuid import UUID
 
-from tasks.environment import variable
-from tasks.errors import EXIT_OK, ConfigError
-from tasks.shard.device_slots import pool_limit_name
+from flows.supervisor import Supervisor
+from tasks.config import validate_settings
+from tasks.errors import ConfigError
+from tasks.shard.device_slots import pool_limit_name_for
+from tasks.shard.lifecycle import check_worker_overrides
 
 
 def visible_gpus() -> list[str]:
@@ -45,11 +50,27 @@ def _check_limit_exists(name: str) -> None:
     print(f"voxbatch worker: pool-wide limit {name} allows {limit.limit} shard(s) at once", file=sys.stderr)
 
 
-def serve_shards(name: str, limit: int | None) -> int:
+def _register(name: str) -> UUID:
+    """Create or update the voxbatch-shard/NAME deployment (no work pool: this worker's slots run it)."""
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.shard_flow import shard_flow
+
+    # flows.shard_flow.shard_flow: found wherever voxbatch is installed, for work-pool workers as well.
+    deployment = shard_flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH)
+    if isinstance(deployment, Coroutine):  # async_dispatch: a coroutine only when called from async code
+        raise TypeError("to_deployment returned a coroutine in sync code")
+    deployment_id = deployment.apply()
+    if not isinstance(deployment_id, UUID):  # async_dispatch: a coroutine only when called from async code
+        raise TypeError(f"RunnerDeployment.apply returned {type(deployment_id).__name__}, not an id")
+    return deployment_id
+
+
+def serve_shards(name: str, limit: int | None, settings: dict[str, dict[str, Any]] | None = None) -> int:
+    """Serve voxbatch-shard/NAME with `limit` warm slots; `settings`: worker-role settings (how this host
+    computes: lanes, threads) applied to every shard it runs, checked now."""
     from flows.local_api import configured_api_url
 
-    # Prefect's runner looks for new runs every 10 s by default: most of a small shard's dispatch latency.
-    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")
     if not configured_api_url():
         raise ConfigError(
             "voxbatch worker needs a Prefect server to take shards from",
@@ -59,19 +80,13 @@ def serve_shards(name: str, limit: int | None) -> int:
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit}: a worker runs at least one shard at a time")
     limit = limit or max(1, len(gpus))
-    os.environ[variable("gpu_slots")] = ",".join(gpus)  # inherited by each shard process, which claims one of them
-    _check_limit_exists(pool_limit_name())
-    from prefect.types.entrypoint import EntrypointType
-
-    from flows.shard_flow import shard_flow
-
+    limit_name = pool_limit_name_for(gpus)
+    _check_limit_exists(limit_name)
+    if settings:
+        check_worker_overrides(settings)
+        validate_settings(settings, source="voxbatch worker flags")
+    deployment_id = _register(name)
+    slots = [gpus[i % len(gpus)] if gpus else None for i in range(limit)]
     where = f"GPUs {', '.join(gpus)}" if gpus else "the CPU"
-    print(f"voxbatch worker: serving voxbatch-shard/{name}, {limit} shard(s) at a time on {where}", file=sys.stderr)
-    shard_flow.serve(
-        name=name,
-        limit=limit,
-        print_starting_message=False,
-        pause_on_shutdown=False,  # other workers may serve the same deployment
-        entrypoint_type=EntrypointType.MODULE_PATH,  # flows.shard_flow.shard_flow: found wherever voxbatch is installed
-    )
-    return EXIT_OK
+    print(f"voxbatch worker: serving voxbatch-shard/{name}, {limit} warm slot(s) on {where}", file=sys.stderr)
+    return Supervisor(deployment_id, slots, limit_name, worker_settings=settings or {}).run()

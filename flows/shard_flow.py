@@ -8,15 +8,20 @@ out-of-memory never reaches Prefect (the engine backs off its batch size).
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 
 from flows import progress
-from tasks.errors import ConfigError, VoxbatchError
+from tasks.config import merge
+from tasks.environment import environment
+from tasks.errors import ConfigError, DeviceFatal, VoxbatchError
 from tasks.lifetime import die_with_parent
 from tasks.plan.store import read_plan
 from tasks.shard.device_slots import claim_gpu, gpu_slots, pool_limit_name
@@ -25,6 +30,7 @@ from tasks.shard.lifecycle import ShardOutcome, run_shard_at
 from tasks.shard.pipeline import ProgressFn
 from tasks.storage import open_store
 
+DEVICE_FATAL = "voxbatch device fatal"  # how a shard run's Failed message says "dispatch me to a fresh process"
 LEASE_SECONDS = 5.0  # how often a dispatched shard's worker renews its lease (the parent's timeout is longer)
 
 
@@ -74,14 +80,24 @@ def synthesize_shard(
     shard: int,
     overrides: dict[str, Any] | None = None,
     on_progress: ProgressFn | None = None,
+    token: str = "",
 ) -> ShardOutcome:
     """One shard, addressed by (output, run id, shard number); a fatal device error fails the task after commit.
-    `on_progress(chunks, audio seconds)` as chunks finish."""
-    outcome = run_shard_at(out, run_id, shard, overrides, on_progress=on_progress)
+    `on_progress(chunks, audio seconds)` as chunks finish; `token`: the dispatched attempt's (fencing)."""
+    outcome = run_shard_at(out, run_id, shard, overrides, on_progress=on_progress, token=token)
+    if outcome.superseded:
+        get_run_logger().warning("shard %d: a newer attempt holds it; this one stopped before its commit", shard)
+        return outcome
     _log_outcome(outcome)
     if outcome.fatal is not None:
         raise outcome.fatal
     return outcome
+
+
+def _host_settings() -> dict[str, Any]:
+    """The worker-role settings `voxbatch worker` was started with (--lanes, --threads), for its shards."""
+    value = environment().worker_settings
+    return dict(json.loads(value)) if value else {}
 
 
 @contextlib.contextmanager
@@ -102,21 +118,33 @@ def _pool_slot(limit_name: str) -> Any:
 
 
 @flow(name="voxbatch-shard", log_prints=False)  # the dispatching parent names each run
-def shard_flow(out: str, run_id: str, shard: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one shard of a planned run on this worker: claim a device and a pool slot, heartbeat, synthesize."""
+def shard_flow(
+    out: str, run_id: str, shard: int, overrides: dict[str, Any] | None = None, token: str = ""
+) -> dict[str, Any] | State:
+    """Run one shard of a planned run on this worker: heartbeat, then take a pool slot and synthesize.
+
+    `token`: the dispatching parent's name for this attempt; the lease carries it and the commit checks the
+    fence against it. A fatal device error ends the run Failed with a message starting DEVICE_FATAL, which the
+    parent dispatches again (a fresh process is what fixes it)."""
     from prefect.runtime import deployment, flow_run
 
     logger = get_run_logger()
-    if deployment.id:  # started by a worker: never outlive it
+    if deployment.id and not environment().warm_slot:  # started by a worker as a process of its own
         die_with_parent(prctl=False)
     claimed = claim_gpu(gpu_slots())
     if claimed:
         logger.info("shard %d on GPU %s of this host", shard, claimed[0])
-    store = open_store(out)
-    lease = Heartbeat(store, run_id, shard, LEASE_SECONDS, flow_run_id=str(flow_run.get_id()))
-    with lease, _pool_slot(pool_limit_name()):
-        started = time.perf_counter()
-        plan = read_plan(store, run_id)
-        bar = progress.ArtifactProgress(plan.shard_len(shard), f"voxbatch {run_id} shard {shard}: chunks done")
-        outcome = synthesize_shard(out, run_id, shard, overrides, on_progress=bar.add)
+    store = open_store(out, check=False)
+    beat = Heartbeat(store, run_id, shard, LEASE_SECONDS, flow_run_id=str(flow_run.get_id()), token=token)
+    with beat:  # alive from here on, before waiting on storage or for a pool slot
+        store.check()
+        with _pool_slot(pool_limit_name()):
+            started = time.perf_counter()
+            plan = read_plan(store, run_id)
+            bar = progress.ArtifactProgress(plan.shard_len(shard), f"voxbatch {run_id} shard {shard}: chunks done")
+            try:
+                here = merge(_host_settings(), overrides or {})
+                outcome = synthesize_shard(out, run_id, shard, here, on_progress=bar.add, token=token)
+            except DeviceFatal as exc:
+                return Failed(message=f"{DEVICE_FATAL}: {exc}")
     return {**outcome.stats.to_dict(), "worker_seconds": time.perf_counter() - started}

@@ -307,6 +307,20 @@ class RunSettings(_Section):
         le=3600.0,
         description="A dispatched shard whose worker has not renewed its storage lease for this long is crashed.",
     )
+    stuck_seconds: float = Field(
+        120.0,
+        ge=5.0,
+        le=86400.0,
+        description="A dispatched shard run left Pending or Cancelling this long (its runner died) is crashed "
+        "and dispatched again.",
+    )
+    server_outage_seconds: float = Field(
+        300.0,
+        ge=0.0,
+        le=86400.0,
+        description="How long a dispatching run waits out an unreachable Prefect server before it stops with "
+        "exit 5 (the same command resumes).",
+    )
 
 
 class Settings(_Section):

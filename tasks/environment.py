@@ -38,6 +38,12 @@ class Environment(BaseSettings):
         description="The Prefect pool-wide concurrency limit a shard takes a slot of; empty: voxbatch-gpu on GPU "
         "hosts, voxbatch-cpu elsewhere.",
     )
+    warm_slot: str = Field(
+        "", description="Set by `voxbatch worker` in its slot processes (the slot number): shards run in-process."
+    )
+    worker_settings: str = Field(
+        "", description="Set by `voxbatch worker` in its slot processes: its worker-role settings, as JSON."
+    )
     lock_dir: str = Field("", description="Where shard processes lock the GPUs they claim; empty: the temp folder.")
 
 

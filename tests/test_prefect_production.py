@@ -100,7 +100,7 @@ def _api(p: Production):  # type: ignore[no-untyped-def]
 def _leases(p: Production, bucket: str, prefix: str) -> dict[int, dict[str, int]]:
     found = {}
     for key in objects(p.s3, bucket, f"{prefix}runs/"):
-        if "/leases/shard-" in key:
+        if "/leases/shard-" in key and key.endswith(".json"):
             body = client(p.s3).get_object(Bucket=bucket, Key=key)["Body"].read()
             found[int(key.rsplit("-", 1)[1].split(".")[0])] = json.loads(body)
     return found
@@ -195,6 +195,154 @@ def test_triggering_the_corpus_deployment_gives_the_same_output_as_the_cli(produ
     for key in cli_view["audio_key"]:
         a = s3.get_object(Bucket=bucket, Key=f"cli/{key}")["Body"].read()
         assert a == s3.get_object(Bucket=bucket, Key=f"deployed/{key}")["Body"].read()
+
+
+def _run_id(log: str, chunks: int) -> str:
+    found = re.search(rf"^run (\S+): {chunks} chunks", log, re.MULTILINE)
+    assert found, log
+    return found.group(1)
+
+
+def _shard_runs(p: Production, run_id: str) -> list:  # type: ignore[type-arg]
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    with _api(p) as api:
+        return api.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"run-id:{run_id}"])))
+
+
+def _worker(p: Production, name: str, log: str, **env: str) -> Proc:
+    """A `voxbatch worker --name NAME`, once it has registered its deployment."""
+    worker = spawn([str(BIN / "voxbatch"), "worker", "--name", name], {**p.env, **env}, p.tmp / log)
+    deadline = time.monotonic() + 120
+    while "warm slot" not in worker.log():  # it says what it serves once the deployment exists
+        assert time.monotonic() < deadline and worker.process.poll() is None, worker.log()
+        time.sleep(0.3)
+    return worker
+
+
+def _mid_shard(p: Production, bucket: str, deadline: float) -> tuple[int, dict[str, object]]:
+    """(shard, lease) of a shard whose worker has stored some chunks but not committed."""
+    while True:
+        assert time.monotonic() < deadline, "no shard got under way"
+        keys = objects(p.s3, bucket, "out/")
+        for shard, lease in _leases(p, bucket, "out/").items():
+            name = f"shard-{shard:05d}.parquet"
+            started = any(k.endswith(f"/progress/{name}") for k in keys)  # some chunks stored already
+            committed = any(k.startswith("out/manifests/") and k.endswith(name) for k in keys)
+            if started and not committed:
+                return shard, lease
+        time.sleep(0.2)
+
+
+def test_a_paused_attempt_resumed_after_redispatch_does_not_commit_over_the_new_one(production: Production) -> None:
+    """A slot frozen mid-shard (SIGSTOP: a long GC pause, a partition) is crashed by its lease and the shard
+    dispatched again; the new attempt commits. Thawed, the old attempt finishes its chunks, finds the fence
+    naming the new attempt, and stops before its commit: the committed manifest stays as it was."""
+    p = production
+    bucket = new_bucket(p.s3)
+    source = p.tmp / "pause log.txt"
+    source.write_text(logbook(24))
+    config = p.tmp / "quick-leases-pause.toml"
+    config.write_text("[run]\nlease_timeout_seconds = 10\ncheckpoint_seconds = 0.5\n")
+    args = [str(BIN / "voxbatch"), "run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone"]
+    args += ["--shard-size", "12", "--batch-size", "1", "--config", str(config), "--dispatch", SHARD_DEPLOYMENT]
+    parent = spawn(args, p.env, p.tmp / "paused-run.log")
+    shard, lease = _mid_shard(p, bucket, time.monotonic() + 180)
+    frozen = int(lease["pid"])  # type: ignore[call-overload]
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        assert parent.process.wait(timeout=300) == 0, parent.log()
+        manifest = f"out/manifests/{_run_id(parent.log(), 24)}/shard-{shard:05d}.parquet"
+        committed = client(p.s3).get_object(Bucket=bucket, Key=manifest)["Body"].read()
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+        parent.stop()
+    run_id = _run_id(parent.log(), 24)
+    first = next(r for r in _shard_runs(p, run_id) if r.name == f"{run_id}-shard-{shard}")
+    assert first.state and first.state.is_crashed() and "lease" in (first.state.message or "")
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + 60
+    while True:  # the thawed attempt works through the rest of its shard, then meets the fence
+        with _api(p) as api:
+            logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[first.id])))
+        if any("stopped before its commit" in log.message for log in logs):
+            break
+        assert time.monotonic() < deadline, [log.message for log in logs]
+        time.sleep(1)
+    assert client(p.s3).get_object(Bucket=bucket, Key=manifest)["Body"].read() == committed
+    rows = check_complete(p.s3, bucket, "out/", planned=24)
+    assert rows["chunk_id"].is_unique
+
+
+def test_a_rerun_with_dispatch_retries_only_the_failed_chunks(production: Production) -> None:
+    p = production
+    bucket = new_bucket(p.s3)
+    source = p.tmp / "flaky log.txt"
+    source.write_text(logbook(20))
+    deployment = "voxbatch-shard/flaky"
+    args = ["run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone", "--shard-size", "5"]
+    args += ["--dispatch", deployment]
+    flaky = _worker(p, "flaky", "flaky-worker.log", VOXBATCH_FAULTS="fail_rate=0.3")
+    try:
+        first = _voxbatch(p, *args)
+    finally:
+        flaky.stop()
+    assert first.returncode == 3, first.stdout + first.stderr + flaky.log()
+    run_id = _run_id(first.stdout, 20)
+    summary_key = f"out/runs/{run_id}/summary.json"
+    before = json.loads(client(p.s3).get_object(Bucket=bucket, Key=summary_key)["Body"].read())
+    assert 0 < before["failed"] < 20, before
+    healthy = _worker(p, "flaky", "healthy-worker.log")
+    try:
+        again = _voxbatch(p, *args)
+    finally:
+        healthy.stop()
+    assert again.returncode == 0, again.stdout + again.stderr + healthy.log()
+    after = json.loads(client(p.s3).get_object(Bucket=bucket, Key=summary_key)["Body"].read())
+    assert after["failed"] == 0 and after["synthesized"] == before["failed"], after  # nothing else made again
+    check_complete(p.s3, bucket, "out/", planned=20)
+
+
+def test_a_run_left_pending_by_a_dead_runner_is_dispatched_again(production: Production) -> None:
+    """A runner that claimed a shard run (Pending) and died before starting it: past run.stuck_seconds the
+    parent crashes that run and dispatches the shard again."""
+    from prefect.states import Pending
+    from prefect.utilities.engine import propose_state_sync
+
+    p = production
+    _worker(p, "stuck", "stuck-register.log").stop()  # the deployment exists; nobody serves it for now
+    bucket = new_bucket(p.s3)
+    source = p.tmp / "stuck log.txt"
+    source.write_text(logbook(4))
+    config = p.tmp / "stuck.toml"
+    config.write_text("[run]\nstuck_seconds = 5\n")
+    args = [str(BIN / "voxbatch"), "run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone"]
+    args += ["--config", str(config), "--dispatch", "voxbatch-shard/stuck"]
+    parent = spawn(args, p.env, p.tmp / "stuck-run.log")
+    worker = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (plans := [k for k in objects(p.s3, bucket, "out/runs/") if k.endswith("/plan.parquet")]):
+            assert time.monotonic() < deadline and parent.process.poll() is None, parent.log()
+            time.sleep(0.3)
+        run_id = plans[0].split("/")[2]  # out/runs/<run_id>/plan.parquet (stdout is buffered until exit)
+        while not (runs := [r for r in _shard_runs(p, run_id) if r.state and r.state.is_scheduled()]):
+            assert time.monotonic() < deadline and parent.process.poll() is None, parent.log()
+            time.sleep(0.3)
+        with _api(p) as api:
+            assert propose_state_sync(api, Pending(), flow_run_id=runs[0].id).is_pending()  # claimed; then "dies"
+        worker = spawn([str(BIN / "voxbatch"), "worker", "--name", "stuck"], p.env, p.tmp / "stuck-worker.log")
+        assert parent.process.wait(timeout=240) == 0, parent.log() + worker.log()
+    finally:
+        parent.stop()
+        if worker:
+            worker.stop()
+    shard_runs = _shard_runs(p, _run_id(parent.log(), 4))
+    crashed = [r for r in shard_runs if r.state and r.state.is_crashed()]
+    assert len(crashed) == 1 and "pending for over 5 s" in (crashed[0].state.message or ""), shard_runs
+    assert any(r.name.endswith("-attempt-1") and r.state and r.state.is_completed() for r in shard_runs)
+    check_complete(p.s3, bucket, "out/", planned=4)
 
 
 def _descendantsalive(pid: int) -> list[int]:

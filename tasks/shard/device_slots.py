@@ -24,7 +24,11 @@ def gpu_slots() -> list[str]:
 
 def pool_limit_name() -> str:
     """The pool-wide concurrency limit a shard on this host takes a slot of: per device class, or as set."""
-    return environment().concurrency_limit or f"voxbatch-{'gpu' if gpu_slots() else 'cpu'}"
+    return pool_limit_name_for(gpu_slots())
+
+
+def pool_limit_name_for(gpus: list[str]) -> str:
+    return environment().concurrency_limit or f"voxbatch-{'gpu' if gpus else 'cpu'}"
 
 
 def claim_gpu(slots: list[str], wait_seconds: float = 600.0) -> tuple[str, FileLock] | None:
