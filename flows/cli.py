@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default="voxbatch-shard", help="deployment name to serve (default: %(default)s)")
     worker.add_argument("--lanes", type=int, help="synthesis.lanes for the shards this worker runs (CPU Piper)")
     worker.add_argument("--threads", type=int, help="synthesis.threads for the shards this worker runs")
+    worker.add_argument(
+        "--preload", action="store_true", help="load the default voice in each slot before the first shard"
+    )
     worker.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
     doctor = sub.add_parser("doctor", help="check versions, devices, voice files and output space")
     doctor.add_argument("--out", default=".", help="output location to check (default: .)")
@@ -309,7 +312,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from flows.serve import serve_shards
 
     synthesis = {k: v for k, v in {"lanes": args.lanes, "threads": args.threads}.items() if v is not None}
-    return serve_shards(args.name, args.limit, {"synthesis": synthesis} if synthesis else {})
+    return serve_shards(args.name, args.limit, {"synthesis": synthesis} if synthesis else {}, preload=args.preload)
 
 
 def _quiet_prefect(verbose: bool) -> None:

@@ -71,7 +71,7 @@ def _dispatch(
             idempotency_key=f"voxbatch:{run_id}:shard-{shard}:parent-{parent}:attempt-{attempt}",
             flow_run_name=f"{run_id}-shard-{shard}" + (f"-attempt-{attempt}" if attempt else ""),
             tags=tags,
-            as_subflow=True,
+            as_subflow=False,  # no linking task run in the parent: a write less per shard (see docs/deployment.md)
         )
     except ObjectNotFound as exc:
         raise ConfigError(
@@ -94,7 +94,7 @@ def dispatch_shards(
     lease_timeout: float,
     stuck_deadline: float = 120.0,
     server_deadline: float = 300.0,
-    poll_seconds: float = 2.0,
+    poll_seconds: float = 0.5,
     unclaimed_warning_seconds: float = 60.0,
     on_poll: Callable[[list[int], list[int]], None] | None = None,
 ) -> DispatchResult:
@@ -115,7 +115,7 @@ def dispatch_shards(
     result = DispatchResult()
     with get_client(sync_client=True) as client:
         while runs:
-            time.sleep(poll_seconds)
+            time.sleep(poll_seconds * max(1.0, len(runs) / 200))  # one request per 200 runs per poll
             states = server.call(lambda: _read_states(client, [r.flow_run_id for r in runs.values()]), pending=runs)
             for run in list(runs.values()):
                 state = states.get(run.flow_run_id)

@@ -66,7 +66,9 @@ def _register(name: str) -> UUID:
     return deployment_id
 
 
-def serve_shards(name: str, limit: int | None, settings: dict[str, dict[str, Any]] | None = None) -> int:
+def serve_shards(
+    name: str, limit: int | None, settings: dict[str, dict[str, Any]] | None = None, preload: bool = False
+) -> int:
     """Serve voxbatch-shard/NAME with `limit` warm slots; `settings`: worker-role settings (how this host
     computes: lanes, threads) applied to every shard it runs, checked now."""
     from flows.local_api import configured_api_url
@@ -89,4 +91,4 @@ def serve_shards(name: str, limit: int | None, settings: dict[str, dict[str, Any
     slots = [gpus[i % len(gpus)] if gpus else None for i in range(limit)]
     where = f"GPUs {', '.join(gpus)}" if gpus else "the CPU"
     print(f"voxbatch worker: serving voxbatch-shard/{name}, {limit} warm slot(s) on {where}", file=sys.stderr)
-    return Supervisor(deployment_id, slots, limit_name, worker_settings=settings or {}).run()
+    return Supervisor(deployment_id, slots, limit_name, worker_settings=settings or {}, preload=preload).run()

@@ -94,19 +94,24 @@ def synthesize_shard(
     return outcome
 
 
-def _host_settings() -> dict[str, Any]:
+def host_settings() -> dict[str, Any]:
     """The worker-role settings `voxbatch worker` was started with (--lanes, --threads), for its shards."""
     value = environment().worker_settings
     return dict(json.loads(value)) if value else {}
 
 
 @contextlib.contextmanager
-def _pool_slot(limit_name: str) -> Any:
-    """A slot of the pool-wide global concurrency limit (strict: a missing limit is an error, not unthrottled)."""
+def pool_slot(limit_name: str, *, stop_if_lost: bool = True) -> Any:
+    """A slot of the pool-wide global concurrency limit (strict: a missing limit is an error, not unthrottled).
+
+    `stop_if_lost`: end the work when Prefect cannot renew the slot's lease (a server away for over a minute);
+    a warm worker slot, which holds one across shards, waits the server out instead."""
     from prefect.concurrency.sync import concurrency
 
     try:
-        with concurrency(limit_name, occupy=1, strict=True, lease_duration=60):
+        with concurrency(
+            limit_name, occupy=1, strict=True, lease_duration=60, raise_on_lease_renewal_failure=stop_if_lost
+        ):
             yield
     except Exception as exc:
         if "not found" in str(exc).lower() or type(exc).__name__ == "ConcurrencySlotAcquisitionError":
@@ -137,13 +142,17 @@ def shard_flow(
     store = open_store(out, check=False)
     beat = Heartbeat(store, run_id, shard, LEASE_SECONDS, flow_run_id=str(flow_run.get_id()), token=token)
     with beat:  # alive from here on, before waiting on storage or for a pool slot
+        waited = time.perf_counter()
         store.check()
-        with _pool_slot(pool_limit_name()):
+        # A warm worker slot holds its pool slot across the shards it runs back to back (flows.slot).
+        held = contextlib.nullcontext() if environment().warm_slot else pool_slot(pool_limit_name())
+        with held:
             started = time.perf_counter()
+            logger.info("shard %d: storage checked and pool slot taken in %.2f s", shard, started - waited)
             plan = read_plan(store, run_id)
             bar = progress.ArtifactProgress(plan.shard_len(shard), f"voxbatch {run_id} shard {shard}: chunks done")
             try:
-                here = merge(_host_settings(), overrides or {})
+                here = merge(host_settings(), overrides or {})
                 outcome = synthesize_shard(out, run_id, shard, here, on_progress=bar.add, token=token)
             except DeviceFatal as exc:
                 return Failed(message=f"{DEVICE_FATAL}: {exc}")

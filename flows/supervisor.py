@@ -47,7 +47,8 @@ class Supervisor:
     gpus: list[str | None]  # one entry per slot: the GPU it owns, None on the CPU
     limit_name: str
     worker_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    poll_seconds: float = 0.5
+    preload: bool = False
+    poll_seconds: float = 0.25  # how often an idle slot asks for work: a read of the flow runs table
     slots: list[Slot] = field(default_factory=list)
     stopping: bool = False
 
@@ -66,7 +67,7 @@ class Supervisor:
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
         args = ["--deployment-id", str(self.deployment_id), "--status", str(slot.status)]
-        args += ["--poll-seconds", str(self.poll_seconds)]
+        args += ["--poll-seconds", str(self.poll_seconds)] + (["--preload"] if self.preload else [])
         slot.status.unlink(missing_ok=True)
         slot.proc = subprocess.Popen([sys.executable, "-m", "flows.slot", *args], env=env)
         slot.started = time.monotonic()
@@ -91,11 +92,19 @@ class Supervisor:
                     self._stop_cancelled()
                 time.sleep(0.5)
         finally:
-            for slot in self.slots:
-                if slot.proc is not None and slot.proc.poll() is None:
-                    slot.proc.kill()
-                    slot.proc.wait()
-                    self._crash(read_status(slot.status), f"its worker on {socket.gethostname()} was stopped")
+            # SIGTERM first: a slot gives its pool-wide slot back on the way out (else it stays taken until its
+            # lease expires, a minute later); then SIGKILL whatever is left.
+            live = [slot for slot in self.slots if slot.proc is not None and slot.proc.poll() is None]
+            for slot in live:
+                slot.proc.terminate()  # type: ignore[union-attr]
+            deadline = time.monotonic() + 10.0
+            for slot in live:
+                try:
+                    slot.proc.wait(timeout=max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
+                except subprocess.TimeoutExpired:
+                    slot.proc.kill()  # type: ignore[union-attr]
+                    slot.proc.wait()  # type: ignore[union-attr]
+                self._crash(read_status(slot.status), f"its worker on {socket.gethostname()} was stopped")
         return EXIT_OK
 
     def _look_after(self, slot: Slot) -> None:

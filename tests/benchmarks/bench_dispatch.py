@@ -67,11 +67,31 @@ def shard_overheads(api_url: str, run_id: str, out: Path) -> list[tuple[float, f
     return found
 
 
+def timeline(api_url: str, run_id: str, out: Path, t0: float) -> None:
+    """Per shard run, seconds from the parent's start: created, Running, first synthesis, last audio, ended."""
+    import pyarrow.parquet as pq
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"run-id:{run_id}"])))
+    print("shard  created  running  first-synth  last-audio  ended", file=sys.stderr)
+    for r in sorted(runs, key=lambda r: r.created):
+        shard = int(r.name.rsplit("-", 1)[1])
+        rows = pq.read_table(out / "manifests" / run_id / f"shard-{shard:05d}.parquet").to_pylist()
+        mtimes = [(out / row["audio_key"]).stat().st_mtime for row in rows]
+        first = min(m - (row["synth_seconds"] or 0.0) for m, row in zip(mtimes, rows, strict=True))
+        marks = [r.created.timestamp(), r.start_time.timestamp(), first, max(mtimes), r.end_time.timestamp()]
+        print(f"{shard:5d}  " + "  ".join(f"{m - t0:7.2f}" for m in marks), file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=48, help="chunks in the text (default: %(default)s)")
     parser.add_argument("--shard-size", type=int, default=6)
     parser.add_argument("--backend", default="piper", choices=["piper", "tone"])
+    parser.add_argument("--timeline", action="store_true", help="print each fanned-out shard's timeline to stderr")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="voxbatch-bench-dispatch-"))
     server = start_prefect_server(tmp / "home")
@@ -84,12 +104,17 @@ def main() -> None:
         common = ["--backend", args.backend, "--shard-size", str(args.shard_size)]
         run(env, "run", str(text), "--out", str(tmp / "warmup"), "--run-id", "warmup", *common)  # caches, imports
         in_process, base = run(env, "run", str(text), "--out", str(tmp / "in-process"), *common)
-        worker = [str(BIN / "voxbatch"), "worker", "--lanes", "1"]  # one core each
+        # One lane on one thread each (what each of the in-process run's two lanes has), the voice loaded.
+        worker = [str(BIN / "voxbatch"), "worker", "--lanes", "1", "--threads", "1", "--preload"]
         workers = [spawn(worker, env, tmp / f"worker-{i}.log") for i in range(2)]
         time.sleep(15)  # both registered and polling
         dispatch = ["--dispatch", "voxbatch-shard/voxbatch-shard"]
+        t0 = time.time()
         fanned, fan = run(env, "run", str(text), "--out", str(tmp / "fanned"), *common, *dispatch)
         overheads = shard_overheads(server.api_url, fan["run_id"], tmp / "fanned")
+        if args.timeline:
+            timeline(server.api_url, fan["run_id"], tmp / "fanned", t0)
+            print(f"parent: {fanned:.2f} s", file=sys.stderr)
         # Warm: workers that have run shards take a run of two shards, one each (no queueing), three times.
         warm = []
         for i in range(3):
@@ -125,7 +150,10 @@ def main() -> None:
         "warm_dispatch_to_pickup_s_median": round(statistics.median(p for p, _ in warm), 2),
     }
     print(json.dumps(report, indent=2))
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.timeline:
+        print(f"logs kept in {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
