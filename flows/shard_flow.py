@@ -150,10 +150,16 @@ def shard_flow(
             started = time.perf_counter()
             logger.info("shard %d: storage checked and pool slot taken in %.2f s", shard, started - waited)
             plan = read_plan(store, run_id)
-            bar = progress.ArtifactProgress(plan.shard_len(shard), f"voxbatch {run_id} shard {shard}: chunks done")
+            chunks = plan.shard_len(shard)
+            # A progress bar for shards long enough to watch (a one-line prompt's progress is its state).
+            bar = (
+                progress.ArtifactProgress(chunks, f"voxbatch {run_id} shard {shard}: chunks done")
+                if chunks >= 10
+                else None
+            )
             try:
                 here = merge(host_settings(), overrides or {})
-                outcome = synthesize_shard(out, run_id, shard, here, on_progress=bar.add, token=token)
+                outcome = synthesize_shard(out, run_id, shard, here, on_progress=bar.add if bar else None, token=token)
             except DeviceFatal as exc:
                 return Failed(message=f"{DEVICE_FATAL}: {exc}")
     return {**outcome.stats.to_dict(), "worker_seconds": time.perf_counter() - started}

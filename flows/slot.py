@@ -81,7 +81,7 @@ def claim_next(client: SyncPrefectClient, deployment_id: UUID) -> FlowRun | None
     from prefect.utilities.engine import propose_state_sync
 
     due = _due(deployment_id)
-    runs = client.read_flow_runs(flow_run_filter=due, sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=8)
+    runs = client.read_flow_runs(flow_run_filter=due, sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=2)
     for run in runs:
         try:
             state = propose_state_sync(client, Pending(), flow_run_id=run.id)

@@ -1,0 +1,183 @@
+"""Benchmark: thousands of one-sentence shards of the `tone` voice dispatched to two warm workers.
+
+Run: .venv/bin/python tests/benchmarks/bench_scale.py [--shards 1000] [--baseline 100] [--restart-at 0.5]
+
+Its own `prefect server start` (SQLite, the default database) and pool-wide limit `voxbatch-cpu` (2), two
+`voxbatch worker` processes, then `voxbatch run TEXT --shard-size 1 --backend tone --dispatch ...` of a text
+of N lines, once with `--baseline` shards (memory baseline) and once with `--shards`. Reported per run: wall
+time, orchestration CPU seconds per shard (parent, workers and server: the tone voice costs next to nothing),
+the parent's peak memory (and its ratio to the baseline run's), the slowest answer of `prefect flow-run ls`
+(asked every 10 s during the run), and whether every chunk is in the manifests exactly once.
+
+`--restart-at F`: stop the server when a fraction F of the shards is committed and start it again on the same
+database after `--down` seconds; the run must complete, or exit 5 and complete when run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.prefect_servers import BIN, PrefectServer, Proc, spawn, start_prefect_server  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children still running, from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid] + [int(p) for p in _children(pid)]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
+    return total
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+class ListWatch(threading.Thread):
+    """`prefect flow-run ls` every `every` seconds while a run goes; keeps the slowest answer."""
+
+    def __init__(self, server: PrefectServer, every: float = 10.0) -> None:
+        super().__init__(daemon=True)
+        self.server, self.every = server, every
+        self.times: list[float] = []
+        self.failures = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            started = time.perf_counter()
+            result = self.server.prefect("flow-run", "ls", "--limit", "20", timeout=120, check=False)
+            if result.returncode == 0:
+                self.times.append(time.perf_counter() - started)
+            else:
+                self.failures += 1
+
+
+def committed(out: Path) -> int:
+    return sum(1 for _ in out.glob("manifests/*/shard-*.parquet"))
+
+
+def dispatch(
+    server: PrefectServer, tmp: Path, shards: int, tag: str, restart_at: float | None, down: float
+) -> dict[str, object]:
+    text = tmp / f"{tag}.txt"
+    text.write_text("\n\n".join(f"Line {tag} {i}: the tide turned at dawn." for i in range(shards)))
+    out = tmp / f"out-{tag}"
+    args = [str(BIN / "voxbatch"), "run", str(text), "--out", str(out), "--backend", "tone", "--shard-size", "1"]
+    args += ["--dispatch", "voxbatch-shard/voxbatch-shard"]
+    server_cpu = cpu_seconds(server.proc.pid)
+    watch = ListWatch(server)
+    watch.start()
+    started = time.perf_counter()
+    exits: list[int] = []
+    restarted, peak_rss_kb, log = False, 0, tmp / f"{tag}.log"
+    while True:
+        with log.open("ab") as sink:
+            proc = subprocess.Popen(args, env=server.env(), stdout=sink, stderr=subprocess.STDOUT)
+        while True:  # wait4: this child's own peak memory, not that of every process this script started
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if restart_at is not None and not restarted and committed(out) >= restart_at * shards:
+                server_cpu -= cpu_seconds(server.proc.pid)  # counted up to now; the new server's from 0
+                server.proc.stop()
+                time.sleep(down)
+                server = restart(server)
+                restarted = True
+            time.sleep(0.5)
+        peak_rss_kb = max(peak_rss_kb, usage.ru_maxrss)
+        exits.append(os.waitstatus_to_exitcode(status))
+        if exits[-1] != 5 or len(exits) >= 3:  # exit 5: the server stayed away; the same command resumes
+            break
+    wall = time.perf_counter() - started
+    watch.stop.set()
+    server_cpu += cpu_seconds(server.proc.pid)
+    import pandas as pd
+
+    manifests = sorted(out.glob("manifests/*/shard-*.parquet"))
+    rows = pd.concat([pd.read_parquet(m) for m in manifests], ignore_index=True) if manifests else pd.DataFrame()
+    return {
+        "shards": shards,
+        "exit_codes": exits,
+        "wall_s": round(wall, 1),
+        "shards_per_s": round(shards / wall, 2),
+        "server_cpu_s": round(server_cpu, 1),
+        "parent_max_rss_mb": round(peak_rss_kb / 1024, 1),
+        "flow_run_ls_max_s": round(max(watch.times), 2) if watch.times else None,
+        "flow_run_ls_failures": watch.failures,
+        "committed_shards": len(manifests),
+        "chunks_exactly_once": bool(
+            len(rows) == shards and rows["chunk_id"].is_unique and (rows["status"] == "ok").all()
+        ),
+        "tail": log.read_text(errors="replace")[-600:] if exits[-1] != 0 else "",
+    }
+
+
+def restart(server: PrefectServer) -> PrefectServer:
+    """The same server again: same PREFECT_HOME (database), same port."""
+    env = server.env(PREFECT_SERVER_API_PORT=str(server.port), PREFECT_UI_ENABLED="false")
+    args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(server.port)]
+    proc = spawn(args, env, server.home / "server-restarted.log")
+    import urllib.request
+
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"{server.api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    return PrefectServer(proc, server.port, server.home)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=1000)
+    parser.add_argument("--baseline", type=int, default=100, help="shards of the memory baseline run (0: none)")
+    parser.add_argument("--restart-at", type=float, help="restart the server at this fraction of the shards")
+    parser.add_argument("--down", type=float, default=10.0, help="seconds the server stays down (default 10)")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="voxbatch-bench-scale-"))
+    server = start_prefect_server(tmp / "home")
+    workers: list[Proc] = []
+    report: dict[str, object] = {"date": datetime.now().isoformat(timespec="minutes"), "database": "sqlite"}
+    try:
+        server.prefect("gcl", "create", "voxbatch-cpu", "--limit", "2")
+        workers = [spawn([str(BIN / "voxbatch"), "worker"], server.env(), tmp / f"worker-{i}.log") for i in range(2)]
+        time.sleep(15)
+        if args.baseline:
+            report["baseline"] = dispatch(server, tmp, args.baseline, "baseline", None, 0)
+        worker_cpu = sum(cpu_seconds(w.pid) for w in workers)
+        report["run"] = dispatch(server, tmp, args.shards, "scale", args.restart_at, args.down)
+        report["run"]["workers_cpu_s"] = round(sum(cpu_seconds(w.pid) for w in workers) - worker_cpu, 1)  # type: ignore[index]
+    finally:
+        for w in workers:
+            w.stop()
+        server.stop()
+    print(json.dumps(report, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
