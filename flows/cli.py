@@ -360,6 +360,15 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a pipe's writer
     except Exception as exc:  # a bug or an environment problem voxbatch does not know yet
+        from flows.server_errors import server_unavailable
+
+        if server_unavailable(exc):  # the Prefect server went away past what the run waits out: resumable
+            print(
+                f"voxbatch: error: the Prefect server stopped answering ({type(exc).__name__}: {exc})\n"
+                "  hint: what is committed is in storage: run the same command again once the server is back",
+                file=sys.stderr,
+            )
+            return EXIT_PENDING
         if getattr(args, "verbose", False):
             traceback.print_exc()
         print(
