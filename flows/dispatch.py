@@ -19,11 +19,10 @@ from uuid import UUID
 from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType
-from prefect.client.schemas.objects import FlowRun, State, StateType
-from prefect.deployments import run_deployment
+from prefect.client.schemas.objects import State, StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
-from prefect.states import Crashed
+from prefect.states import Crashed, Scheduled
 
 from flows.server_errors import server_unavailable
 from flows.shard_flow import DEVICE_FATAL
@@ -55,32 +54,42 @@ class DispatchResult:
     redispatched: int = 0
 
 
-def _dispatch(
-    deployment: str, store: ObjectStore, run_id: str, shard: int, attempt: int, tags: list[str]
-) -> tuple[UUID, str]:
-    """Start one attempt of a shard; returns its flow run id and token. The fence names the attempt first, so
-    an earlier attempt still going stops before its commit."""
-    parent = flow_run.get_id() or "no-parent"
-    token = attempt_token(str(parent), attempt)
-    write_fence(store, run_id, shard, token)
+def _deployment_id(client: SyncPrefectClient, deployment: str) -> UUID:
     try:
-        child = run_deployment(
-            deployment,
-            parameters={"out": store.uri(""), "run_id": run_id, "shard": shard, "token": token},
-            timeout=0,
-            idempotency_key=f"voxbatch:{run_id}:shard-{shard}:parent-{parent}:attempt-{attempt}",
-            flow_run_name=f"{run_id}-shard-{shard}" + (f"-attempt-{attempt}" if attempt else ""),
-            tags=tags,
-            as_subflow=False,  # no linking task run in the parent: a write less per shard (see docs/deployment.md)
-        )
+        return client.read_deployment_by_name(deployment).id
     except ObjectNotFound as exc:
         raise ConfigError(
             f"--dispatch {deployment}: no such deployment on the Prefect server",
             hint="start `voxbatch worker` (it serves voxbatch-shard/voxbatch-shard) or `prefect deploy --all`",
         ) from exc
-    if not isinstance(child, FlowRun):  # sync_compatible: a coroutine only when called from async code
-        raise TypeError(f"run_deployment returned {type(child).__name__}, not a flow run")
-    return child.id, token
+
+
+@dataclass
+class _Dispatcher:
+    """Starts attempts of shards as flow runs of one deployment (what `run_deployment(timeout=0)` does, less
+    its lookup of the deployment and its new client per call: one request per shard)."""
+
+    client: SyncPrefectClient
+    deployment_id: UUID
+    store: ObjectStore
+    run_id: str
+    tags: list[str]
+
+    def __call__(self, shard: int, attempt: int) -> tuple[UUID, str]:
+        """Start one attempt of a shard; returns its flow run id and token. The fence names the attempt first,
+        so an earlier attempt still going stops before its commit."""
+        parent = flow_run.get_id() or "no-parent"
+        token = attempt_token(str(parent), attempt)
+        write_fence(self.store, self.run_id, shard, token)
+        child = self.client.create_flow_run_from_deployment(
+            self.deployment_id,
+            parameters={"out": self.store.uri(""), "run_id": self.run_id, "shard": shard, "token": token},
+            state=Scheduled(),
+            name=f"{self.run_id}-shard-{shard}" + (f"-attempt-{attempt}" if attempt else ""),
+            tags=self.tags,
+            idempotency_key=f"voxbatch:{self.run_id}:shard-{shard}:parent-{parent}:attempt-{attempt}",
+        )
+        return child.id, token
 
 
 def dispatch_shards(
@@ -108,12 +117,14 @@ def dispatch_shards(
     leases = LeaseWatch(store, run_id, lease_timeout)
     server = _Patience(server_deadline, logger)
     runs: dict[int, ShardRun] = {}
-    for n in shards:
-        flow_run_id, token = server.call(partial(_dispatch, deployment, store, run_id, n, 0, tags), pending=shards)
-        runs[n] = ShardRun(n, 0, flow_run_id, token)
-    logger.info("dispatched %d shard(s) of run %s to %s", len(runs), run_id, deployment)
     result = DispatchResult()
     with get_client(sync_client=True) as client:
+        start = _Dispatcher(client, server.call(partial(_deployment_id, client, deployment), pending=shards), store,
+                            run_id, tags)  # fmt: skip
+        for n in shards:
+            flow_run_id, token = server.call(partial(start, n, 0), pending=shards)
+            runs[n] = ShardRun(n, 0, flow_run_id, token)
+        logger.info("dispatched %d shard(s) of run %s to %s", len(runs), run_id, deployment)
         while runs:
             time.sleep(poll_seconds)
             states = server.call(lambda: _read_states(client, [r.flow_run_id for r in runs.values()]), pending=runs)
@@ -154,7 +165,7 @@ def dispatch_shards(
                     logger.warning("shard %d %s (%s); dispatching it again", run.shard, _ended(run), run.message)
                     attempt = run.attempt + 1
                     leases.restart(run.shard)
-                    again = partial(_dispatch, deployment, store, run_id, run.shard, attempt, tags)
+                    again = partial(start, run.shard, attempt)
                     flow_run_id, token = server.call(again, pending=runs)
                     runs[run.shard] = ShardRun(run.shard, attempt, flow_run_id, token)
                     result.redispatched += 1
