@@ -190,11 +190,17 @@ def _read_states(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, State
     states: dict[UUID, State | None] = {}
     past_scheduled = [t for t in StateType if t != StateType.SCHEDULED]
     for start in range(0, len(ids), 1000):
-        page = ids[start : start + 1000]
         where = FlowRunFilter(
-            id=FlowRunFilterId(any_=page), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=past_scheduled))
+            id=FlowRunFilterId(any_=ids[start : start + 1000]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=past_scheduled)),
         )
-        states.update({fr.id: fr.state for fr in client.read_flow_runs(flow_run_filter=where, limit=len(page))})
+        offset = 0
+        while True:  # the API answers at most 200 runs a request
+            found = client.read_flow_runs(flow_run_filter=where, limit=200, offset=offset)
+            states.update({fr.id: fr.state for fr in found})
+            if len(found) < 200:
+                break
+            offset += 200
     return states
 
 

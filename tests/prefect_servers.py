@@ -110,12 +110,13 @@ class PrefectServer:
         self.proc.stop()
 
 
-def start_prefect_server(home: Path, timeout: float = 120) -> PrefectServer:
+def start_prefect_server(home: Path, timeout: float = 120, port: int | None = None) -> PrefectServer:
+    """`prefect server start` on 127.0.0.1 (SQLite under `home`); `port`: a given one (a restart), else a free one."""
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = prefect_env(home, PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="false")
     args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    proc = spawn(args, env, home / "server.log")
+    proc = spawn(args, env, home / f"server-{int(time.time())}.log")
     server = PrefectServer(proc, port, home)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

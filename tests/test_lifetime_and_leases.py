@@ -95,3 +95,59 @@ def test_only_transient_errors_are_retried_by_prefect(error: Exception, retried:
     from flows.shard_flow import _transient_only
 
     assert _transient_only(None, None, Failed(data=error)) is retried
+
+
+def test_a_stale_attempts_beats_do_not_keep_the_new_attempt_alive(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "out"))
+    watch = LeaseWatch(store, "run-x", timeout=0.5)
+    assert not watch.stale(4, "new")  # nothing seen yet: the clock starts now
+    with Heartbeat(store, "run-x", 4, every=0.05, token="old"):  # the superseded attempt, still beating
+        deadline = time.monotonic() + 2.0
+        while not watch.stale(4, "new"):
+            assert time.monotonic() < deadline, "the old attempt's beats kept the new one looking alive"
+            time.sleep(0.05)
+        assert not watch.stale(4, None)  # "some process" is alive: what the parent must not go by
+    with Heartbeat(store, "run-x", 4, every=0.05, token="new"):
+        watch.restart(4)
+        for _ in range(10):
+            assert not watch.stale(4, "new")
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("make", "unavailable"),
+    [
+        (lambda: __import__("httpx").ConnectError("refused"), True),
+        (lambda: __import__("httpx").ReadTimeout("slow"), True),
+        (lambda: _status_error(503), True),
+        (lambda: _status_error(429), True),
+        (lambda: _status_error(404), False),
+        (lambda: _status_error(422), False),
+        (lambda: ValueError("a bug"), False),
+        (lambda: _caused_by(__import__("httpx").ConnectError("refused")), True),
+    ],
+    ids=["refused", "timeout", "503", "429", "404", "422", "bug", "wrapped"],
+)
+def test_which_errors_mean_the_prefect_server_is_away(make, unavailable: bool) -> None:  # type: ignore[no-untyped-def]
+    from flows.server_errors import server_unavailable
+
+    assert server_unavailable(make()) is unavailable
+
+
+def _status_error(code: int) -> Exception:
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    request = httpx.Request("POST", "http://127.0.0.1:4200/api/task_runs/")
+    response = httpx.Response(code, request=request)
+    return PrefectHTTPStatusError.from_httpx_error(httpx.HTTPStatusError("x", request=request, response=response))
+
+
+def _caused_by(cause: Exception) -> Exception:
+    try:
+        try:
+            raise cause
+        except Exception as exc:
+            raise RuntimeError("engine could not set the final state") from exc
+    except RuntimeError as outer:
+        return outer

@@ -86,12 +86,12 @@ def dispatch(
     out = tmp / f"out-{tag}"
     args = [str(BIN / "voxbatch"), "run", str(text), "--out", str(out), "--backend", "tone", "--shard-size", "1"]
     args += ["--dispatch", "voxbatch-shard/voxbatch-shard"]
-    server_cpu = cpu_seconds(server.proc.pid)
+    server_cpu, server_base = 0.0, cpu_seconds(server.proc.pid)
     watch = ListWatch(server)
     watch.start()
     started = time.perf_counter()
     exits: list[int] = []
-    restarted, peak_rss_kb, log = False, 0, tmp / f"{tag}.log"
+    restarted, peak_rss_kb, parent_cpu, log = False, 0, 0.0, tmp / f"{tag}.log"
     while True:
         with log.open("ab") as sink:
             proc = subprocess.Popen(args, env=server.env(), stdout=sink, stderr=subprocess.STDOUT)
@@ -100,19 +100,21 @@ def dispatch(
             if pid:
                 break
             if restart_at is not None and not restarted and committed(out) >= restart_at * shards:
-                server_cpu -= cpu_seconds(server.proc.pid)  # counted up to now; the new server's from 0
+                server_cpu += cpu_seconds(server.proc.pid) - server_base  # the old server's; the new one's from 0
+                server_base = 0.0
                 server.proc.stop()
                 time.sleep(down)
                 server = restart(server)
                 restarted = True
             time.sleep(0.5)
         peak_rss_kb = max(peak_rss_kb, usage.ru_maxrss)
+        parent_cpu += usage.ru_utime + usage.ru_stime
         exits.append(os.waitstatus_to_exitcode(status))
         if exits[-1] != 5 or len(exits) >= 3:  # exit 5: the server stayed away; the same command resumes
             break
     wall = time.perf_counter() - started
     watch.stop.set()
-    server_cpu += cpu_seconds(server.proc.pid)
+    server_cpu += cpu_seconds(server.proc.pid) - server_base
     import pandas as pd
 
     manifests = sorted(out.glob("manifests/*/shard-*.parquet"))
@@ -123,6 +125,7 @@ def dispatch(
         "wall_s": round(wall, 1),
         "shards_per_s": round(shards / wall, 2),
         "server_cpu_s": round(server_cpu, 1),
+        "parent_cpu_s": round(parent_cpu, 1),
         "parent_max_rss_mb": round(peak_rss_kb / 1024, 1),
         "flow_run_ls_max_s": round(max(watch.times), 2) if watch.times else None,
         "flow_run_ls_failures": watch.failures,
@@ -136,19 +139,7 @@ def dispatch(
 
 def restart(server: PrefectServer) -> PrefectServer:
     """The same server again: same PREFECT_HOME (database), same port."""
-    env = server.env(PREFECT_SERVER_API_PORT=str(server.port), PREFECT_UI_ENABLED="false")
-    args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(server.port)]
-    proc = spawn(args, env, server.home / "server-restarted.log")
-    import urllib.request
-
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(f"{server.api_url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    return PrefectServer(proc, server.port, server.home)
+    return start_prefect_server(server.home, port=server.port)
 
 
 def main() -> None:
