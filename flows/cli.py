@@ -332,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_prefect(getattr(args, "verbose", False) or args.command == "worker")  # a worker is a service: it logs
+    if args.command == "run" and os.environ.get("PREFECT_API_URL"):
+        # Against a real server, a call it does not answer gives up after 2 + 4 s, not Prefect's minute (5
+        # retries): dispatch waits outages out itself (run.server_outage_seconds), and a run that gives up must
+        # not spend minutes telling a server that is gone.
+        os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "2")
     commands = {
         "run": cmd_run,
         "plan": cmd_plan,

@@ -221,15 +221,20 @@ class _Patience:
     _away_since: float | None = None
 
     def call(self, fn: Callable[[], T], *, pending: Iterable[int]) -> T:
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
         delay = 1.0
         while True:
+            asked = time.monotonic()
             try:
-                value = fn()
+                # This loop's backoff, not the client's (5 retries of up to 32 s each: a minute per call).
+                with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+                    value = fn()
             except Exception as exc:
                 if not server_unavailable(exc):
                     raise
                 now = time.monotonic()
-                self._away_since = self._away_since or now
+                self._away_since = self._away_since or asked
                 away = now - self._away_since
                 if away > self.deadline:
                     shards = sorted(pending)
