@@ -254,7 +254,3 @@ class _Patience:
 def _listed(shards: list[int], most: int = 20) -> str:
     shown = ", ".join(str(n) for n in shards[:most])
     return shown + (f" … and {len(shards) - most} more" if len(shards) > most else "")
-
-
-def _ids(ids: list[UUID]) -> FlowRunFilter:
-    return FlowRunFilter(id=FlowRunFilterId(any_=ids))

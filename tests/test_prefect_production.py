@@ -221,16 +221,19 @@ def _worker(p: Production, name: str, log: str, **env: str) -> Proc:
     return worker
 
 
-def _mid_shard(p: Production, bucket: str, deadline: float) -> tuple[int, dict[str, object]]:
-    """(shard, lease) of a shard whose worker has stored some chunks but not committed."""
+def _mid_shard(
+    p: Production, bucket: str, deadline: float, parent: Proc, worker: Proc | None = None
+) -> tuple[int, dict[str, object]]:
+    """(shard, lease) of a shard whose worker (`worker`, when given) has stored some chunks but not committed."""
     while True:
+        assert parent.process.poll() is None, parent.log()
         assert time.monotonic() < deadline, "no shard got under way"
         keys = objects(p.s3, bucket, "out/")
         for shard, lease in _leases(p, bucket, "out/").items():
             name = f"shard-{shard:05d}.parquet"
             started = any(k.endswith(f"/progress/{name}") for k in keys)  # some chunks stored already
             committed = any(k.startswith("out/manifests/") and k.endswith(name) for k in keys)
-            if started and not committed:
+            if started and not committed and (worker is None or lease["ppid"] == worker.pid):
                 return shard, lease
         time.sleep(0.2)
 
@@ -248,7 +251,7 @@ def test_a_paused_attempt_resumed_after_redispatch_does_not_commit_over_the_new_
     args = [str(BIN / "voxbatch"), "run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone"]
     args += ["--shard-size", "12", "--batch-size", "1", "--config", str(config), "--dispatch", SHARD_DEPLOYMENT]
     parent = spawn(args, p.env, p.tmp / "paused-run.log")
-    shard, lease = _mid_shard(p, bucket, time.monotonic() + 180)
+    shard, lease = _mid_shard(p, bucket, time.monotonic() + 180, parent)
     frozen = int(lease["pid"])  # type: ignore[call-overload]
     os.kill(frozen, signal.SIGSTOP)
     try:
@@ -371,20 +374,10 @@ def test_a_worker_killed_mid_shard_is_redispatched_and_every_chunk_lands_once(pr
     # Two shards of 12 one-chunk batches of at least 0.5 s each: one per worker, 6 s or more of work each.
     args += ["--shard-size", "12", "--batch-size", "1", "--config", str(config), "--dispatch", SHARD_DEPLOYMENT]
     parent = spawn(args, p.env, p.tmp / "killed-run.log")
-    victim, shard_pid = p.workers[0], None
+    victim = p.workers[0]
     try:
-        deadline = time.monotonic() + 180
-        while shard_pid is None:
-            assert parent.process.poll() is None, parent.log()
-            assert time.monotonic() < deadline, "no shard started on the first worker"
-            keys = objects(p.s3, bucket, "out/")
-            for shard, lease in _leases(p, bucket, "out/").items():
-                name = f"shard-{shard:05d}.parquet"
-                started = any(k.endswith(f"/progress/{name}") for k in keys)  # some chunks stored already
-                committed = any(k.startswith("out/manifests/") and k.endswith(name) for k in keys)
-                if lease["ppid"] == victim.pid and started and not committed:
-                    shard_pid = lease["pid"]  # mid-shard
-            time.sleep(0.2)
+        _, lease = _mid_shard(p, bucket, time.monotonic() + 180, parent, worker=victim)
+        shard_pid = int(lease["pid"])  # type: ignore[call-overload]
         os.kill(victim.pid, signal.SIGKILL)  # the worker only: its shard process must go by itself
         victim.process.wait()
         gone_by = time.monotonic() + 10
