@@ -109,7 +109,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"  {per_doc.get(doc['source'], 0):6d} chunks  {doc['source']} ({doc['encoding']}{chapters})")
     print(f"chunks     {plan.num_chunks} ({', '.join(f'{k} {v}' for k, v in sorted(langs.items()))})")
     print(f"characters {stats['characters']}")
-    print(f"shards     {plan.num_shards} of up to {prep.settings.run.shard_size} chunks")
+    run = prep.settings.run
+    minutes = f" or {run.shard_audio_minutes:g} minutes of audio" if run.shard_audio_minutes else ""
+    print(f"shards     {plan.num_shards} of up to {run.shard_size} chunks{minutes}")
     est = plan.estimated_seconds()
     print(f"estimated audio {est / 60:.1f} min ({est:.0f} s)")
     if args.out:

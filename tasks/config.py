@@ -278,7 +278,15 @@ class EngineSettings(_Section):
 
 class RunSettings(_Section):
     shard_size: Annotated[int, Role(flag="--shard-size")] = Field(
-        200, ge=1, le=1_000_000, description="Chunks per shard (one unit of work)."
+        200, ge=1, le=1_000_000, description="Most chunks per shard (one unit of work)."
+    )
+    shard_audio_minutes: Annotated[float, Role(flag="--shard-minutes", metavar="MINUTES")] = Field(
+        10.0,
+        ge=0.0,
+        le=100_000.0,
+        description="A shard also ends once its estimated audio reaches this many minutes, so a chapter and a few "
+        "hundred one-line prompts make shards of similar work (GPU hosts: see docs/deployment.md); 0: by "
+        "chunk count alone.",
     )
     checkpoint_seconds: Annotated[float, Role(worker=True)] = Field(
         10.0,

@@ -81,6 +81,7 @@ class PrefectServer:
     proc: Proc
     port: int
     home: Path
+    database_url: str = ""  # PREFECT_API_DATABASE_CONNECTION_URL; empty: SQLite under home
 
     @property
     def api_url(self) -> str:
@@ -110,14 +111,19 @@ class PrefectServer:
         self.proc.stop()
 
 
-def start_prefect_server(home: Path, timeout: float = 120, port: int | None = None) -> PrefectServer:
-    """`prefect server start` on 127.0.0.1 (SQLite under `home`); `port`: a given one (a restart), else a free one."""
+def start_prefect_server(
+    home: Path, timeout: float = 120, port: int | None = None, database_url: str = ""
+) -> PrefectServer:
+    """`prefect server start` on 127.0.0.1 (SQLite under `home`, or the database at `database_url`); `port`: a
+    given one (a restart), else a free one."""
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     env = prefect_env(home, PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="false")
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     proc = spawn(args, env, home / f"server-{int(time.time())}.log")
-    server = PrefectServer(proc, port, home)
+    server = PrefectServer(proc, port, home, database_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.process.poll() is not None:

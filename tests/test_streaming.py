@@ -86,3 +86,44 @@ def test_plans_are_row_groups_of_whole_shards_each_checked(
     data[200:210] = b"\0" * 10  # inside the first row group's pages
     with pytest.raises(StorageError):
         parse_plan(bytes(data), key)
+
+
+def test_shards_are_sized_by_estimated_audio_as_well_as_by_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tone_settings
+) -> None:  # type: ignore[no-untyped-def]
+    """A long chapter and many one-line prompts: the chapter's shards end at the audio cap, the prompts' at the
+    count cap; every chunk is in exactly one shard, in order, and the row groups still hold whole shards."""
+    monkeypatch.setattr(plan_file, "_GROUP_ROWS", 8)
+    chapter = tmp_path / "a-chapter.txt"  # 40 paragraphs of about 150 characters: about 10 s each at 15 chars/s
+    chapter.write_text(
+        "\n\n".join(f"Paragraph {n} " + "goes on and on about the sea and the wind. " * 3 for n in range(40))
+    )
+    prompts = tmp_path / "b-prompts.txt"  # 30 short lines: about 1 s each
+    prompts.write_text("\n\n".join(f"Prompt {n}." for n in range(30)))
+    settings = validate_settings({**tone_settings.model_dump(), "run": {"shard_size": 12, "shard_audio_minutes": 1}})
+    plan = prepare([str(chapter), str(prompts)], settings).plan
+    lengths = [plan.shard_len(n) for n in range(plan.num_shards)]
+    assert sum(lengths) == plan.num_chunks == 70
+    chunks = [c for n in range(plan.num_shards) for c in plan.shard(n)]
+    assert [c.chunk_id for c in chunks] == [c.chunk_id for c in plan.chunks]
+    assert [len(plan.shard(n)) for n in range(plan.num_shards)] == lengths
+    per_shard = [
+        sum(plan_file.estimated_seconds(plan_file.PlanRow(**vars(c))) for c in plan.shard(n))
+        for n in range(plan.num_shards)
+    ]
+    chapter_shards = [n for n in range(plan.num_shards) if plan.shard(n)[0].source.endswith("a-chapter.txt")]
+    assert len(chapter_shards) >= 6  # 40 × ~10 s in shards of about a minute, not 4 shards of 12
+    for n in chapter_shards[:-1]:
+        assert 60 <= per_shard[n] < 60 + 12 and lengths[n] < 12  # ended by the audio cap, at most one chunk over
+    only_prompts = [n for n in range(plan.num_shards) if all(c.source.endswith("b-prompts.txt") for c in plan.shard(n))]
+    assert len(only_prompts) >= 2 and all(lengths[n] == 12 for n in only_prompts[:-1])  # ended by the count cap
+    # Planned again with the cap off: shards of 12 and the run id of a plan made before the audio cap existed.
+    by_count = validate_settings({**settings.model_dump(), "run": {"shard_size": 12, "shard_audio_minutes": 0}})
+    again = prepare([str(chapter), str(prompts)], by_count).plan
+    assert [again.shard_len(n) for n in range(again.num_shards)] == [12] * 5 + [10]
+    assert again.run_id != plan.run_id
+    store = open_store(str(tmp_path / "out"))
+    key = write_plan(store, plan)
+    back = parse_plan(store.get(key), key)
+    assert [back.shard_len(n) for n in range(back.num_shards)] == lengths
+    assert [c.chunk_id for n in range(back.num_shards) for c in back.shard(n)] == [c.chunk_id for c in chunks]

@@ -179,6 +179,28 @@ def _hanzi(text: str) -> str:
     return "".join(ch for ch in chinese(text).lower() if ch.isalnum())
 
 
+def _joined_compounds(reference: str, hypothesis: str) -> tuple[str, str]:
+    """Compounds written as one word on one side and as two on the other ("lighthouse", "light house" or
+    "light-house") made alike: they sound the same, and Whisper writes them either way from one take to the next
+    (the sample's title "The Lighthouse Keeper" scored WER 0.67 in about one take of ten)."""
+    ref, hyp = reference.split(), hypothesis.split()
+    return " ".join(_join(ref, set(hyp))), " ".join(_join(hyp, set(ref)))
+
+
+def _join(words: list[str], other: set[str]) -> list[str]:
+    """`words` with each adjacent pair merged where the other side has the pair as one word."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if i + 1 < len(words) and words[i] + words[i + 1] in other:
+            out.append(words[i] + words[i + 1])
+            i += 2
+        else:
+            out.append(words[i])
+            i += 1
+    return out
+
+
 @dataclass(frozen=True)
 class Score:
     wer: float | None  # English only: Chinese has no spaces to count words by
@@ -194,7 +216,7 @@ def score(reference: str, hypothesis: str, lang: str) -> Score:
         if not ref:
             return Score(None, 0.0 if not hyp else 1.0)
         return Score(None, float(jiwer.cer(ref, hyp or " ")))
-    ref, hyp = _words(reference), _words(hypothesis)
+    ref, hyp = _joined_compounds(_words(reference), _words(hypothesis))
     if not ref:
         return Score(0.0 if not hyp else 1.0, 0.0 if not hyp else 1.0)
     return Score(float(jiwer.wer(ref, hyp)), float(jiwer.cer(ref, hyp or " ")))

@@ -9,6 +9,7 @@ process, or a copy of `runs/<run_id>/plan.parquet` from storage) is the caller's
 from __future__ import annotations
 
 import atexit
+import bisect
 import dataclasses
 import hashlib
 import json
@@ -33,9 +34,10 @@ from tasks.records import arrow_schema, int32
 _META = b"voxbatch.plan"
 _GROUP_ROWS = 4096  # about this many chunks per row group (whole shards): a few MB of text at most
 # 3: spoken text, table rows; 4: row groups of whole shards, each with its own digest; 5: spoken_text null
-# where it equals text (half the text a plan stores), parts_json (mixed scripts). Format 4 plans read as they are.
-FORMAT = 5
-_READS = (4, 5)
+# where it equals text (half the text a plan stores), parts_json (mixed scripts); 6: shards of any length (sized by
+# estimated audio), listed in the header. Plans of formats 4 and 5 (shards of `shard_size`) read as they are.
+FORMAT = 6
+_READS = (4, 5, 6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +112,13 @@ _REPEATING = [
 CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}
 
 
+def estimated_seconds(row: PlanRow) -> float:
+    """A chunk's audio as the plan guesses it (typical speaking rate), for sizing shards; refused rows: none."""
+    if row.error:
+        return 0.0
+    return len(row.spoken_text if row.spoken_text is not None else row.text) / CHARS_PER_SECOND.get(row.lang, 15.0)
+
+
 def shards_per_group(shard_size: int) -> int:
     return max(1, _GROUP_ROWS // max(1, shard_size))
 
@@ -148,9 +157,16 @@ def spool_dir() -> Path:
 class PlanWriter:
     """Rows in, row groups out: buffers one group's rows and writes each group (as columns) when it fills."""
 
-    def __init__(self, shard_size: int) -> None:
-        self.shard_size = shard_size
+    def __init__(self, shard_size: int, shard_seconds: float = 0.0) -> None:
+        self.shard_size = shard_size  # at most this many chunks per shard
+        self.shard_seconds = shard_seconds  # and, where > 0, a shard ends once its estimated audio reaches this
         self.group_rows = shard_size * shards_per_group(shard_size)
+        self._shard = -1  # the shard being filled
+        self._shard_rows = shard_size  # its chunks (full: the first chunk starts shard 0)
+        self._shard_audio = 0.0  # its estimated seconds of audio
+        self._row_shards: list[int] = []  # the shard of each buffered row
+        self.shard_lengths: list[list[int]] = []  # [[chunks, shards of that length], ...] in order (run lengths)
+        self.group_first_shards: list[int] = []  # the first shard of each row group written
         self.path = Path(tempfile.mkstemp(dir=spool_dir(), suffix=".parquet")[1])
         self._writer = pq.ParquetWriter(self.path, PLAN_SCHEMA, compression="zstd", use_dictionary=_REPEATING)
         self._rows: list[PlanRow] = []  # the group being filled, as rows (transposed when written)
@@ -172,24 +188,58 @@ class PlanWriter:
         self.extend([row])
 
     def extend(self, rows: list[PlanRow]) -> None:
-        """Chunks in order, as `add` takes them: a row group is written each time one fills."""
-        while rows:
-            room = self.group_rows - len(self._rows)
-            self._rows.extend(rows[:room])
-            rows = rows[room:]
-            if len(self._rows) == self.group_rows:
-                self.flush()
+        """Chunks in order, as `add` takes them, each put in a shard: the current one, or a new one once the
+        current one is full (`shard_size` chunks, or `shard_seconds` of estimated audio). A row group holds whole
+        shards: it is written when a shard starts and the rows buffered have reached `group_rows`."""
+        cap = self.shard_seconds
+        for row in rows:
+            if self._shard_rows >= self.shard_size or (cap > 0 and self._shard_audio >= cap):
+                if len(self._rows) >= self.group_rows:
+                    self.flush()
+                self._shard += 1
+                self._count_shard(self._shard_rows)
+                self._shard_rows, self._shard_audio = 0, 0.0
+            self._rows.append(row)
+            self._row_shards.append(self._shard)
+            self._shard_rows += 1
+            if cap > 0:
+                self._shard_audio += estimated_seconds(row)
+
+    def _count_shard(self, closed: int) -> None:
+        """The shard before the one starting now had `closed` chunks (shard -1: none)."""
+        if self._shard == 0:
+            return
+        if self.shard_lengths and self.shard_lengths[-1][0] == closed:
+            self.shard_lengths[-1][1] += 1
+        else:
+            self.shard_lengths.append([closed, 1])
+
+    def layout(self) -> list[list[int]]:
+        """Every shard's chunk count, as run lengths (the shard being filled included)."""
+        lengths = [list(pair) for pair in self.shard_lengths]
+        if self._shard >= 0:
+            if lengths and lengths[-1][0] == self._shard_rows:
+                lengths[-1][1] += 1
+            else:
+                lengths.append([self._shard_rows, 1])
+        return lengths
+
+    def by_count(self) -> bool:
+        """Whether the shards are what `shard_size` alone makes (the audio cap never ended one early)."""
+        layout = self.layout()
+        if layout and layout[-1][0] < self.shard_size and layout[-1][1] == 1:
+            layout = layout[:-1]  # the last shard may be short
+        return all(length == self.shard_size for length, _ in layout)
 
     def flush(self) -> None:
         """Write the buffered rows as one row group (and count them into the totals)."""
         if not self._rows:
             return
-        first = self._written
         self._written += len(self._rows)
         columns = dict(zip(FIELDS, zip(*self._rows, strict=True), strict=True))
-        self._rows = []
-        size = self.shard_size
-        columns["shard"] = tuple(i // size for i in range(first, self._written))
+        columns["shard"] = tuple(self._row_shards)
+        self.group_first_shards.append(self._row_shards[0])
+        self._rows, self._row_shards = [], []
         ids = columns["chunk_id"]
         self._ids.update((b", " if self._any_ids else b"") + ('"' + '", "'.join(ids) + '"').encode())
         self._any_ids = True
@@ -206,7 +256,10 @@ class PlanWriter:
     def run_id_digest(self) -> str:
         """What `digest_of([chunk ids], shard_size)` gives, without holding the ids."""
         h = self._ids.copy()
-        h.update(f"], {self.shard_size}]".encode())
+        if self.by_count():  # the ids of runs planned before shards were sized by audio stay what they were
+            h.update(f"], {self.shard_size}]".encode())
+        else:
+            h.update(f"], {self.shard_size}, {json.dumps(self.layout())}]".encode())
         return h.hexdigest()
 
     def stats(self) -> dict[str, Any]:
@@ -260,6 +313,20 @@ class PlanFile:
             raise StorageError(f"{where}: the plan is incomplete (row groups or rows missing)")
         self._verified: set[int] = set()
         self._last: tuple[int, pa.Table] | None = None
+        size = int(self.header["shard_size"])
+        layout = self.header.get("shard_lengths")
+        if layout is None:  # formats 4 and 5: every shard `shard_size` chunks but the last
+            num_chunks = int(self.header["num_chunks"])
+            layout = [[size, num_chunks // size]] + ([[num_chunks % size, 1]] if num_chunks % size else [])
+            per_group = shards_per_group(size)
+            firsts = list(range(0, -(-num_chunks // size), per_group))
+        else:
+            firsts = self.header["group_first_shards"]
+        lengths = np.repeat([n for n, _ in layout], [k for _, k in layout]).astype(np.int64)
+        if int(lengths.sum()) != self.header.get("num_chunks") or len(firsts) != len(digests):
+            raise StorageError(f"{where}: the plan's shard list does not match its chunks")
+        self.shard_starts = np.concatenate([[0], np.cumsum(lengths)])  # shard n: chunks [starts[n], starts[n+1])
+        self._group_first_shards = firsts
 
     def _group(self, index: int) -> pa.Table:
         if self._last is not None and self._last[0] == index:
@@ -285,8 +352,10 @@ class PlanFile:
             self._group(index)
 
     def shard(self, n: int) -> list[PlannedChunk]:
-        table = self._group(n // shards_per_group(self.header["shard_size"]))
+        table = self._group(bisect.bisect_right(self._group_first_shards, n) - 1)
         rows = table.filter(pc.equal(table.column("shard"), n)).to_pylist()
+        if len(rows) != self.shard_len(n):  # the header's shard list is outside the checksum: held to the rows
+            raise StorageError(f"{self.where}: shard {n} has {len(rows)} chunks, the header says {self.shard_len(n)}")
         return [_chunk(row) for row in rows]
 
     def chunks(self) -> Iterator[PlannedChunk]:
@@ -296,7 +365,10 @@ class PlanFile:
 
     @cached_property
     def num_shards(self) -> int:
-        return -(-int(self.header["num_chunks"]) // int(self.header["shard_size"]))
+        return len(self.shard_starts) - 1
+
+    def shard_len(self, n: int) -> int:
+        return int(self.shard_starts[n + 1] - self.shard_starts[n]) if 0 <= n < self.num_shards else 0
 
 
 def plan_checksum(
@@ -330,13 +402,13 @@ class Plan:
 
     @property
     def num_shards(self) -> int:
-        return -(-self.num_chunks // self.shard_size)
+        return self.file.num_shards
 
     def shard(self, n: int) -> list[PlannedChunk]:
         return self.file.shard(n) if 0 <= n < self.num_shards else []
 
     def shard_len(self, n: int) -> int:
-        return max(0, min(self.shard_size, self.num_chunks - n * self.shard_size))
+        return self.file.shard_len(n)
 
     @property
     def chunks(self) -> tuple[PlannedChunk, ...]:
@@ -398,8 +470,11 @@ def header_for(
         "format": FORMAT,
         "run_id": run_id,
         "shard_size": writer.shard_size,
+        "shard_seconds": writer.shard_seconds,
+        "shard_lengths": writer.layout(),
+        "group_first_shards": writer.group_first_shards,
         "num_chunks": writer.num_chunks,
-        "num_shards": -(-writer.num_chunks // writer.shard_size),
+        "num_shards": sum(k for _, k in writer.layout()),
         "sample_rate": sample_rate,
         "voices": {k: dataclasses.asdict(v) for k, v in voices.items()},
         "settings": settings,

@@ -42,7 +42,7 @@ class _Planner:
         self.book = VoiceBook(settings, voice)
         self.rate = output_rate(settings, voice)
         self._params: dict[tuple[str, str, float | None], tuple[dict[str, Any], str, Callable[[str], str]]] = {}
-        self.writer = PlanWriter(settings.run.shard_size)
+        self.writer = PlanWriter(settings.run.shard_size, settings.run.shard_audio_minutes * 60.0)
         self._index = 0  # chunk_index within the current document
         self._by_lang: dict[str, _Language] = {}
         self._mixing = settings.text.lang == "auto"  # a forced language: one voice reads everything

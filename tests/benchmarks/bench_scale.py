@@ -1,13 +1,15 @@
 """Benchmark: thousands of one-sentence shards of the `tone` voice dispatched to two warm workers.
 
-Run: .venv/bin/python tests/benchmarks/bench_scale.py [--shards 1000] [--baseline 100] [--restart-at 0.5]
+Run: .venv/bin/python tests/benchmarks/bench_scale.py [--shards 1000] [--baseline 100] [--restart-at 0.5] [--slots 2]
 
-Its own `prefect server start` (SQLite, the default database) and pool-wide limit `voxbatch-cpu` (2), two
-`voxbatch worker` processes, then `voxbatch run TEXT --shard-size 1 --backend tone --dispatch ...` of a text
-of N lines, once with `--baseline` shards (memory baseline) and once with `--shards`. Reported per run: wall
-time, orchestration CPU seconds per shard (parent, workers and server: the tone voice costs next to nothing),
-the parent's peak memory (and its ratio to the baseline run's), the slowest answer of `prefect flow-run ls`
-(asked every 10 s during the run), and whether every chunk is in the manifests exactly once.
+Its own `prefect server start` (SQLite, the default database; `--database postgres`: a PostgreSQL server of
+its own on 127.0.0.1, from Debian's `postgresql` package) and pool-wide limit `voxbatch-cpu` (2 x slots),
+two `voxbatch worker --limit SLOTS` processes, then `voxbatch run TEXT --shard-size 1 --backend tone
+--dispatch ...` of a text of N lines, once with `--baseline` shards (memory baseline) and once with
+`--shards`. Reported per run: wall time, orchestration CPU seconds per shard (parent, workers and server: the
+tone voice costs next to nothing), the parent's peak memory (and its ratio to the baseline run's), the slowest
+answer of `prefect flow-run ls` (asked every 10 s during the run; the command, and the same query sent to the
+server straight away), and whether every chunk is in the manifests exactly once.
 
 `--restart-at F`: stop the server when a fraction F of the shards is committed and start it again on the same
 database after `--down` seconds; the run must complete, or exit 5 and complete when run again.
@@ -24,12 +26,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.postgres_servers import start_postgres  # noqa: E402
 from tests.prefect_servers import BIN, PrefectServer, Proc, spawn, start_prefect_server  # noqa: E402
 
 
@@ -55,12 +59,15 @@ def _children(pid: int) -> list[str]:
 
 
 class ListWatch(threading.Thread):
-    """`prefect flow-run ls` every `every` seconds while a run goes; keeps the slowest answer."""
+    """`prefect flow-run ls` every `every` seconds while a run goes, and the same query sent to the server
+    straight away (`POST /flow_runs/filter`, 20 newest): keeps the slowest of each. The command's own time
+    includes starting Python and importing Prefect (about 1.5 s here); the request's is the server's answer."""
 
     def __init__(self, server: PrefectServer, every: float = 10.0) -> None:
         super().__init__(daemon=True)
         self.server, self.every = server, every
         self.times: list[float] = []
+        self.answers: list[float] = []
         self.failures = 0
         self.stop = threading.Event()
 
@@ -71,6 +78,17 @@ class ListWatch(threading.Thread):
             if result.returncode == 0:
                 self.times.append(time.perf_counter() - started)
             else:
+                self.failures += 1
+            query = json.dumps({"limit": 20, "sort": "EXPECTED_START_TIME_DESC"}).encode()
+            request = urllib.request.Request(
+                f"{self.server.api_url}/flow_runs/filter", data=query, headers={"Content-Type": "application/json"}
+            )
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    response.read()
+                self.answers.append(time.perf_counter() - started)
+            except OSError:
                 self.failures += 1
 
 
@@ -128,6 +146,9 @@ def dispatch(
         "parent_cpu_s": round(parent_cpu, 1),
         "parent_max_rss_mb": round(peak_rss_kb / 1024, 1),
         "flow_run_ls_max_s": round(max(watch.times), 2) if watch.times else None,
+        "flow_run_ls_median_s": round(sorted(watch.times)[len(watch.times) // 2], 2) if watch.times else None,
+        "server_answer_max_s": round(max(watch.answers), 3) if watch.answers else None,
+        "server_answer_median_s": round(sorted(watch.answers)[len(watch.answers) // 2], 3) if watch.answers else None,
         "flow_run_ls_failures": watch.failures,
         "committed_shards": len(manifests),
         "chunks_exactly_once": bool(
@@ -139,7 +160,7 @@ def dispatch(
 
 def restart(server: PrefectServer) -> PrefectServer:
     """The same server again: same PREFECT_HOME (database), same port."""
-    return start_prefect_server(server.home, port=server.port)
+    return start_prefect_server(server.home, port=server.port, database_url=server.database_url)
 
 
 def main() -> None:
@@ -147,15 +168,20 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=1000)
     parser.add_argument("--baseline", type=int, default=100, help="shards of the memory baseline run (0: none)")
     parser.add_argument("--restart-at", type=float, help="restart the server at this fraction of the shards")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--slots", type=int, default=1, help="warm slots per worker (its --limit; default 1)")
     parser.add_argument("--down", type=float, default=10.0, help="seconds the server stays down (default 10)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="voxbatch-bench-scale-"))
-    server = start_prefect_server(tmp / "home")
+    postgres = start_postgres() if args.database == "postgres" else None
+    server = start_prefect_server(tmp / "home", database_url=postgres.url() if postgres else "")
     workers: list[Proc] = []
-    report: dict[str, object] = {"date": datetime.now().isoformat(timespec="minutes"), "database": "sqlite"}
+    report: dict[str, object] = {"date": datetime.now().isoformat(timespec="minutes"), "database": args.database}
     try:
-        server.prefect("gcl", "create", "voxbatch-cpu", "--limit", "2")
-        workers = [spawn([str(BIN / "voxbatch"), "worker"], server.env(), tmp / f"worker-{i}.log") for i in range(2)]
+        server.prefect("gcl", "create", "voxbatch-cpu", "--limit", str(2 * args.slots))
+        command = [str(BIN / "voxbatch"), "worker", "--limit", str(args.slots)]
+        workers = [spawn(command, server.env(), tmp / f"worker-{i}.log") for i in range(2)]
+        report["slots_per_worker"] = args.slots
         time.sleep(15)
         if args.baseline:
             report["baseline"] = dispatch(server, tmp, args.baseline, "baseline", None, 0)
@@ -166,6 +192,8 @@ def main() -> None:
         for w in workers:
             w.stop()
         server.stop()
+        if postgres:
+            postgres.stop()
     print(json.dumps(report, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
 
