@@ -24,7 +24,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Crashed, Scheduled
 
-from flows.server_errors import server_unavailable
+from flows.server_errors import Backoff, BusyWatch, busy_answer, server_unavailable
 from flows.shard_flow import DEVICE_FATAL
 from tasks.errors import ConfigError, RunIncomplete
 from tasks.shard.lease import LeaseWatch, attempt_token, write_fence
@@ -220,10 +220,13 @@ class _Patience:
     logger: Any
     _away_since: float | None = None
 
+    def __post_init__(self) -> None:
+        self.busy = BusyWatch(self.logger)
+
     def call(self, fn: Callable[[], T], *, pending: Iterable[int]) -> T:
         from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-        delay = 1.0
+        backoff = Backoff()
         while True:
             asked = time.monotonic()
             try:
@@ -233,6 +236,7 @@ class _Patience:
             except Exception as exc:
                 if not server_unavailable(exc):
                     raise
+                self.busy.saw(exc)
                 now = time.monotonic()
                 self._away_since = self._away_since or asked
                 away = now - self._away_since
@@ -243,12 +247,17 @@ class _Patience:
                         f"{len(shards)} shard(s) not confirmed: {_listed(shards)}",
                         hint="what is committed is in storage: run the same command again once the server is back",
                     ) from exc
-                self.logger.warning("Prefect API unavailable (%s); retrying in %.0f s", type(exc).__name__, delay)
+                delay = backoff.next(exc)
+                if not busy_answer(exc) or delay >= 1.0:  # a busy answer or two is routine on SQLite
+                    self.logger.warning("Prefect API unavailable (%s); retrying in %.1f s", _why(exc), delay)
                 time.sleep(delay)
-                delay = min(30.0, delay * 2)
                 continue
             self._away_since = None
             return value
+
+
+def _why(exc: BaseException) -> str:
+    return "busy, 503" if busy_answer(exc) else type(exc).__name__
 
 
 def _listed(shards: list[int], most: int = 20) -> str:

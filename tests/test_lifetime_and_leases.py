@@ -151,3 +151,34 @@ def _caused_by(cause: Exception) -> Exception:
             raise RuntimeError("engine could not set the final state") from exc
     except RuntimeError as outer:
         return outer
+
+
+def test_a_busy_server_is_asked_again_sooner_than_a_gone_one_and_many_busy_answers_are_said_plainly() -> None:
+    import httpx
+
+    from flows.server_errors import Backoff, BusyWatch
+
+    busy, gone = _status_error(503), httpx.ConnectError("refused")
+    backoff = Backoff()
+    first_busy = [backoff.next(busy) for _ in range(4)]
+    assert 0.15 <= first_busy[0] <= 0.25 and 1.2 <= first_busy[3] <= 2.0  # 0.2 s, doubling (jittered ±25%)
+    backoff.reset()
+    assert 0.75 <= backoff.next(gone) <= 1.25
+    assert max(Backoff().next(gone) for _ in range(50)) <= 1.25
+
+    class Logger:
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def warning(self, message: str, *args: object) -> None:
+            self.said.append(message % args)
+
+    logger = Logger()
+    watch = BusyWatch(logger, per_minute=5)
+    for _ in range(4):
+        watch.saw(busy)
+        watch.saw(gone)  # a refused connection is an outage, not a busy database
+    assert logger.said == []
+    for _ in range(3):
+        watch.saw(busy)
+    assert len(logger.said) == 1 and "PostgreSQL" in logger.said[0] and "5 times" in logger.said[0]

@@ -186,8 +186,11 @@ def main() -> None:
         if args.baseline:
             report["baseline"] = dispatch(server, tmp, args.baseline, "baseline", None, 0)
         worker_cpu = sum(cpu_seconds(w.pid) for w in workers)
+        database_cpu = cpu_seconds(postgres.proc.pid) if postgres else 0.0
         report["run"] = dispatch(server, tmp, args.shards, "scale", args.restart_at, args.down)
         report["run"]["workers_cpu_s"] = round(sum(cpu_seconds(w.pid) for w in workers) - worker_cpu, 1)  # type: ignore[index]
+        if postgres:  # its backends are children of the postmaster: their CPU is counted when they end
+            report["run"]["database_cpu_s"] = round(cpu_seconds(postgres.proc.pid) - database_cpu, 1)  # type: ignore[index]
     finally:
         for w in workers:
             w.stop()
