@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", metavar="DEST", help="where to write it (default: OUT/exports/<run_id>/<format>/)")
     worker = sub.add_parser("worker", help="serve the voxbatch-shard deployment on this host (needs PREFECT_API_URL)")
     worker.add_argument(
-        "--limit", type=int, help="shards at once (default: the number of visible GPUs, 1 without a GPU)"
+        "--limit",
+        type=int,
+        help="shards at once (default: the number of visible GPUs, 1 without a GPU); a Prefect server on SQLite "
+        "gets slower with more slots: fan-out of many small shards needs PostgreSQL (docs/deployment.md)",
     )
     worker.add_argument("--name", default="voxbatch-shard", help="deployment name to serve (default: %(default)s)")
     worker.add_argument("--lanes", type=int, help="synthesis.lanes for the shards this worker runs (CPU Piper)")

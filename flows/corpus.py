@@ -9,6 +9,7 @@ shard lifecycle is tasks.shard.lifecycle, the run's state is read back from stor
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import PurePosixPath
 from typing import Any
@@ -118,6 +119,8 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
         )
         if result.redispatched:
             logger.warning("%d shard run(s) crashed and were dispatched again", result.redispatched)
+        for shard, why in sorted(result.failed.items())[:20]:  # on the console too: Prefect's logs are not (no -v)
+            print(f"voxbatch: shard {shard} not done: {why}", file=sys.stderr)
     else:
         logger.info("every chunk of run %s is already done", plan.run_id)
     state = load_run_state(store, plan.run_id, plan)

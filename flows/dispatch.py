@@ -10,7 +10,8 @@ A shard run that failed (bad input, a corrupt model, storage retries exhausted) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -131,10 +132,15 @@ def dispatch_shards(
             for run in list(runs.values()):
                 state = states.get(run.flow_run_id)
                 kind = state.type if state else StateType.SCHEDULED  # not returned: still waiting for a worker
+                message = (state.message or state.name or "") if state else "Scheduled"
+                if kind == StateType.CRASHED and server.call(
+                    partial(_was_cancelled, client, run.flow_run_id), pending=runs
+                ):  # cancelled by a user, then reported Crashed as its slot ended: not to be dispatched again
+                    kind, message = StateType.CANCELLED, "cancelled while it ran"
                 if run.state != kind:
                     run.since = time.monotonic()
                 run.state = kind
-                run.message = (state.message or state.name or "") if state else "Scheduled"
+                run.message = message
                 crash = ""
                 if run.state == StateType.RUNNING and leases.stale(run.shard, run.token):
                     crash = f"no lease renewal from its worker for {lease_timeout:.0f} s (worker gone)"
@@ -204,6 +210,12 @@ def _read_states(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, State
     return states
 
 
+def _was_cancelled(client: SyncPrefectClient, flow_run_id: UUID) -> bool:
+    """Whether a crashed run was being cancelled (a user's Cancel in the UI or CLI): its worker ends the slot
+    that ran it, and Prefect's engine reports that end as Crashed, which must not send the shard out again."""
+    return any(s.type == StateType.CANCELLING for s in client.read_flow_run_states(flow_run_id))
+
+
 def _force_crashed(client: SyncPrefectClient, flow_run_id: UUID, message: str) -> None:
     client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
 
@@ -222,16 +234,29 @@ class _Patience:
 
     def __post_init__(self) -> None:
         self.busy = BusyWatch(self.logger)
+        self._quiet: tuple[Any, Any] | None = None  # (settings, the same without client retries)
+
+    @contextmanager
+    def _no_client_retries(self) -> Iterator[None]:
+        """Prefect's settings with PREFECT_CLIENT_MAX_RETRIES = 0, made once and entered per call: building
+        them (`temporary_settings`) costs about 50 ms of CPU, which was most of the parent's work per shard."""
+        import prefect.context
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
+
+        context = prefect.context.get_settings_context()
+        if self._quiet is None or self._quiet[0] is not context.settings:
+            quiet = context.settings.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0})
+            self._quiet = (context.settings, quiet)
+        with prefect.context.SettingsContext(profile=context.profile, settings=self._quiet[1]):
+            yield
 
     def call(self, fn: Callable[[], T], *, pending: Iterable[int]) -> T:
-        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-
         backoff = Backoff()
         while True:
             asked = time.monotonic()
             try:
                 # This loop's backoff, not the client's (5 retries of up to 32 s each: a minute per call).
-                with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+                with self._no_client_retries():
                     value = fn()
             except Exception as exc:
                 if not server_unavailable(exc):

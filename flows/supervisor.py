@@ -92,18 +92,13 @@ class Supervisor:
                     self._stop_cancelled()
                 time.sleep(0.5)
         finally:
-            # SIGTERM first: a slot gives its pool-wide slot back on the way out (else it stays taken until its
-            # lease expires, a minute later); then SIGKILL whatever is left.
+            # SIGTERM to all first, then wait for each (see _end).
             live = [slot for slot in self.slots if slot.proc is not None and slot.proc.poll() is None]
             for slot in live:
                 slot.proc.terminate()  # type: ignore[union-attr]
             deadline = time.monotonic() + 10.0
             for slot in live:
-                try:
-                    slot.proc.wait(timeout=max(0.1, deadline - time.monotonic()))  # type: ignore[union-attr]
-                except subprocess.TimeoutExpired:
-                    slot.proc.kill()  # type: ignore[union-attr]
-                    slot.proc.wait()  # type: ignore[union-attr]
+                _end(slot.proc, grace=max(0.1, deadline - time.monotonic()))  # type: ignore[arg-type]
                 self._crash(read_status(slot.status), f"its worker on {socket.gethostname()} was stopped")
         return EXIT_OK
 
@@ -162,10 +157,24 @@ class Supervisor:
                 for run in client.read_flow_runs(flow_run_filter=ids):
                     slot = current[run.id]
                     if run.state_type == StateType.CANCELLING and slot.proc is not None:
-                        slot.proc.kill()
-                        slot.proc.wait()
+                        # SIGTERM: the slot gives its pool-wide slot back on the way out. Prefect's engine reports
+                        # that end as Crashed (forced); Cancelled replaces it, and the parent, which may have seen
+                        # Crashed in between, finds Cancelling in the run's history and does not send it again.
+                        _end(slot.proc, grace=5.0)
                         slot.proc = None
-                        client.set_flow_run_state(run.id, Cancelled(message="cancelled; its slot was restarted"))
+                        message = "cancelled; its slot was restarted"
+                        client.set_flow_run_state(run.id, Cancelled(message=message), force=True)
                         print(f"voxbatch worker: slot {slot.index} ended: its run was cancelled", file=sys.stderr)
         except Exception as exc:
             print(f"voxbatch worker: could not check for cancelled runs ({exc})", file=sys.stderr)
+
+
+def _end(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM (a slot gives its pool-wide slot back on the way out; else it stays taken until its lease
+    expires, a minute later), SIGKILL after `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -349,6 +349,52 @@ def test_a_run_left_pending_by_a_dead_runner_is_dispatched_again(production: Pro
     check_complete(p.s3, bucket, "out/", planned=4)
 
 
+def test_a_shard_run_cancelled_from_the_ui_ends_its_slot_and_a_rerun_completes_the_shard(
+    production: Production,
+) -> None:
+    """Cancelling a shard's flow run (what the UI's Cancel button does: a Cancelling state) ends the slot that runs
+    it within seconds; the run ends Cancelled, the slot's pool-wide slot is given back, the worker starts the slot
+    again, the parent reports the shard as not committed (exit 5, not dispatched again), and the same command
+    completes it."""
+    from prefect.states import Cancelling
+
+    p = production
+    bucket = new_bucket(p.s3)
+    source = p.tmp / "bell log.txt"
+    source.write_text(logbook(24).replace("Entry", "Bell"))
+    config = p.tmp / "quick-checkpoints.toml"
+    config.write_text("[run]\ncheckpoint_seconds = 0.5\n")  # progress stored early: a shard seen mid-way
+    args = [str(BIN / "voxbatch"), "run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone"]
+    args += ["--shard-size", "12", "--batch-size", "1", "--config", str(config), "--dispatch", SHARD_DEPLOYMENT]
+    parent = spawn(args, p.env, p.tmp / "cancelled-run.log")
+    try:
+        shard, lease = _mid_shard(p, bucket, time.monotonic() + 180, parent)
+        slot_pid = int(lease["pid"])  # type: ignore[call-overload]
+        run_id = next(k for k in objects(p.s3, bucket, "out/runs/") if k.endswith("/plan.parquet")).split("/")[2]
+        (victim,) = [r for r in _shard_runs(p, run_id) if r.name == f"{run_id}-shard-{shard}"]
+        with _api(p) as api:
+            api.set_flow_run_state(victim.id, Cancelling(message="cancelled by a test"))
+        gone_by = time.monotonic() + 20
+        while alive(slot_pid) and time.monotonic() < gone_by:
+            time.sleep(0.2)
+        assert not alive(slot_pid), "the cancelled run's slot is still running"
+        assert parent.process.wait(timeout=300) == 5, parent.log()  # incomplete: the same command finishes it
+    finally:
+        parent.stop()
+    (ended,) = [r for r in _shard_runs(p, run_id) if r.id == victim.id]
+    assert ended.state and ended.state.is_cancelled(), ended.state
+    assert f"shard {shard}" in parent.log() and "CANCELLED" in parent.log().upper()
+    with _api(p) as api:  # the ended slot gave its pool slot back: the two workers' slots hold two again
+        deadline = time.monotonic() + 30
+        while (held := api.read_global_concurrency_limit_by_name("voxbatch-cpu").active_slots) != 2:
+            assert time.monotonic() < deadline, f"{held} pool slots taken"
+            time.sleep(0.5)
+    again = subprocess.run(args, env=p.env, capture_output=True, text=True, timeout=300, cwd=p.tmp)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = check_complete(p.s3, bucket, "out/", planned=24)
+    assert rows["chunk_id"].is_unique
+
+
 def _descendantsalive(pid: int) -> list[int]:
     """Processes whose recorded parent is `pid` (after its death they are reparented: see the lease's pid)."""
     alive = []
