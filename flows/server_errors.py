@@ -85,7 +85,7 @@ class BusyWatch:
 
 FAN_OUT_ADVICE = (
     "the Prefect server answered 'busy' (503) %d times in the last minute: its database cannot keep up with "
-    "this fan-out. A server on Prefect's default SQLite database moves about 2 shards a second (one warm slot "
+    "this fan-out. A server on Prefect's default SQLite database moves under 2 shards a second (one warm slot "
     "per worker; more slots make it slower); for thousands of small shards run it on PostgreSQL "
     "(PREFECT_API_DATABASE_CONNECTION_URL, see docs/deployment.md), or make shards larger (--shard-minutes, "
     "--shard-size)"
