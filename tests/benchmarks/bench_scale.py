@@ -98,7 +98,7 @@ def committed(out: Path) -> int:
 
 def dispatch(
     server: PrefectServer, tmp: Path, shards: int, tag: str, restart_at: float | None, down: float
-) -> dict[str, object]:
+) -> tuple[dict[str, object], PrefectServer]:
     text = tmp / f"{tag}.txt"
     text.write_text("\n\n".join(f"Line {tag} {i}: the tide turned at dawn." for i in range(shards)))
     out = tmp / f"out-{tag}"
@@ -137,7 +137,7 @@ def dispatch(
 
     manifests = sorted(out.glob("manifests/*/shard-*.parquet"))
     rows = pd.concat([pd.read_parquet(m) for m in manifests], ignore_index=True) if manifests else pd.DataFrame()
-    return {
+    result = {
         "shards": shards,
         "exit_codes": exits,
         "wall_s": round(wall, 1),
@@ -156,6 +156,7 @@ def dispatch(
         ),
         "tail": log.read_text(errors="replace")[-600:] if exits[-1] != 0 else "",
     }
+    return result, server  # the server restarted mid-run is a new process: the caller stops that one
 
 
 def restart(server: PrefectServer) -> PrefectServer:
@@ -184,10 +185,10 @@ def main() -> None:
         report["slots_per_worker"] = args.slots
         time.sleep(15)
         if args.baseline:
-            report["baseline"] = dispatch(server, tmp, args.baseline, "baseline", None, 0)
+            report["baseline"], server = dispatch(server, tmp, args.baseline, "baseline", None, 0)
         worker_cpu = sum(cpu_seconds(w.pid) for w in workers)
         database_cpu = cpu_seconds(postgres.proc.pid) if postgres else 0.0
-        report["run"] = dispatch(server, tmp, args.shards, "scale", args.restart_at, args.down)
+        report["run"], server = dispatch(server, tmp, args.shards, "scale", args.restart_at, args.down)
         report["run"]["workers_cpu_s"] = round(sum(cpu_seconds(w.pid) for w in workers) - worker_cpu, 1)  # type: ignore[index]
         if postgres:  # its backends are children of the postmaster: their CPU is counted when they end
             report["run"]["database_cpu_s"] = round(cpu_seconds(postgres.proc.pid) - database_cpu, 1)  # type: ignore[index]
