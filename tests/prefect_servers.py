@@ -76,6 +76,9 @@ def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[st
     return env
 
 
+LEASES_ON_DISK = "prefect.server.concurrency.lease_storage.filesystem"
+
+
 @dataclass
 class PrefectServer:
     proc: Proc
@@ -119,6 +122,7 @@ def start_prefect_server(
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     env = prefect_env(home, PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="false")
+    env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] = LEASES_ON_DISK  # as docs/deployment.md asks: see there
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
