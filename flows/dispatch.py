@@ -25,7 +25,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Crashed, Scheduled
 
-from flows.server_errors import Backoff, BusyWatch, busy_answer, server_unavailable
+from flows.server_errors import Backoff, BusyWatch, server_unavailable
 from flows.shard_flow import DEVICE_FATAL
 from tasks.errors import ConfigError, RunIncomplete
 from tasks.shard.lease import LeaseWatch, attempt_token, write_fence
@@ -272,17 +272,10 @@ class _Patience:
                         f"{len(shards)} shard(s) not confirmed: {_listed(shards)}",
                         hint="what is committed is in storage: run the same command again once the server is back",
                     ) from exc
-                delay = backoff.next(exc)
-                if not busy_answer(exc) or delay >= 1.0:  # a busy answer or two is routine on SQLite
-                    self.logger.warning("Prefect API unavailable (%s); retrying in %.1f s", _why(exc), delay)
-                time.sleep(delay)
+                backoff.wait(exc, self.logger.warning)
                 continue
             self._away_since = None
             return value
-
-
-def _why(exc: BaseException) -> str:
-    return "busy, 503" if busy_answer(exc) else type(exc).__name__
 
 
 def _listed(shards: list[int], most: int = 20) -> str:

@@ -9,40 +9,45 @@ from __future__ import annotations
 import collections
 import random
 import time
+from collections.abc import Callable
 from typing import Any
+
+
+def _first_answer_or_transport_error(exc: BaseException) -> BaseException | None:
+    """The HTTP error answer or transport failure in `exc` or its causes (the first met), else None."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            httpx.TransportError | ConnectionError | TimeoutError | PrefectHTTPStatusError | httpx.HTTPStatusError,
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _status(exc: BaseException | None) -> int | None:
+    """The HTTP status of an error answer; None for a transport failure (or nothing)."""
+    return getattr(getattr(exc, "response", None), "status_code", None)
 
 
 def server_unavailable(exc: BaseException) -> bool:
     """A refused connection, a timeout, a dropped connection, or a 5xx/429 answer, here or in its causes."""
-    import httpx
-    from prefect.exceptions import PrefectHTTPStatusError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, httpx.TransportError | ConnectionError | TimeoutError):
-            return True
-        if isinstance(current, PrefectHTTPStatusError | httpx.HTTPStatusError):
-            status = current.response.status_code
-            return status >= 500 or status == 429
-        current = current.__cause__ or current.__context__
-    return False
+    found = _first_answer_or_transport_error(exc)
+    if found is None:
+        return False
+    status = _status(found)
+    return status is None or status >= 500 or status == 429
 
 
 def busy_answer(exc: BaseException) -> bool:
     """The server answered, but busy (503 or 429): on SQLite, a write that found the database locked."""
-    import httpx
-    from prefect.exceptions import PrefectHTTPStatusError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, PrefectHTTPStatusError | httpx.HTTPStatusError):
-            return current.response.status_code in (429, 503)
-        current = current.__cause__ or current.__context__
-    return False
+    return _status(_first_answer_or_transport_error(exc)) in (429, 503)
 
 
 class Backoff:
@@ -58,8 +63,14 @@ class Backoff:
         self._delay = first if self._delay is None else min(30.0, max(first, self._delay * 2))
         return self._delay * random.uniform(0.75, 1.25)
 
-    def reset(self) -> None:
-        self._delay = None
+    def wait(self, exc: BaseException, say: Callable[[str], None]) -> None:
+        """Sleep the next delay after `exc`; `say` what is happening, unless it is a short wait after a busy
+        answer (a busy answer or two is routine on SQLite)."""
+        delay = self.next(exc)
+        if not busy_answer(exc) or delay >= 1.0:
+            why = "busy, 503" if busy_answer(exc) else type(exc).__name__
+            say(f"Prefect API unavailable ({why}); asking again in {delay:.1f} s")
+        time.sleep(delay)
 
 
 class BusyWatch:

@@ -130,7 +130,7 @@ T = TypeVar("T")
 
 def _while_server_is_away(call: Callable[[], T]) -> T:
     """`call()`, repeated with backoff while the Prefect API is unreachable or overloaded."""
-    from flows.server_errors import Backoff, busy_answer, server_unavailable
+    from flows.server_errors import Backoff, server_unavailable
 
     backoff = Backoff()
     while True:
@@ -140,10 +140,7 @@ def _while_server_is_away(call: Callable[[], T]) -> T:
             if not server_unavailable(exc):
                 raise
             # The server is restarting or overloaded: keep the slot (and its warm voice), ask again later.
-            delay = backoff.next(exc)
-            if not busy_answer(exc) or delay >= 1.0:  # a busy answer or two is routine on SQLite
-                _log.warning("Prefect API unavailable (%s); asking again in %.1f s", type(exc).__name__, delay)
-            time.sleep(delay)
+            backoff.wait(exc, _log.warning)
 
 
 def _run(run: FlowRun, status: Path) -> bool:

@@ -92,13 +92,13 @@ class Supervisor:
                     self._stop_cancelled()
                 time.sleep(0.5)
         finally:
-            # SIGTERM to all first, then wait for each (see _end).
+            # SIGTERM to all first (each gives its pool-wide slot back on the way out), then wait for each.
             live = [slot for slot in self.slots if slot.proc is not None and slot.proc.poll() is None]
             for slot in live:
                 slot.proc.terminate()  # type: ignore[union-attr]
             deadline = time.monotonic() + 10.0
             for slot in live:
-                _end(slot.proc, grace=max(0.1, deadline - time.monotonic()))  # type: ignore[arg-type]
+                _wait_or_kill(slot.proc, grace=max(0.1, deadline - time.monotonic()))  # type: ignore[arg-type]
                 self._crash(read_status(slot.status), f"its worker on {socket.gethostname()} was stopped")
         return EXIT_OK
 
@@ -160,7 +160,8 @@ class Supervisor:
                         # SIGTERM: the slot gives its pool-wide slot back on the way out. Prefect's engine reports
                         # that end as Crashed (forced); Cancelled replaces it, and the parent, which may have seen
                         # Crashed in between, finds Cancelling in the run's history and does not send it again.
-                        _end(slot.proc, grace=5.0)
+                        slot.proc.terminate()
+                        _wait_or_kill(slot.proc, grace=5.0)
                         slot.proc = None
                         message = "cancelled; its slot was restarted"
                         client.set_flow_run_state(run.id, Cancelled(message=message), force=True)
@@ -169,10 +170,9 @@ class Supervisor:
             print(f"voxbatch worker: could not check for cancelled runs ({exc})", file=sys.stderr)
 
 
-def _end(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM (a slot gives its pool-wide slot back on the way out; else it stays taken until its lease
-    expires, a minute later), SIGKILL after `grace` seconds."""
-    proc.terminate()
+def _wait_or_kill(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Wait `grace` seconds for a slot sent SIGTERM (once: a second one would cut short the clean-up in which
+    it gives its pool-wide slot back, else taken until its lease expires), then SIGKILL it."""
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:

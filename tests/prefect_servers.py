@@ -6,6 +6,7 @@ Each process runs in its own process group so a test can stop it, and everything
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -112,6 +113,15 @@ class PrefectServer:
 
     def stop(self) -> None:
         self.proc.stop()
+
+    def restart(self) -> PrefectServer:
+        """The same server started again (after `stop`): same PREFECT_HOME, database and port."""
+        return start_prefect_server(self.home, port=self.port, database_url=self.database_url)
+
+    def slots_taken(self, limit: str) -> int:
+        """How many slots of the global concurrency limit `limit` the server counts as taken."""
+        with urllib.request.urlopen(f"{self.api_url}/v2/concurrency_limits/{limit}", timeout=10) as response:
+            return int(json.load(response)["active_slots"])
 
 
 def start_prefect_server(

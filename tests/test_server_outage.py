@@ -5,16 +5,14 @@ when it stops (its lease kept across the restart). A real server, stopped and st
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import logbook
-from tests.prefect_servers import BIN, PrefectServer, spawn, start_prefect_server
+from tests.prefect_servers import BIN, spawn, start_prefect_server
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +48,7 @@ def test_a_server_outage_past_the_deadline_exits_5_and_the_same_command_resumes(
         assert "Traceback" not in parent.log() and "unexpected error" not in parent.log(), parent.log()
         assert "run the same command again" in parent.log(), parent.log()
         assert worker.process.poll() is None, worker.log()  # the worker waited it out
-        server = start_prefect_server(server.home, port=server.port)
+        server = server.restart()
         again = subprocess.run(args, env=server.env(), capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stdout + again.stderr + worker.log()
         # The slot's lease of the pool-wide limit outlived the restart (leases on disk, as docs/deployment.md
@@ -58,7 +56,7 @@ def test_a_server_outage_past_the_deadline_exits_5_and_the_same_command_resumes(
         worker.stop()
         worker = None
         deadline = time.monotonic() + 20
-        while (taken := _slots_taken(server)) != 0:
+        while (taken := server.slots_taken("voxbatch-cpu")) != 0:
             assert time.monotonic() < deadline, f"{taken} slot(s) of the pool-wide limit still taken"
             time.sleep(0.5)
     finally:
@@ -67,9 +65,3 @@ def test_a_server_outage_past_the_deadline_exits_5_and_the_same_command_resumes(
         server.stop()
     rows = pd.concat([pd.read_parquet(m) for m in sorted(out.glob("manifests/*/shard-*.parquet"))])
     assert len(rows) == 16 and rows["chunk_id"].is_unique and (rows["status"] == "ok").all()
-
-
-def _slots_taken(server: PrefectServer) -> int:
-    url = f"{server.api_url}/v2/concurrency_limits/voxbatch-cpu"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return int(json.load(response)["active_slots"])

@@ -207,21 +207,14 @@ class PlanWriter:
 
     def _count_shard(self, closed: int) -> None:
         """The shard before the one starting now had `closed` chunks (shard -1: none)."""
-        if self._shard == 0:
-            return
-        if self.shard_lengths and self.shard_lengths[-1][0] == closed:
-            self.shard_lengths[-1][1] += 1
-        else:
-            self.shard_lengths.append([closed, 1])
+        if self._shard > 0:
+            _add_run(self.shard_lengths, closed)
 
     def layout(self) -> list[list[int]]:
         """Every shard's chunk count, as run lengths (the shard being filled included)."""
         lengths = [list(pair) for pair in self.shard_lengths]
         if self._shard >= 0:
-            if lengths and lengths[-1][0] == self._shard_rows:
-                lengths[-1][1] += 1
-            else:
-                lengths.append([self._shard_rows, 1])
+            _add_run(lengths, self._shard_rows)
         return lengths
 
     def by_count(self) -> bool:
@@ -283,6 +276,14 @@ class PlanWriter:
     def abort(self) -> None:
         self._writer.close()
         self.path.unlink(missing_ok=True)
+
+
+def _add_run(lengths: list[list[int]], length: int) -> None:
+    """One more shard of `length` chunks in a run-length list ([[chunks, shards of that length], ...])."""
+    if lengths and lengths[-1][0] == length:
+        lengths[-1][1] += 1
+    else:
+        lengths.append([length, 1])
 
 
 def _chunk(row: dict[str, Any]) -> PlannedChunk:
@@ -466,15 +467,16 @@ def header_for(
     inputs: list[dict[str, Any]],
     rejected: list[dict[str, str]],
 ) -> dict[str, Any]:
+    layout = writer.layout()
     return {
         "format": FORMAT,
         "run_id": run_id,
         "shard_size": writer.shard_size,
         "shard_seconds": writer.shard_seconds,
-        "shard_lengths": writer.layout(),
+        "shard_lengths": layout,
         "group_first_shards": writer.group_first_shards,
         "num_chunks": writer.num_chunks,
-        "num_shards": sum(k for _, k in writer.layout()),
+        "num_shards": sum(k for _, k in layout),
         "sample_rate": sample_rate,
         "voices": {k: dataclasses.asdict(v) for k, v in voices.items()},
         "settings": settings,

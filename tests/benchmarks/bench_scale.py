@@ -122,7 +122,7 @@ def dispatch(
                 server_base = 0.0
                 server.proc.stop()
                 time.sleep(down)
-                server = restart(server)
+                server = server.restart()
                 restarted = True
             time.sleep(0.5)
         peak_rss_kb = max(peak_rss_kb, usage.ru_maxrss)
@@ -157,11 +157,6 @@ def dispatch(
         "tail": log.read_text(errors="replace")[-600:] if exits[-1] != 0 else "",
     }
     return result, server  # the server restarted mid-run is a new process: the caller stops that one
-
-
-def restart(server: PrefectServer) -> PrefectServer:
-    """The same server again: same PREFECT_HOME (database), same port."""
-    return start_prefect_server(server.home, port=server.port, database_url=server.database_url)
 
 
 def main() -> None:
