@@ -115,6 +115,7 @@ def _run_dispatched(plan: Plan, store: ObjectStore, settings: Settings, tags: li
             lease_timeout=settings.run.lease_timeout_seconds,
             stuck_deadline=settings.run.stuck_seconds,
             server_deadline=settings.run.server_outage_seconds,
+            sqlite_max_shards=settings.run.dispatch_sqlite_max_shards,
             on_poll=on_poll,
         )
         if result.redispatched:

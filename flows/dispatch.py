@@ -25,6 +25,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Crashed, Scheduled
 
+from flows.server_database import Database, database_of, sqlite_advice
 from flows.server_errors import Backoff, BusyWatch, server_unavailable
 from flows.shard_flow import DEVICE_FATAL
 from tasks.errors import ConfigError, RunIncomplete
@@ -55,14 +56,26 @@ class DispatchResult:
     redispatched: int = 0
 
 
-def _deployment_id(client: SyncPrefectClient, deployment: str) -> UUID:
+def _deployment(client: SyncPrefectClient, deployment: str) -> tuple[UUID, Database]:
+    """The deployment's id, and the server's database as its returned parameter schema shows it."""
     try:
-        return client.read_deployment_by_name(deployment).id
+        found = client.read_deployment_by_name(deployment)
     except ObjectNotFound as exc:
         raise ConfigError(
             f"--dispatch {deployment}: no such deployment on the Prefect server",
             hint="start `voxbatch worker` (it serves voxbatch-shard/voxbatch-shard) or `prefect deploy --all`",
         ) from exc
+    return found.id, database_of(found.parameter_openapi_schema)
+
+
+def _refuse_on_sqlite(database: Database, shards: int, most: int) -> None:
+    if database == "sqlite" and most and shards > most:
+        raise ConfigError(
+            f"--dispatch of {shards} shards to a Prefect server on SQLite: more than run.dispatch_sqlite_max_shards "
+            f"({most}); {sqlite_advice(shards)}",
+            hint="run the server on PostgreSQL, or make fewer, larger shards (--shard-minutes, --shard-size); "
+            "shards of many minutes each start rarely enough: raise run.dispatch_sqlite_max_shards (0: no limit)",
+        )
 
 
 @dataclass
@@ -107,25 +120,29 @@ def dispatch_shards(
     poll_seconds: float = 0.5,
     unclaimed_warning_seconds: float = 60.0,
     on_poll: Callable[[list[int], list[int]], None] | None = None,
+    sqlite_max_shards: int = 0,
 ) -> DispatchResult:
     """Dispatch `shards` of run `run_id`, wait for all, re-dispatch crashed ones; `on_poll(running, completed)`.
 
     `stuck_deadline`: seconds a run may stay Pending or Cancelling (a runner that died between claiming and
     starting it, or while cancelling) before it is crashed and dispatched again. `server_deadline`: how long
     the Prefect API may be unreachable before this gives up with RunIncomplete (exit 5); what is committed is
-    in storage, and the same command resumes."""
+    in storage, and the same command resumes. `sqlite_max_shards`: more shards than this to a server on SQLite
+    are refused (ConfigError) before any is started; 0: no limit."""
     logger = get_run_logger()
     leases = LeaseWatch(store, run_id, lease_timeout)
     server = _Patience(server_deadline, logger)
     runs: dict[int, ShardRun] = {}
     result = DispatchResult()
     with get_client(sync_client=True) as client:
-        start = _Dispatcher(client, server.call(partial(_deployment_id, client, deployment), pending=shards), store,
-                            run_id, tags)  # fmt: skip
+        deployment_id, database = server.call(partial(_deployment, client, deployment), pending=shards)
+        _refuse_on_sqlite(database, len(shards), sqlite_max_shards)
+        start = _Dispatcher(client, deployment_id, store, run_id, tags)
         for n in shards:
             flow_run_id, token = server.call(partial(start, n, 0), pending=shards)
             runs[n] = ShardRun(n, 0, flow_run_id, token)
-        logger.info("dispatched %d shard(s) of run %s to %s", len(runs), run_id, deployment)
+        logger.info("dispatched %d shard(s) of run %s to %s (server database: %s)", len(runs), run_id, deployment,
+                    database)  # fmt: skip
         while runs:
             time.sleep(poll_seconds)
             states = server.call(lambda: _read_states(client, [r.flow_run_id for r in runs.values()]), pending=runs)

@@ -66,6 +66,24 @@ def _register(name: str) -> UUID:
     return deployment_id
 
 
+def _say_database(deployment_id: UUID, slots: int) -> None:
+    """Say which database the server runs on, and on SQLite what fan-out it holds (measured)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.server_database import database_of, sqlite_advice
+
+    with get_client(sync_client=True) as client:
+        database = database_of(client.read_deployment(deployment_id).parameter_openapi_schema)
+    print(f"voxbatch worker: the Prefect server's database is {database}", file=sys.stderr)
+    if database == "sqlite":
+        more = " (and on SQLite more slots per worker make short shards slower, not faster)" if slots > 1 else ""
+        print(
+            f"voxbatch worker: {sqlite_advice(1000)}; a --dispatch of more than run.dispatch_sqlite_max_shards "
+            f"shards is refused there{more}",
+            file=sys.stderr,
+        )
+
+
 def serve_shards(
     name: str, limit: int | None, settings: dict[str, dict[str, Any]] | None = None, preload: bool = False
 ) -> int:
@@ -88,6 +106,7 @@ def serve_shards(
         check_worker_overrides(settings)
         validate_settings(settings, source="voxbatch worker flags")
     deployment_id = _register(name)
+    _say_database(deployment_id, limit)
     slots = [gpus[i % len(gpus)] if gpus else None for i in range(limit)]
     where = f"GPUs {', '.join(gpus)}" if gpus else "the CPU"
     print(f"voxbatch worker: serving voxbatch-shard/{name}, {limit} warm slot(s) on {where}", file=sys.stderr)

@@ -322,6 +322,14 @@ class RunSettings(_Section):
         description="A dispatched shard run left Pending or Cancelling this long (its runner died) is crashed "
         "and dispatched again.",
     )
+    dispatch_sqlite_max_shards: int = Field(
+        300,
+        ge=0,
+        le=10_000_000,
+        description="Most shards one --dispatch sends to a Prefect server on SQLite, which starts under 2 shard "
+        "runs a second (docs/deployment.md): more are refused with advice (PostgreSQL, or larger shards); 0: no "
+        "limit.",
+    )
     server_outage_seconds: float = Field(
         300.0,
         ge=0.0,

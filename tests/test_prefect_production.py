@@ -171,6 +171,36 @@ def test_a_worker_refuses_to_start_without_the_pool_wide_limit(production: Produ
     assert "prefect gcl create voxbatch-missing --limit" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_fan_out_too_large_for_a_server_on_sqlite_is_refused_before_any_shard_starts(
+    production: Production,
+) -> None:
+    """The fixture's server runs on SQLite: the workers say so, and a --dispatch of more shards than
+    run.dispatch_sqlite_max_shards exits 2 with the advice, having started no shard run."""
+    p = production
+    deadline = time.monotonic() + 120
+    while "warm slot" not in p.workers[0].log(chars=10**6):  # said once it has registered, before "warm slot"
+        assert time.monotonic() < deadline and p.workers[0].process.poll() is None, p.workers[0].log()
+        time.sleep(0.3)
+    assert "the Prefect server's database is sqlite" in p.workers[0].log(chars=10**6)
+    bucket = new_bucket(p.s3)
+    source = p.tmp / "many prompts.txt"
+    source.write_text(logbook(6))
+    config = p.tmp / "sqlite-limit.toml"
+    config.write_text("[run]\ndispatch_sqlite_max_shards = 5\n")
+    args = ["run", str(source), "--out", f"s3://{bucket}/out", "--backend", "tone", "--shard-size", "1"]
+    result = _voxbatch(p, *args, "--config", str(config), "--dispatch", SHARD_DEPLOYMENT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "6 shards to a Prefect server on SQLite" in result.stderr and "PostgreSQL" in result.stderr
+    assert "Traceback" not in result.stderr
+    plans = [k for k in objects(p.s3, bucket, "out/runs/") if k.endswith("/plan.parquet")]
+    assert len(plans) == 1 and _shard_runs(p, plans[0].split("/")[2]) == []  # out/runs/<run_id>/plan.parquet
+    # Within the limit the same run goes ahead.
+    config.write_text("[run]\ndispatch_sqlite_max_shards = 6\n")
+    again = _voxbatch(p, *args, "--config", str(config), "--dispatch", SHARD_DEPLOYMENT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    check_complete(p.s3, bucket, "out/", planned=6)
+
+
 def test_triggering_the_corpus_deployment_gives_the_same_output_as_the_cli(production: Production) -> None:
     p = production
     bucket = new_bucket(p.s3)
