@@ -4,15 +4,12 @@ what fails this one chunk is counted as a failed attempt."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tasks.backends.registry import resolve_voice
-from tasks.backends.synthesizer import SynthOptions
 from tasks.backends.tone import ToneSynthesizer
 from tasks.config import Settings
 from tasks.errors import DeviceFatal, StorageError
@@ -23,27 +20,11 @@ from tasks.shard.pipeline import process_shard
 from tasks.shard.synthesis import engine_for, synthesize_group, voice_groups
 from tasks.shard.work_items import ShardWork
 from tasks.storage import open_store
+from tests.helpers import Flaky
 
 SAID = "The keeper climbed the stairs at dusk."
 OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
 FATAL = "CUDA error: an illegal memory access was encountered"
-
-
-@dataclass
-class Flaky(ToneSynthesizer):
-    """A sampling tone voice: its first (unseeded) attempt is far too long for its text (the length check fails it,
-    so it is regenerated), and seeded attempts raise `errors` in turn before they succeed."""
-
-    sampling: bool = True
-    errors: list[BaseException] = field(default_factory=list)
-
-    def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
-        audio = super().synthesize(texts, options)
-        if options is None or options.seed is None:
-            return [np.tile(a, 12) for a in audio]
-        if self.errors:
-            raise self.errors.pop(0)
-        return audio
 
 
 def _flaky(settings: Settings, errors: list[BaseException]) -> Flaky:
