@@ -1,8 +1,9 @@
 """Objects in S3 (or any S3-compatible server) under s3://bucket/prefix.
 
 Audio is written once with `IfNoneMatch="*"`: a 412 means the object exists already and it is never
-overwritten. One client per process (tasks.storage.s3_client), shared by the upload threads. No request is made
-per key to find what exists: resume reads the shard's manifest or checkpoint (see tasks.shard.lifecycle).
+overwritten. Every write is one PUT, never a multipart upload, so nothing of voxbatch's is ever left
+half-uploaded. One client per process (tasks.storage.s3_client), shared by the upload threads. No request is
+made per key to find what exists: resume reads the shard's manifest or checkpoint (see tasks.shard.lifecycle).
 """
 
 from __future__ import annotations
@@ -136,17 +137,8 @@ class S3Store:
         return None
 
     def cleanup(self) -> int:
-        """Abort incomplete multipart uploads under the prefix (a killed uploader's parts cost storage)."""
-        client = self._client()
-        removed = 0
-        try:
-            pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
-            for page in pages:
-                for upload in page.get("Uploads", []):
-                    client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                    removed += 1
-        except Exception as exc:
-            if s3_client.error_code(exc) in ("AccessDenied", "NotImplemented", "501"):
-                return removed  # a least-privilege worker may not list uploads: nothing of ours to clean then
-            raise self._error("", exc, "clean up incomplete uploads") from exc
-        return removed
+        """Nothing to remove: every object is written with one PUT (`put`, `put_file`: never boto3's managed
+        transfers, which go multipart past 8 MB), and a PUT cut short leaves nothing. So an incomplete multipart
+        upload under the prefix is never voxbatch's: it is another tool's, maybe in progress, and is left alone.
+        (Aborting them all, as before, destroyed such uploads; with `--out s3://bucket`, in the whole bucket.)"""
+        return 0
