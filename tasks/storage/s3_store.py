@@ -9,13 +9,18 @@ made per key to find what exists: resume reads the shard's manifest or checkpoin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from tasks.errors import StorageError
 from tasks.storage import s3_client
 from tasks.storage.object_store import ObjectMissing, check_key
+
+
+class ObjectChanged(StorageError):
+    """An object read twice (two passes over an input) was replaced between the reads."""
+
 
 _HINT = "check AWS_ENDPOINT_URL, the credentials (environment, profile or role), the region and the bucket name"
 
@@ -71,6 +76,30 @@ class S3Store:
             if s3_client.is_not_found(exc):
                 raise ObjectMissing(f"{self.uri(key)}: no such object") from exc
             raise self._error(key, exc, "read") from exc
+
+    def stream(self, key: str, block: int, if_match: str = "") -> tuple[str, Iterator[bytes]]:
+        """The object's ETag and its bytes in blocks of up to `block`, from one GET (never held whole).
+        `if_match`: an ETag the object must still have (a second pass over it); ObjectChanged if not."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + check_key(key)}
+        if if_match:
+            args["IfMatch"] = if_match
+        try:
+            response = self._client().get_object(**args)
+        except Exception as exc:
+            if s3_client.is_not_found(exc):
+                raise ObjectMissing(f"{self.uri(key)}: no such object") from exc
+            if s3_client.error_code(exc) in ("PreconditionFailed", "412"):
+                raise ObjectChanged(f"{self.uri(key)}: changed since it was first read") from exc
+            raise self._error(key, exc, "read") from exc
+        return str(response.get("ETag", "")), self._blocks(key, response["Body"], block)
+
+    def _blocks(self, key: str, body: Any, block: int) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(block)
+        except Exception as exc:  # the connection dropped mid-object
+            raise self._error(key, exc, "read") from exc
+        finally:
+            body.close()
 
     def put(self, key: str, data: bytes, *, overwrite: bool = False, content_type: str | None = None) -> bool:
         return self._put(key, lambda: data, overwrite, content_type)
