@@ -147,7 +147,7 @@ def corpus_flow(
     started = time.perf_counter()
     logger = get_run_logger()
     store = open_store(out)
-    cleaned = store.cleanup()  # a killed run's temporary files / incomplete uploads
+    cleaned = store.cleanup()  # a killed run's temporary files (local; S3 writes are single PUTs: none there)
     if cleaned:
         logger.info("removed %d leftover temporary object(s) of an earlier, killed run", cleaned)
     if run_id:

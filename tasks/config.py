@@ -300,6 +300,12 @@ class RunSettings(_Section):
         pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
         description="Run id; empty: derived from the inputs and settings, so the same command resumes.",
     )
+    changed_qa: Annotated[Literal["refuse", "apply"], Role(flag="--changed-qa")] = Field(
+        "refuse",
+        description="A rerun whose qa settings differ from the run's (stored with its plan): refuse it, naming "
+        "them, or apply them to the chunks still to do (failed ones included), the run's former settings kept "
+        "under runs/<run_id>/settings/.",
+    )
     dispatch: Annotated[str, Role(flag="--dispatch", metavar="DEPLOYMENT")] = Field(
         "",
         pattern=r"^([^/\s]+/[^/\s]+)?$",

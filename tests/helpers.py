@@ -1,6 +1,6 @@
 """Helpers the tests share: the repository's samples, the `voxbatch` command as a subprocess, a small EPUB, a tiny
-VITS checkpoint, and reading a run back from the S3 test server. (Servers themselves: prefect_servers.py,
-s3_servers.py; listening: listen.py.)"""
+VITS checkpoint, a tone voice that samples and fails on cue (`Flaky`), and reading a run back from the S3 test
+server. (Servers themselves: prefect_servers.py, s3_servers.py; listening: listen.py.)"""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from ebooklib import epub
+
+from tasks.backends.synthesizer import SynthOptions
+from tasks.backends.tone import ToneSynthesizer
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EN = REPO / "data" / "sample" / "en" / "the-lighthouse.txt"
@@ -133,3 +139,20 @@ def check_complete(endpoint: str, bucket: str, prefix: str, planned: int) -> pd.
     consolidated = read_parquet(endpoint, bucket, run_manifest)
     assert sorted(consolidated["chunk_id"]) == sorted(rows["chunk_id"])
     return rows
+
+
+@dataclass
+class Flaky(ToneSynthesizer):
+    """A sampling tone voice: its first (unseeded) attempt is far too long for its text (the length check fails it,
+    so it is regenerated), and seeded attempts raise `errors` in turn before they succeed."""
+
+    sampling: bool = True
+    errors: list[BaseException] = field(default_factory=list)
+
+    def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
+        audio = super().synthesize(texts, options)
+        if options is None or options.seed is None:
+            return [np.tile(a, 12) for a in audio]
+        if self.errors:
+            raise self.errors.pop(0)
+        return audio

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -61,11 +63,71 @@ def test_a_run_id_cannot_be_reused_for_other_work(tmp_path: Path, text_file, ton
     other = prepare([str(text_file("A different book altogether.", "other.txt"))], settings).plan
     with pytest.raises(ConfigError, match="run id 'book-1' already holds a different plan"):
         write_plan(store, other)
-    # The same work with settings that do not shape the audio: the plan is kept and takes the new settings.
+    # The same work with settings that do not shape the audio: the plan is kept, and so are its settings.
     bigger = settings.model_copy(update={"synthesis": settings.synthesis.model_copy(update={"batch_size": 16})})
     again = prepare([str(text_file(TEXT))], bigger).plan
     write_plan(store, again)
-    assert parse_plan(store.get(plan_key("book-1")), "x").settings["synthesis"]["batch_size"] == 16
+    stored = parse_plan(store.get(plan_key("book-1")), "x").settings["synthesis"]["batch_size"]
+    assert stored == settings.synthesis.batch_size != 16
+
+
+def test_a_rerun_with_other_quality_settings_is_refused_naming_them(
+    tmp_path: Path, text_file, tone_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """QA settings are in neither the run id nor the plan's checksum; a rerun that changed them would check only
+    the chunks still to do with them. Refused, the stored plan untouched, unless asked for (--changed-qa apply)."""
+    store = open_store(str(tmp_path / "out"))
+    plan = prepare([str(text_file(TEXT))], tone_settings).plan
+    write_plan(store, plan)
+    before = store.get(plan_key(plan.run_id))
+    stricter = tone_settings.model_copy(
+        update={"qa": tone_settings.qa.model_copy(update={"max_wer": 0.05, "regenerate": 0})}
+    )
+    rerun = prepare([str(text_file(TEXT))], stricter).plan
+    assert rerun.run_id == plan.run_id  # the same chunks: the same run
+    with pytest.raises(ConfigError, match="planned with other quality settings") as err:
+        write_plan(store, rerun)  # before: accepted, and the stored settings overwritten
+    assert f"qa.max_wer: {tone_settings.qa.max_wer} in the plan, 0.05 now" in str(err.value) and "qa.regenerate" in str(
+        err.value
+    )
+    assert store.get(plan_key(plan.run_id)) == before
+    # Asked for: the plan takes them, the former settings are kept beside it, and it is said.
+    applied = stricter.model_copy(update={"run": stricter.run.model_copy(update={"changed_qa": "apply"})})
+    with caplog.at_level(logging.WARNING, logger="voxbatch"):
+        write_plan(store, prepare([str(text_file(TEXT))], applied).plan)
+    assert parse_plan(store.get(plan_key(plan.run_id)), "x").settings["qa"]["max_wer"] == 0.05
+    (kept,) = store.list(f"runs/{plan.run_id}/settings/")
+    former = json.loads(store.get(kept))
+    assert former["settings"]["qa"] == tone_settings.qa.model_dump() and "qa.regenerate" in former["changed"][1]
+    assert "other quality settings from now on" in caplog.text and kept in caplog.text
+
+
+def test_the_settings_stored_with_a_plan_are_verified(tmp_path: Path, text_file, tone_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    plan = prepare([str(text_file(TEXT))], tone_settings).plan
+    store = open_store(str(tmp_path / "out"))
+    key = write_plan(store, plan)
+    table = pq.read_table(io.BytesIO(store.get(key)))
+    header = json.loads(pq.read_metadata(io.BytesIO(store.get(key))).metadata[b"voxbatch.plan"])
+    header["settings"]["qa"]["max_wer"] = 1.0  # the checks loosened in the stored plan, nothing else changed
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        writer.write_table(table, row_group_size=len(table))
+        writer.add_key_value_metadata({"voxbatch.plan": json.dumps(header, sort_keys=True)})
+    # Before: read back as a sound plan, and every worker checked with max_wer 1.0.
+    with pytest.raises(StorageError, match="settings stored with the plan do not match their checksum"):
+        parse_plan(sink.getvalue(), key)
+
+
+def test_voxbatch_plan_refuses_a_rerun_with_other_quality_settings(tmp_path: Path) -> None:
+    source, out = tmp_path / "buoys.txt", str(tmp_path / "out")
+    source.write_text(TEXT)
+    first = voxbatch("plan", str(source), "--backend", "tone", "--out", out)
+    assert first.returncode == 0, first.stderr
+    refused = voxbatch("plan", str(source), "--backend", "tone", "--out", out, "--asr")
+    assert refused.returncode == 2 and "qa.asr: False in the plan, True now" in refused.stderr, refused.stderr
+    assert "--changed-qa apply" in refused.stderr
+    other_batches = voxbatch("plan", str(source), "--backend", "tone", "--out", out, "--batch-size", "3")
+    assert other_batches.returncode == 0, other_batches.stderr  # how a process runs may differ
 
 
 def test_workers_may_change_how_they_compute_but_not_the_audio(

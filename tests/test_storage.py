@@ -132,14 +132,37 @@ def test_s3_objects_carry_their_content_type(s3_bucket: str) -> None:
     assert head["ContentType"] == "audio/flac"
 
 
-def test_s3_incomplete_multipart_uploads_are_aborted(s3_bucket: str) -> None:
+@pytest.mark.parametrize("out", ["p/", ""])  # an output prefix, and a whole bucket (`--out s3://bucket`)
+def test_another_tools_multipart_upload_under_the_output_survives_cleanup(s3_bucket: str, out: str) -> None:
+    """voxbatch never starts a multipart upload, so none under its output is its own to abort: another tool's,
+    even one at a key in voxbatch's own layout, stays and can be completed after voxbatch cleaned up."""
     client = boto3.client("s3")
-    client.create_multipart_upload(Bucket=s3_bucket, Key="p/audio/ab/big.flac")
-    client.create_multipart_upload(Bucket=s3_bucket, Key="elsewhere/x")  # outside the output prefix: kept
-    store = open_store(f"s3://{s3_bucket}/p/")
-    assert store.cleanup() == 1
+    keys = [f"{out}audio/ab/big.flac", f"{out}backups/db.tar"]
+    uploads = {k: client.create_multipart_upload(Bucket=s3_bucket, Key=k)["UploadId"] for k in keys}
+    etags = {
+        k: client.upload_part(Bucket=s3_bucket, Key=k, UploadId=u, PartNumber=1, Body=b"part one")["ETag"]
+        for k, u in uploads.items()
+    }
+    store = open_store(f"s3://{s3_bucket}/{out}")
+    store.put("audio/cd/y.flac", b"voxbatch's own")
+    assert store.cleanup() == 0  # before: 2 aborted (every upload under the prefix)
     left = client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
-    assert [u["Key"] for u in left] == ["elsewhere/x"]
+    assert sorted(u["Key"] for u in left) == sorted(keys)
+    for k, u in uploads.items():  # the other tool finishes its uploads
+        parts = {"Parts": [{"ETag": etags[k], "PartNumber": 1}]}
+        client.complete_multipart_upload(Bucket=s3_bucket, Key=k, UploadId=u, MultipartUpload=parts)
+        assert client.get_object(Bucket=s3_bucket, Key=k)["Body"].read() == b"part one"
+
+
+def test_voxbatch_writes_with_single_puts_only() -> None:
+    """What the cleanup above relies on: no voxbatch code uses an S3 call that uploads in parts (boto3's managed
+    transfers go multipart past 8 MB) or starts a multipart upload."""
+    repo = Path(__file__).resolve().parent.parent
+    multipart = ("upload_file", "upload_fileobj", "create_multipart_upload", "TransferConfig", "s3transfer")
+    sources = [p for d in ("tasks", "flows", "bench") for p in (repo / d).rglob("*.py")]
+    assert sources
+    found = [f"{p.relative_to(repo)}: {name}" for p in sources for name in multipart if name in p.read_text()]
+    assert found == []
 
 
 def test_s3_missing_bucket_and_unreachable_endpoint_name_them_not_the_secret(

@@ -380,6 +380,12 @@ def plan_checksum(
     return digest_of("plan/v2", identities, shard_size, sample_rate, num_chunks, group_digests)
 
 
+def settings_checksum(settings: dict[str, Any]) -> str:
+    """Digest of the settings stored with a plan: kept apart from the plan's checksum (which says what work it
+    is: a rerun may run the same work differently), and verified like it, so an edit or corruption is caught."""
+    return digest_of("settings/v1", settings)
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """A run's plan: its header in memory, its chunks in a local plan file read a shard at a time."""
@@ -441,6 +447,12 @@ def open_plan(path: Path, where: str, *, verify: bool = True) -> Plan:
             f"  recorded {h.get('checksum')}\n  computed {checksum}",
             hint="plan the run again (the same `voxbatch run` command rewrites it)",
         )
+    recorded = h.get("settings_checksum")  # plans written before it was recorded have none
+    if recorded is not None and recorded != settings_checksum(h.get("settings", {})):
+        raise StorageError(
+            f"{where}: the settings stored with the plan do not match their checksum (edited or corrupt)",
+            hint="plan the run again (the same `voxbatch run` command rewrites it)",
+        )
     if verify:
         file.verify()
     return Plan(
@@ -480,6 +492,7 @@ def header_for(
         "sample_rate": sample_rate,
         "voices": {k: dataclasses.asdict(v) for k, v in voices.items()},
         "settings": settings,
+        "settings_checksum": settings_checksum(settings),
         "checksum": plan_checksum(voices, writer.shard_size, sample_rate, writer.num_chunks, writer.group_digests),
         "group_digests": writer.group_digests,
         "inputs": inputs,

@@ -25,13 +25,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tasks.config import Settings
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, VoxbatchError
 from tasks.shard.finish import ChunkAudio, Finished, finish
 
 if TYPE_CHECKING:
     from tasks.audio.asr import Listener
 
-Redo = Callable[[int], np.ndarray]  # synthesize the chunk again with this seed
+Redo = Callable[[int], np.ndarray]  # synthesize the chunk again with this seed; AttemptFailed if it cannot
+
+
+class AttemptFailed(VoxbatchError):
+    """One regeneration could not make this chunk (its text, not the device or storage): one failed attempt.
+    Never reaches the user: the chunk's row says why, if no attempt passes."""
+
+
 TRANSCRIPT_CHARS = 2000
 # Chunks are handed to Whisper in pools of this many batches: sorted by length over a pool, batches pad far less
 # (measured: a pool of 40 chunks transcribes in 55% of the time of five pools of 8).
@@ -163,8 +170,8 @@ class Checker:
             self.regenerations += 1
             try:
                 raw = redo(attempt_seed(chunk.chunk_id, attempt))
-            except Exception as exc:  # one failed regeneration is one failed attempt, not a failed shard
-                reason = f"regeneration: {type(exc).__name__}: {exc}"[:500]
+            except AttemptFailed as exc:  # only this: device, storage and model errors go to the shard's handling
+                reason = f"regeneration: {exc}"[:500]
                 attempts.append((Finished(error=reason), None, reason))
                 continue
             finished = finish(raw, chunk, self.settings.audio, self.qa)

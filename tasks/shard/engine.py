@@ -173,10 +173,12 @@ class Engine:
             batch.append(queue.popleft())
         return batch, False
 
-    def _call(self, texts: list[str], padded: int) -> tuple[list[np.ndarray] | None, VoxbatchError | None, str]:
+    def _call(
+        self, synthesize: SynthesizeFn, texts: list[str], padded: int
+    ) -> tuple[list[np.ndarray] | None, VoxbatchError | None, str]:
         """Run one batch. Returns (audio, None, "") or (None, own error, "") or (None, None, other error)."""
         try:
-            audio = self.synthesize(texts)
+            audio = synthesize(texts)
             if self.faults is not None:
                 # After the work, not before: an injected OOM wastes the whole batch, the worst case.
                 self.faults.check(padded, len(texts))
@@ -188,8 +190,10 @@ class Engine:
                 return None, own, ""
             return None, None, f"{type(exc).__name__}: {exc}"[:2000]
 
-    def run(self, items: Sequence[tuple[int, str]]) -> Iterator[ItemResult]:
-        """Synthesize (index, text) items; yields one result per item, in completion order."""
+    def run(self, items: Sequence[tuple[int, str]], synthesize: SynthesizeFn | None = None) -> Iterator[ItemResult]:
+        """Synthesize (index, text) items; yields one result per item, in completion order. `synthesize`: another
+        call than the engine's own (a regeneration with its seed), under the same budget, backoff and faults."""
+        synthesize = synthesize or self.synthesize
         measured: list[_Item] = []
         for i, t in items:
             try:
@@ -207,7 +211,7 @@ class Engine:
             for it in batch:
                 it.attempts += 1
             t0 = time.perf_counter()
-            audio, own, other = self._call([it.text for it in batch], padded)
+            audio, own, other = self._call(synthesize, [it.text for it in batch], padded)
             elapsed = time.perf_counter() - t0
             self.stats.batches += 1
             self.stats.compute_seconds += elapsed
@@ -230,7 +234,7 @@ class Engine:
                 if len(batch) > 1:
                     queue.extendleft(reversed(batch))
                     continue
-                yield from self._oom_alone(batch[0], queue)
+                yield from self._oom_alone(batch[0], queue, synthesize)
                 continue
             # Some other error: isolate each chunk so only the bad one fails.
             if len(batch) > 1:
@@ -251,7 +255,7 @@ class Engine:
                 hint="restart the worker; finished chunks are kept",
             ) from exc
 
-    def _oom_alone(self, it: _Item, queue: deque[_Item]) -> Iterator[ItemResult]:
+    def _oom_alone(self, it: _Item, queue: deque[_Item], synthesize: SynthesizeFn) -> Iterator[ItemResult]:
         it.alone_ooms += 1
         if it.alone_ooms < self.config.item_oom_tries:
             it.alone = True
@@ -271,7 +275,7 @@ class Engine:
             )
             return
         self.stats.splits += 1
-        results = sorted(self.run(list(enumerate(parts))), key=lambda r: r.index)
+        results = sorted(self.run(list(enumerate(parts)), synthesize), key=lambda r: r.index)
         failed = next((r for r in results if r.audio is None), None)
         attempts = it.attempts + sum(r.attempts for r in results)
         oom_retries = it.oom_retries + sum(r.oom_retries for r in results)

@@ -73,7 +73,9 @@ class ManifestRow:
     longest_pause_s: float | None = None  # longest such silence between the first and last sound
     mixed: bool = False  # spoken by two voices, a part each (Chinese with English words in it)
     voices: str = ""  # a mixed chunk's voice keys, comma-separated, in the order they speak; "" otherwise
-    qa_attempts: int = int32(0)  # syntheses the quality checks saw (1: the first passed; more: regenerated)
+    # Syntheses the quality checks saw (1: the first passed; more: regenerated); 0: they did not see the stored
+    # audio (found stored, or stored first by an earlier attempt), and the asr_* figures are then None too.
+    qa_attempts: int = int32(0)
     asr_transcript: str | None = None  # what Whisper heard (qa.asr)
     asr_wer: float | None = None  # word error rate of the transcript against spoken_text (English)
     asr_cer: float | None = None  # character error rate (both languages)
@@ -214,7 +216,12 @@ def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAu
         "status": "failed" if checked.error else "ok",
         "error": checked.error,
     }
-    if checked.heard is not None:
+    if stored is not None and stored.other_audio:
+        # The object holds another attempt's audio (stored by an earlier, killed attempt): what the checks heard
+        # and how many tries they saw belong to audio that was thrown away. That audio passed the checks of the
+        # attempt that stored it (only audio that passes is stored), but its figures were not kept: not measured.
+        fields["qa_attempts"] = 0
+    elif checked.heard is not None:
         fields |= {
             "asr_transcript": checked.heard.transcript,
             "asr_wer": checked.heard.wer,

@@ -2,11 +2,13 @@
 
 An object is written with "create only": one that exists already (a killed run's, another worker's, another
 run's with the same settings) is never overwritten. When it exists and differs (a voice that samples made other
-audio for the same chunk), the row describes the stored object, not the audio made now.
+audio for the same chunk: first attempts are unseeded, so this is the normal case on a resume), the row
+describes the stored object, not the audio made now, and `other_audio` says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -21,7 +23,8 @@ from tasks.storage.layout import content_type
 @dataclass(frozen=True)
 class StoredAudio:
     """An audio object as stored: where, what it holds, its checksum and levels; `reused` when this call did
-    not write it."""
+    not write it; `other_audio` when what is stored is not the audio this call was given (the quality checks of
+    that audio say nothing about the object)."""
 
     uri: str
     key: str
@@ -32,6 +35,7 @@ class StoredAudio:
     checksum: str
     reused: bool
     levels: Levels
+    other_audio: bool = False
 
 
 def _describe(
@@ -66,5 +70,5 @@ def store_audio(store: ObjectStore, key: str, data: bytes, samples: np.ndarray, 
     # Not written: another worker or a killed run stored it first (S3 answered 412). Compare it with ours.
     stored = data if written else store.get(key)
     if stored != data:
-        return stored_audio(store, key, said, stored)
+        return dataclasses.replace(stored_audio(store, key, said, stored), other_audio=True)
     return _describe(store, key, data, samples, None, said, reused=not written)

@@ -22,7 +22,7 @@ from tasks.backends.synthesizer import Synthesizer, SynthOptions
 from tasks.config import Settings
 from tasks.plan.file import Plan, PlannedChunk
 from tasks.shard import budgets, faults
-from tasks.shard.checker import Redo
+from tasks.shard.checker import AttemptFailed, Redo
 from tasks.shard.engine import BudgetState, Engine, EngineConfig
 from tasks.shard.work_items import ShardWork
 from tasks.text.chunking import chunk_paragraph, detect_lang
@@ -141,13 +141,25 @@ def synthesize_group(
                 device=own.device,
                 mixed=mixed,
                 voices=voices,
-                redo=None if mixed else _redo(own, group.options, work.text(i)),
+                redo=None if mixed else _redo(engine, own, group.options, work.text(i)),
             ),
         )
 
 
-def _redo(synth: Synthesizer, options: SynthOptions | None, text: str) -> Redo | None:
-    """How to synthesize a chunk again with a given noise seed; None for a voice that would repeat itself."""
+def _redo(engine: Engine, synth: Synthesizer, options: SynthOptions | None, text: str) -> Redo | None:
+    """How to synthesize a chunk again with a given noise seed; None for a voice that would repeat itself.
+
+    Through the group's engine, as the first attempt was: an out-of-memory error backs off the same budget and is
+    retried (then split), a fatal device error raises DeviceFatal (the worker commits and stops); only what
+    fails this one chunk is an AttemptFailed, which the checker counts as one failed attempt."""
     if not synth.sampling:
         return None
-    return lambda seed: synth.synthesize([text], dataclasses.replace(options or SynthOptions(), seed=seed))[0]
+
+    def redo(seed: int) -> np.ndarray:
+        seeded = dataclasses.replace(options or SynthOptions(), seed=seed)
+        (result,) = engine.run([(0, text)], functools.partial(synth.synthesize, options=seeded))
+        if result.audio is None:
+            raise AttemptFailed(result.error or "no audio")
+        return result.audio
+
+    return redo

@@ -4,6 +4,7 @@
                                                voice and settings) is the same object in every run
     manifests/<run_id>/shard-<n>.parquet       a shard's manifest, written last: the shard's commit record
     runs/<run_id>/plan.parquet                 the self-describing plan (chunks + run header in its metadata)
+    runs/<run_id>/settings/<time>.json         settings a rerun replaced (run.changed_qa = "apply"), kept
     runs/<run_id>/progress/shard-<n>.parquet   checkpoint of an unfinished shard (rows whose audio is stored)
     runs/<run_id>/shards/shard-<n>.json        per-shard stats: counts, OOM backoffs, budget, storage waits
     runs/<run_id>/leases/shard-<n>.json        heartbeat of the worker process on a dispatched shard
@@ -49,6 +50,10 @@ def run_prefix(run_id: str) -> str:
 
 def plan_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}plan.parquet"
+
+
+def replaced_settings_key(run_id: str, when: str) -> str:
+    return f"{run_prefix(run_id)}settings/{when}.json"
 
 
 def checkpoint_key(run_id: str, shard: int) -> str:

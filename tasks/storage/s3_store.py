@@ -1,20 +1,26 @@
 """Objects in S3 (or any S3-compatible server) under s3://bucket/prefix.
 
 Audio is written once with `IfNoneMatch="*"`: a 412 means the object exists already and it is never
-overwritten. One client per process (tasks.storage.s3_client), shared by the upload threads. No request is made
-per key to find what exists: resume reads the shard's manifest or checkpoint (see tasks.shard.lifecycle).
+overwritten. Every write is one PUT, never a multipart upload, so nothing of voxbatch's is ever left
+half-uploaded. One client per process (tasks.storage.s3_client), shared by the upload threads. No request is
+made per key to find what exists: resume reads the shard's manifest or checkpoint (see tasks.shard.lifecycle).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from tasks.errors import StorageError
 from tasks.storage import s3_client
 from tasks.storage.object_store import ObjectMissing, check_key
+
+
+class ObjectChanged(StorageError):
+    """An object read twice (two passes over an input) was replaced between the reads."""
+
 
 _HINT = "check AWS_ENDPOINT_URL, the credentials (environment, profile or role), the region and the bucket name"
 
@@ -70,6 +76,30 @@ class S3Store:
             if s3_client.is_not_found(exc):
                 raise ObjectMissing(f"{self.uri(key)}: no such object") from exc
             raise self._error(key, exc, "read") from exc
+
+    def stream(self, key: str, block: int, if_match: str = "") -> tuple[str, Iterator[bytes]]:
+        """The object's ETag and its bytes in blocks of up to `block`, from one GET (never held whole).
+        `if_match`: an ETag the object must still have (a second pass over it); ObjectChanged if not."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + check_key(key)}
+        if if_match:
+            args["IfMatch"] = if_match
+        try:
+            response = self._client().get_object(**args)
+        except Exception as exc:
+            if s3_client.is_not_found(exc):
+                raise ObjectMissing(f"{self.uri(key)}: no such object") from exc
+            if s3_client.error_code(exc) in ("PreconditionFailed", "412"):
+                raise ObjectChanged(f"{self.uri(key)}: changed since it was first read") from exc
+            raise self._error(key, exc, "read") from exc
+        return str(response.get("ETag", "")), self._blocks(key, response["Body"], block)
+
+    def _blocks(self, key: str, body: Any, block: int) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(block)
+        except Exception as exc:  # the connection dropped mid-object
+            raise self._error(key, exc, "read") from exc
+        finally:
+            body.close()
 
     def put(self, key: str, data: bytes, *, overwrite: bool = False, content_type: str | None = None) -> bool:
         return self._put(key, lambda: data, overwrite, content_type)
@@ -136,17 +166,8 @@ class S3Store:
         return None
 
     def cleanup(self) -> int:
-        """Abort incomplete multipart uploads under the prefix (a killed uploader's parts cost storage)."""
-        client = self._client()
-        removed = 0
-        try:
-            pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
-            for page in pages:
-                for upload in page.get("Uploads", []):
-                    client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                    removed += 1
-        except Exception as exc:
-            if s3_client.error_code(exc) in ("AccessDenied", "NotImplemented", "501"):
-                return removed  # a least-privilege worker may not list uploads: nothing of ours to clean then
-            raise self._error("", exc, "clean up incomplete uploads") from exc
-        return removed
+        """Nothing to remove: every object is written with one PUT (`put`, `put_file`: never boto3's managed
+        transfers, which go multipart past 8 MB), and a PUT cut short leaves nothing. So an incomplete multipart
+        upload under the prefix is never voxbatch's: it is another tool's, maybe in progress, and is left alone.
+        (Aborting them all, as before, destroyed such uploads; with `--out s3://bucket`, in the whole bucket.)"""
+        return 0

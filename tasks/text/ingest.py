@@ -138,14 +138,19 @@ def read_document(path: Input, encoding: str = "auto", options: TextOptions | No
     return Document(f"{_slug(name.stem)}-{digest}", source, used, tuple(paragraphs), tuple(chapters), tuple(warnings))
 
 
+def _reason(exc: InputError) -> str:
+    return f"{exc} ({exc.hint})" if exc.hint else str(exc)  # one line: it goes into lists
+
+
 def read_documents(
     patterns: list[str], encoding: str = "auto", options: TextOptions | None = None, strict: bool = False
 ) -> Corpus:
     """Read every input. Bad files are set aside when others are good (unless `strict`); else InputError."""
-    items = expand_inputs(patterns)
+    found = expand_inputs(patterns)
+    items = found.items
     docs: list[Document] = []
-    rejected: list[Rejected] = []
-    first_error: InputError | None = None
+    rejected = [Rejected(str(path), _reason(exc)) for path, exc in found.refused]
+    first_error: InputError | None = found.refused[0][1] if found.refused else None
     held = 0
     for item in items:
         try:
@@ -157,14 +162,14 @@ def read_documents(
             docs.append(doc)
         except InputError as exc:
             first_error = first_error or exc
-            reason = f"{exc} ({exc.hint})" if exc.hint else str(exc)  # one line: it goes into lists
-            rejected.append(Rejected(str(item), reason))
-    if first_error is not None and (len(items) == 1 or not docs or strict):
+            rejected.append(Rejected(str(item), _reason(exc)))
+    total = len(items) + len(found.refused)
+    if first_error is not None and (total == 1 or not docs or strict):
         if len(rejected) == 1:
             raise first_error
         listing = "\n".join(f"  {r.reason}" for r in rejected)
         why = "--strict refuses any bad input" if docs else "no input is readable"
-        raise InputError(f"{len(rejected)} of {len(items)} inputs are bad ({why}):\n{listing}") from first_error
+        raise InputError(f"{len(rejected)} of {total} inputs are bad ({why}):\n{listing}") from first_error
     counts: dict[str, int] = {}
     unique = []
     for d in docs:  # identical bytes under the same file name: keep one id per document

@@ -1,6 +1,7 @@
 """Plain-text files read in blocks, so a file of any size is planned in bounded memory.
 
-Two passes over the bytes. `scan_text` detects the encoding from the first block, then decodes every block
+Two passes over the bytes, each streamed (a local file or an S3 object alike; the second pass over an S3 object
+reads the version the first one read). `scan_text` detects the encoding from the first block, then decodes every block
 strictly, counts stray control characters (with the lines they are on) and digests the bytes: a bad file is
 refused before any of its chunks is planned. `text_paragraphs` reads again and yields normalized paragraphs
 (blank lines separate them, as in tasks.text.normalize), each paragraph's text made with a few whole-string passes
@@ -16,11 +17,10 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from tasks.errors import InputError
 from tasks.text.decoding import BINARY_SHARE, STRAY, check_encoding, detect_encoding, stray_warning
-from tasks.text.inputs import Input, read_bytes
+from tasks.text.inputs import Input, open_blocks
 from tasks.text.normalize import ANSI_ESCAPE, CJK_CHAR, INVISIBLE, Paragraph, replace_urls
 
 BLOCK = 4 << 20  # bytes read at a time
@@ -40,24 +40,7 @@ class TextScan:
     digest: str
     warnings: tuple[str, ...] = ()
     strays: bool = False
-
-
-def _blocks(item: Input) -> Iterator[bytes]:
-    if isinstance(item, Path):
-        if not item.exists():
-            raise InputError(f"{item}: no such file")
-        if item.is_dir():
-            raise InputError(f"{item}: is a directory")
-        try:
-            with item.open("rb") as f:
-                while block := f.read(BLOCK):
-                    yield block
-        except OSError as exc:
-            raise InputError(f"{item}: cannot read: {exc.strerror}") from None
-        return
-    data = read_bytes(item)  # an s3:// object: read whole (streaming it is left for later)
-    for start in range(0, len(data), BLOCK):
-        yield data[start : start + BLOCK]
+    version: str = ""  # an S3 object's ETag: the second pass reads the same object or refuses
 
 
 _NOT_STRAY_ASCII = bytes(b for b in range(0x80) if not STRAY.match(chr(b)))
@@ -77,7 +60,7 @@ def scan_text(item: Input, source: str, encoding: str = "auto") -> TextScan:
     stray_lines: list[int] = []
     more_lines = 0
     speakable = nonblank = False
-    blocks = _blocks(item)
+    version, blocks = open_blocks(item, BLOCK)
     for raw in blocks:
         if decoder is None:
             if encoding == "auto":
@@ -113,7 +96,7 @@ def scan_text(item: Input, source: str, encoding: str = "auto") -> TextScan:
     if not speakable:
         raise InputError(f"{source}: no speakable text after normalization")
     warnings = (stray_warning(source, stray, stray_lines, more_lines),) if stray else ()
-    return TextScan(name, digest.hexdigest(), warnings, bool(stray))
+    return TextScan(name, digest.hexdigest(), warnings, bool(stray), version)
 
 
 def _decode(
@@ -191,7 +174,7 @@ def text_paragraphs(item: Input, scan: TextScan, urls: str = "link") -> Iterator
     decoder = codecs.getincrementaldecoder(scan.encoding)("strict")
     buffer, line = "", 1  # the text not yet split into paragraphs, and the line it starts on
     held = ""  # a CR at the end of a block: it may be the first half of CR LF
-    blocks = _blocks(item)
+    _, blocks = open_blocks(item, BLOCK, scan.version)
     while True:
         raw = next(blocks, None)
         final = raw is None
