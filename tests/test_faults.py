@@ -1,0 +1,161 @@
+"""Faults survived on purpose, with real parts: the process SIGKILLed at each point of the commit sequence, the
+local output filling up. (The S3 server and the Prefect server going away mid-run: test_faults_servers.py.)
+
+Every case ends the same way: the same command run again exits 0 with every planned chunk exactly once, and no
+object that stood before it (audio, a shard's manifest) is written again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import soundfile
+
+from tasks.errors import EXIT_ENVIRONMENT, EXIT_OK
+from tasks.storage.local_store import TMP_DIR
+from tests.helpers import REPO, logbook
+
+pytestmark = pytest.mark.slow
+
+
+def voxbatch(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
+
+
+def run_env(api_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "VOXBATCH_FAULTS"}
+    return env | {"PYTHONWARNINGS": "ignore", "PREFECT_API_URL": api_url, **extra}
+
+
+def committed(out: Path) -> dict[Path, tuple[int, int]]:
+    """Every object that must never be written again once it stands: audio and shards' manifests (a rewrite
+    makes a new inode or a new mtime)."""
+    found = [*out.glob("audio/*/*"), *out.glob("manifests/*/shard-*.parquet")]
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in found if not p.name.startswith(".")}
+
+
+def assert_unchanged(before: dict[Path, tuple[int, int]], out: Path) -> None:
+    after = committed(out)
+    changed = [str(p.relative_to(out)) for p, was in before.items() if after.get(p) != was]
+    assert not changed, f"objects written again or lost: {changed}"
+
+
+def assert_nothing_torn(out: Path) -> None:
+    """Every Parquet object reads back and every audio object decodes: a write is whole or absent."""
+    for path in out.rglob("*.parquet"):
+        if TMP_DIR not in path.parts:
+            pq.read_table(path)
+    for path in out.glob("audio/*/*"):
+        assert not path.name.startswith("."), f"a temporary file among the objects: {path}"
+        with soundfile.SoundFile(path) as f:
+            assert f.frames > 0 and len(f.read()) == f.frames
+
+
+def assert_exactly_once(out: Path, planned: int) -> pd.DataFrame:
+    """Every planned chunk exactly once in the shards' manifests, ok, its audio there; the run manifest agrees."""
+    rows = pd.concat([pd.read_parquet(p) for p in sorted(out.glob("manifests/*/shard-*.parquet"))], ignore_index=True)
+    assert len(rows) == planned and rows["chunk_id"].is_unique, rows["chunk_id"].tolist()
+    assert (rows["status"] == "ok").all(), rows[rows["status"] != "ok"]["error"].tolist()
+    for uri in rows["audio_uri"]:
+        assert Path(uri.removeprefix("file://")).is_file(), uri
+    (run_manifest,) = out.glob("runs/*/manifest.parquet")
+    assert sorted(pd.read_parquet(run_manifest)["chunk_id"]) == sorted(rows["chunk_id"])
+    return rows
+
+
+# -- SIGKILL at each point of the commit sequence ---------------------------------------------------------------
+
+
+def test_a_sigkill_at_each_commit_point_resumes_exactly(tmp_path: Path, api_url: str) -> None:
+    """Audio, stats, checkpoint, manifest: the process killed right after each (VOXBATCH_FAULTS kill_after), in
+    turn, each kill resumed by the next run; the last run, unharmed, ends exit 0 with every chunk exactly once."""
+    source = tmp_path / "log book.txt"
+    source.write_text(logbook(12))
+    config = tmp_path / "often.toml"
+    config.write_text("[run]\nshard_size = 4\ncheckpoint_seconds = 0.001\n")  # a checkpoint after every chunk
+    out = tmp_path / "out"
+    args = ["run", str(source), "--out", str(out), "--backend", "tone", "--config", str(config)]
+    run_dir = lambda: next(out.glob("runs/*"))  # noqa: E731
+    # After each kill, what must stand (the point was reached) and what must not yet (it was not passed).
+    steps = [
+        ("kill_after=audio,kill_count=3", lambda: len(committed(out)) >= 3 and not (run_dir() / "shards").exists()),
+        ("kill_after=stats", lambda: (run_dir() / "shards/shard-00000.json").exists() and not committed_shards(out)),
+        ("kill_after=checkpoint", lambda: committed_shards(out) == [0] and 1 in checkpointed(run_dir())),
+        ("kill_after=manifest", lambda: committed_shards(out) == [0, 1]),
+    ]
+    for faults, reached in steps:
+        before = committed(out)
+        result = voxbatch(run_env(api_url, VOXBATCH_FAULTS=faults), *args)
+        assert result.returncode == -signal.SIGKILL, f"{faults}: exit {result.returncode}\n{result.stderr}"
+        assert reached(), f"{faults}: not killed where asked; {sorted(map(str, committed(out)))}"
+        assert_unchanged(before, out)
+        assert_nothing_torn(out)
+    before = committed(out)
+    final = voxbatch(run_env(api_url), *args)
+    assert final.returncode == EXIT_OK, final.stdout + final.stderr
+    assert_unchanged(before, out)
+    assert_exactly_once(out, 12)
+    assert int(final.stdout.split("synthesized now ")[1].split(",")[0]) == 4  # only shard 2 was left to make
+    assert not [p for p in (out / TMP_DIR).iterdir()]  # the killed writers' temporary files are gone
+
+
+def committed_shards(out: Path) -> list[int]:
+    return sorted(int(p.stem[6:]) for p in out.glob("manifests/*/shard-*.parquet"))
+
+
+def checkpointed(run_dir: Path) -> list[int]:
+    return sorted(int(p.stem[6:]) for p in run_dir.glob("progress/shard-*.parquet"))
+
+
+# -- the local output fills up ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `where` for the test (needs root, as in CI), unmounted after."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"this test mounts a small tmpfs and could not (root is needed): {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def test_a_full_disk_exits_4_tears_nothing_and_the_rerun_resumes(tmp_path: Path, api_url: str) -> None:
+    source = tmp_path / "long log.txt"
+    source.write_text(logbook(60))
+    args = ["--backend", "tone", "--shard-size", "10"]
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        out = disk / "out"
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * (1536 << 10))  # room left for the plan and a few shards, not for all
+        first = voxbatch(run_env(api_url), "run", str(source), "--out", str(out), *args)
+        assert first.returncode == EXIT_ENVIRONMENT, first.stdout + first.stderr
+        assert "Traceback" not in first.stderr and "unexpected error" not in first.stderr, first.stderr
+        assert "the disk is full" in first.stderr and str(out) in first.stderr, first.stderr
+        assert committed(out), "the disk filled before any audio: the test does not test a run cut short"
+        assert_nothing_torn(out)
+        before = committed(out)
+        filler.unlink()  # space freed: the filler gone and the disk made larger
+        subprocess.run(["mount", "-o", "remount,size=32m", str(disk)], check=True)
+        again = voxbatch(run_env(api_url), "run", str(source), "--out", str(out), *args)
+        assert again.returncode == EXIT_OK, again.stdout + again.stderr
+        assert_unchanged(before, out)
+        assert_nothing_torn(out)
+        rows = assert_exactly_once(out, 60)
+        synthesized = int(again.stdout.split("synthesized now ")[1].split(",")[0])
+        assert synthesized <= len(rows) - len([p for p in before if p.parent.parent.name == "audio"])
