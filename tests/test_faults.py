@@ -87,12 +87,14 @@ def test_a_sigkill_at_each_commit_point_resumes_exactly(tmp_path: Path, api_url:
     out = tmp_path / "out"
     args = ["run", str(source), "--out", str(out), "--backend", "tone", "--config", str(config)]
     run_dir = lambda: next(out.glob("runs/*"))  # noqa: E731
+    run_manifest = lambda: (run_dir() / "manifest.parquet").exists()  # noqa: E731
     # After each kill, what must stand (the point was reached) and what must not yet (it was not passed).
     steps = [
         ("kill_after=audio,kill_count=3", lambda: len(committed(out)) >= 3 and not (run_dir() / "shards").exists()),
         ("kill_after=stats", lambda: (run_dir() / "shards/shard-00000.json").exists() and not committed_shards(out)),
         ("kill_after=checkpoint", lambda: committed_shards(out) == [0] and 1 in checkpointed(run_dir())),
-        ("kill_after=manifest", lambda: committed_shards(out) == [0, 1]),
+        # The last shard's manifest: every shard committed, the run manifest left to the resume.
+        ("kill_after=manifest,kill_count=2", lambda: committed_shards(out) == [0, 1, 2] and not run_manifest()),
     ]
     for faults, reached in steps:
         before = committed(out)
@@ -106,7 +108,7 @@ def test_a_sigkill_at_each_commit_point_resumes_exactly(tmp_path: Path, api_url:
     assert final.returncode == EXIT_OK, final.stdout + final.stderr
     assert_unchanged(before, out)
     assert_exactly_once(out, 12)
-    assert int(final.stdout.split("synthesized now ")[1].split(",")[0]) == 4  # only shard 2 was left to make
+    assert int(final.stdout.split("synthesized now ")[1].split(",")[0]) == 0  # all made before: none again
     assert not [p for p in (out / TMP_DIR).iterdir()]  # the killed writers' temporary files are gone
 
 
