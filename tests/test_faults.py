@@ -126,7 +126,7 @@ def checkpointed(run_dir: Path) -> list[int]:
 @contextlib.contextmanager
 def small_disk(where: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` mounted at `where` for the test (needs root, as in CI), unmounted after."""
-    where.mkdir()
+    where.mkdir(parents=True)
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
                              capture_output=True, text=True)  # fmt: skip
     if mounted.returncode != 0:
@@ -161,3 +161,18 @@ def test_a_full_disk_exits_4_tears_nothing_and_the_rerun_resumes(tmp_path: Path,
         rows = assert_exactly_once(out, 60)
         synthesized = int(again.stdout.split("synthesized now ")[1].split(",")[0])
         assert synthesized <= len(rows) - len([p for p in before if p.parent.parent.name == "audio"])
+
+
+def test_an_output_folder_on_another_file_system_is_still_written(tmp_path: Path) -> None:
+    """Temporary files live in one folder under the output root; a link cannot cross file systems, so a key
+    whose folder is mounted elsewhere (audio/ on another disk) is written through a temporary file beside it."""
+    from tasks.storage import open_store
+
+    out = tmp_path / "out"
+    with small_disk(out / "audio", "1m"):
+        store = open_store(str(out))
+        assert store.put("audio/ab/x.flac", b"fLaC one") and not store.put("audio/ab/x.flac", b"two")
+        assert store.put("audio/ab/x.flac", b"fLaC three", overwrite=True)
+        assert store.get("audio/ab/x.flac") == b"fLaC three"
+        assert store.put("manifests/r/shard-00000.parquet", b"PAR1")  # the root's own file system, as before
+        assert not [p for p in out.rglob(".tmp-*") if p.is_file()]

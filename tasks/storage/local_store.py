@@ -126,11 +126,15 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"{self.uri(key)}: cannot read: {exc.strerror}") from exc
 
-    def _temporary(self, suffix: str) -> tuple[int, str]:
-        """A new temporary file in TMP_DIR, open and locked by this process (its name only helps a human)."""
+    def _temporary(self, folder: Path, suffix: str) -> tuple[int, str]:
+        """A new temporary file for a key in `folder`, open and locked by this process (its name only helps a
+        human): in TMP_DIR, or in `folder` itself where that is another file system (a link cannot cross one:
+        a folder of the output mounted or linked elsewhere; `cleanup` does not look there)."""
         tmp_dir = self.root / TMP_DIR
+        _make_dirs(tmp_dir)
+        if os.stat(folder).st_dev != os.stat(tmp_dir).st_dev:
+            tmp_dir = folder
         while True:
-            _make_dirs(tmp_dir)
             fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=f"{_TMP}{_host()}-{os.getpid()}-", suffix=suffix)
             try:
                 # `cleanup` may have locked and removed it between mkstemp and our lock: then make another.
@@ -147,7 +151,7 @@ class LocalStore:
         path = self._path(key)
         try:
             _make_dirs(path.parent)
-            fd, tmp = self._temporary(path.suffix)
+            fd, tmp = self._temporary(path.parent, path.suffix)
             with os.fdopen(fd, "wb") as f:  # closing it drops the lock: after the temporary file is gone
                 try:
                     os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; outputs are read by others (players, servers)
