@@ -15,14 +15,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
-import soundfile
 
 from tasks.errors import EXIT_ENVIRONMENT, EXIT_OK
 from tasks.storage.local_store import TMP_DIR
-from tests.helpers import REPO, logbook
+from tests.helpers import REPO, assert_exactly_once, assert_nothing_torn, assert_unchanged, committed, logbook
 
 pytestmark = pytest.mark.slow
 
@@ -36,42 +33,6 @@ def voxbatch(env: dict[str, str], *args: str, timeout: float = 300) -> subproces
 def run_env(api_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "VOXBATCH_FAULTS"}
     return env | {"PYTHONWARNINGS": "ignore", "PREFECT_API_URL": api_url, **extra}
-
-
-def committed(out: Path) -> dict[Path, tuple[int, int]]:
-    """Every object that must never be written again once it stands: audio and shards' manifests (a rewrite
-    makes a new inode or a new mtime)."""
-    found = [*out.glob("audio/*/*"), *out.glob("manifests/*/shard-*.parquet")]
-    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in found if not p.name.startswith(".")}
-
-
-def assert_unchanged(before: dict[Path, tuple[int, int]], out: Path) -> None:
-    after = committed(out)
-    changed = [str(p.relative_to(out)) for p, was in before.items() if after.get(p) != was]
-    assert not changed, f"objects written again or lost: {changed}"
-
-
-def assert_nothing_torn(out: Path) -> None:
-    """Every Parquet object reads back and every audio object decodes: a write is whole or absent."""
-    for path in out.rglob("*.parquet"):
-        if TMP_DIR not in path.parts:
-            pq.read_table(path)
-    for path in out.glob("audio/*/*"):
-        assert not path.name.startswith("."), f"a temporary file among the objects: {path}"
-        with soundfile.SoundFile(path) as f:
-            assert f.frames > 0 and len(f.read()) == f.frames
-
-
-def assert_exactly_once(out: Path, planned: int) -> pd.DataFrame:
-    """Every planned chunk exactly once in the shards' manifests, ok, its audio there; the run manifest agrees."""
-    rows = pd.concat([pd.read_parquet(p) for p in sorted(out.glob("manifests/*/shard-*.parquet"))], ignore_index=True)
-    assert len(rows) == planned and rows["chunk_id"].is_unique, rows["chunk_id"].tolist()
-    assert (rows["status"] == "ok").all(), rows[rows["status"] != "ok"]["error"].tolist()
-    for uri in rows["audio_uri"]:
-        assert Path(uri.removeprefix("file://")).is_file(), uri
-    (run_manifest,) = out.glob("runs/*/manifest.parquet")
-    assert sorted(pd.read_parquet(run_manifest)["chunk_id"]) == sorted(rows["chunk_id"])
-    return rows
 
 
 # -- SIGKILL at each point of the commit sequence ---------------------------------------------------------------

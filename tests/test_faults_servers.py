@@ -17,10 +17,21 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PENDING
-from tests.helpers import KEY_ID, REPO, SECRET, check_complete, logbook, new_bucket, objects
+from tests.helpers import (
+    KEY_ID,
+    REPO,
+    SECRET,
+    assert_exactly_once,
+    assert_nothing_torn,
+    assert_unchanged,
+    check_complete,
+    committed,
+    logbook,
+    new_bucket,
+    objects,
+)
 from tests.prefect_servers import spawn, start_prefect_server
 from tests.s3_servers import free_port, start_weed
-from tests.test_faults import assert_exactly_once, assert_nothing_torn, assert_unchanged, committed
 
 pytestmark = pytest.mark.slow
 
