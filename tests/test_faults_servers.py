@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tasks.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PENDING
+from tasks.errors import EXIT_ENVIRONMENT, EXIT_OK, EXIT_PENDING, StorageError
 from tests.helpers import (
     KEY_ID,
     REPO,
@@ -84,6 +86,37 @@ def test_the_s3_server_killed_and_back_20_s_later_loses_and_rewrites_nothing(tmp
         check_complete(server.endpoint, bucket, "out/", 24)
     finally:
         server.stop()
+
+
+def test_storage_unreachable_at_the_flows_own_calls_is_waited_out_like_a_shards(
+    tmp_path: Path, prefect_api: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage at the flow's own storage calls (opening the output, consolidation, the summary), not only in a
+    shard's: each waits and tries again as a shard task does (here with short waits); before, the run gave up at
+    once with exit 4 where a shard meeting the same outage rode it out."""
+    import flows.corpus as corpus
+
+    monkeypatch.setattr(corpus, "_PATIENCE", (0.05, 0.05, 0.05))
+    calls: dict[str, int] = {}
+
+    def flaky(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] = calls.get(name, 0) + 1
+            if calls[name] <= 2:  # the endpoint away twice, back the third time
+                raise StorageError("s3://b/out/: cannot reach the S3 endpoint http://127.0.0.1:9", transient=True)
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("open_store", "consolidate", "write_summary"):
+        monkeypatch.setattr(corpus, name, flaky(name, getattr(corpus, name)))
+    source = tmp_path / "log.txt"
+    source.write_text(logbook(8))
+    settings = {"synthesis": {"backend": "tone"}, "run": {"shard_size": 4}}
+    summary = corpus.corpus_flow([str(source)], str(tmp_path / "out"), settings)
+    assert calls == {"open_store": 3, "consolidate": 3, "write_summary": 3}
+    assert not summary["pending"], summary
+    assert_exactly_once(tmp_path / "out", 8)
 
 
 def test_the_prefect_server_restarted_under_an_in_process_run_loses_nothing(tmp_path: Path) -> None:
