@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import threading
@@ -331,6 +332,11 @@ def _quiet_prefect(verbose: bool) -> None:
         # (failed chunks, their reasons) still go to the API; only the console handler is turned down.
         # voxbatch reports errors in its own one-line form; Prefect would add tracebacks.
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        # When the server goes away mid-run, Prefect's background services (events, logs to the API) print each
+        # failed send on stderr: a repr of the whole event per call, before voxbatch's own one-line error. Its
+        # internal logger is turned down, and so is the logging module's "--- Error logging to API ---".
+        os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "CRITICAL")
+        logging.raiseExceptions = False  # what the logging docs advise for production
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -22,6 +23,7 @@ from prefect.runtime import flow_run
 from flows import progress
 from flows.shard_flow import synthesize_shard
 from tasks.config import Settings, validate_settings
+from tasks.errors import VoxbatchError
 from tasks.plan.file import Plan
 from tasks.plan.planner import prepare
 from tasks.plan.store import read_plan, write_plan
@@ -33,6 +35,25 @@ from tasks.shard.pipeline import ProgressFn
 from tasks.shard.stats import ShardStats, total
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import manifests_prefix, summary_key
+
+T = TypeVar("T")
+# The shard task's retry delays (flows.shard_flow, without the jitter): an outage its shards ride out, the flow's
+# own storage calls (open, plan, state, consolidation, summary) ride out too, wherever in the run it strikes.
+_PATIENCE = (10.0, 20.0, 40.0)
+
+
+def _patiently(what: str, call: Callable[[], T]) -> T:
+    """`call()`, tried again after each of _PATIENCE's waits while it fails with a transient error (an endpoint
+    unreachable); the last error is raised as it came (naming the endpoint)."""
+    for wait in (*_PATIENCE, None):
+        try:
+            return call()
+        except VoxbatchError as exc:
+            if not exc.transient or wait is None:
+                raise
+            get_run_logger().warning("%s: %s; trying again in %.0f s", what, exc, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def corpus_name(inputs: list[str]) -> str:
@@ -146,12 +167,12 @@ def corpus_flow(
     in this process."""
     started = time.perf_counter()
     logger = get_run_logger()
-    store = open_store(out)
-    cleaned = store.cleanup()  # a killed run's temporary files (local; S3 writes are single PUTs: none there)
+    store = _patiently("open the output", lambda: open_store(out))
+    cleaned = _patiently("clean up", store.cleanup)  # a killed run's temporary files (local only)
     if cleaned:
         logger.info("removed %d leftover temporary object(s) of an earlier, killed run", cleaned)
     if run_id:
-        plan = read_plan(store, run_id)
+        plan = _patiently("read the plan", lambda: read_plan(store, run_id))
     else:
         plan = prepare(inputs, validate_settings(settings or {})).plan
         write_plan(store, plan)
@@ -173,14 +194,14 @@ def corpus_flow(
     for r in plan.rejected:
         logger.error("input set aside: %s", r["reason"])
     if dispatch:
-        before = load_run_state(store, plan.run_id, plan)
+        before = _patiently("read the run's state", lambda: load_run_state(store, plan.run_id, plan))
         state = _run_dispatched(plan, store, run_settings, tags, before)
         stats = stats_from_storage(store, state, processed=set(before.unfinished) & set(state.committed))
     else:
         stats, early_seconds = _run_in_process(plan, out, done_early or {}, on_progress)
         started -= early_seconds  # the run's wall time includes the shards done before the flow started
-        state = load_run_state(store, plan.run_id, plan)
-    consolidated = consolidate(store, state)
+        state = _patiently("read the run's state", lambda: load_run_state(store, plan.run_id, plan))
+    consolidated = _patiently("consolidate", lambda: consolidate(store, state))
     summary = RunSummary(
         run_id=plan.run_id,
         output=store.uri(""),
@@ -196,7 +217,7 @@ def corpus_flow(
         flow_run_id=str(flow_run.get_id() or ""),
         rejected=tuple(r["reason"] for r in plan.rejected),
     )
-    write_summary(store, summary)
+    _patiently("write the summary", lambda: write_summary(store, summary))
     _artifacts(summary, state, store)
     return summary.to_dict()
 

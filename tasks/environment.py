@@ -24,7 +24,7 @@ class Environment(BaseSettings):
     faults: str = Field(
         "",
         description="Fault injection for rehearsals and tests: oom_rate=0.05,seed=7, memory_budget=4000, "
-        "batch_delay=0.5, garble_rate=0.3 (tasks.shard.faults).",
+        "batch_delay=0.5, garble_rate=0.3, kill_after=manifest (tasks.shard.faults).",
     )
     voices: str = Field(
         "", description="Folder of voices built by `voxbatch voices install`; empty: $XDG_CACHE_HOME/voxbatch/voices."

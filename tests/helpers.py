@@ -18,10 +18,12 @@ import boto3
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import soundfile
 from ebooklib import epub
 
 from tasks.backends.synthesizer import SynthOptions
 from tasks.backends.tone import ToneSynthesizer
+from tasks.storage.local_store import TMP_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_EN = REPO / "data" / "sample" / "en" / "the-lighthouse.txt"
@@ -156,3 +158,42 @@ class Flaky(ToneSynthesizer):
         if self.errors:
             raise self.errors.pop(0)
         return audio
+
+
+# -- a local run read back: what stands, whole, once ---------------------------------------------------------
+
+
+def committed(out: Path) -> dict[Path, tuple[int, int]]:
+    """Every object that must never be written again once it stands: audio and shards' manifests (a rewrite
+    makes a new inode or a new mtime)."""
+    found = [*out.glob("audio/*/*"), *out.glob("manifests/*/shard-*.parquet")]
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in found if not p.name.startswith(".")}
+
+
+def assert_unchanged(before: dict[Path, tuple[int, int]], out: Path) -> None:
+    after = committed(out)
+    changed = [str(p.relative_to(out)) for p, was in before.items() if after.get(p) != was]
+    assert not changed, f"objects written again or lost: {changed}"
+
+
+def assert_nothing_torn(out: Path) -> None:
+    """Every Parquet object reads back and every audio object decodes: a write is whole or absent."""
+    for path in out.rglob("*.parquet"):
+        if TMP_DIR not in path.parts:
+            pq.read_table(path)
+    for path in out.glob("audio/*/*"):
+        assert not path.name.startswith("."), f"a temporary file among the objects: {path}"
+        with soundfile.SoundFile(path) as f:
+            assert f.frames > 0 and len(f.read()) == f.frames
+
+
+def assert_exactly_once(out: Path, planned: int) -> pd.DataFrame:
+    """Every planned chunk exactly once in the shards' manifests, ok, its audio there; the run manifest agrees."""
+    rows = pd.concat([pd.read_parquet(p) for p in sorted(out.glob("manifests/*/shard-*.parquet"))], ignore_index=True)
+    assert len(rows) == planned and rows["chunk_id"].is_unique, rows["chunk_id"].tolist()
+    assert (rows["status"] == "ok").all(), rows[rows["status"] != "ok"]["error"].tolist()
+    for uri in rows["audio_uri"]:
+        assert Path(uri.removeprefix("file://")).is_file(), uri
+    (run_manifest,) = out.glob("runs/*/manifest.parquet")
+    assert sorted(pd.read_parquet(run_manifest)["chunk_id"]) == sorted(rows["chunk_id"])
+    return rows

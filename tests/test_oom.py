@@ -61,7 +61,11 @@ def test_fault_spec_parsing() -> None:
     assert (f.oom_rate, f.seed, f.memory_budget, f.active) == (0.3, 7, None, True)
     assert parse("memory_budget=4000").memory_budget == 4000
     assert not parse("").active
-    for bad in ("oom_rate=1.5", "oom_rate=x", "memory_budget=0", "speed=2"):
+    assert (parse("kill_after=checkpoint,kill_count=2").kill_after, parse("kill_after=audio").kill_count) == (
+        "checkpoint",
+        1,
+    )
+    for bad in ("oom_rate=1.5", "oom_rate=x", "memory_budget=0", "speed=2", "kill_after=upload", "kill_count=0"):
         with pytest.raises(ConfigError, match="VOXBATCH_FAULTS"):
             parse(bad)
 

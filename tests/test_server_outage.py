@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import logbook
+from tests.helpers import assert_nothing_torn, assert_unchanged, committed, logbook
 from tests.prefect_servers import BIN, spawn, start_prefect_server
 
 pytestmark = pytest.mark.slow
@@ -49,8 +49,10 @@ def test_a_server_outage_past_the_deadline_exits_5_and_the_same_command_resumes(
         assert "run the same command again" in parent.log(), parent.log()
         assert worker.process.poll() is None, worker.log()  # the worker waited it out
         server = server.restart()
+        before = committed(out)  # what the worker committed through the outage (it may still be writing: a subset)
         again = subprocess.run(args, env=server.env(), capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stdout + again.stderr + worker.log()
+        assert_unchanged(before, out)  # nothing committed was lost or written again
         # The slot's lease of the pool-wide limit outlived the restart (leases on disk, as docs/deployment.md
         # asks; in memory the restart loses it and the slot stays taken for good): the worker's stop frees it.
         worker.stop()
@@ -65,3 +67,4 @@ def test_a_server_outage_past_the_deadline_exits_5_and_the_same_command_resumes(
         server.stop()
     rows = pd.concat([pd.read_parquet(m) for m in sorted(out.glob("manifests/*/shard-*.parquet"))])
     assert len(rows) == 16 and rows["chunk_id"].is_unique and (rows["status"] == "ok").all()
+    assert_nothing_torn(out)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import stat
+import sys
+import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -11,7 +16,7 @@ import pytest
 
 from tasks.errors import StorageError
 from tasks.storage import ObjectMissing, ObjectStore, open_store, schemes
-from tasks.storage.local_store import LocalStore
+from tasks.storage.local_store import TMP_DIR, LocalStore
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -88,20 +93,113 @@ def test_local_writes_leave_no_temporary_files(tmp_path: Path) -> None:
 def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "out"))
     assert isinstance(store, LocalStore)
-    folder = tmp_path / "out" / "audio" / "ab"
+    folder = tmp_path / "out" / TMP_DIR
     folder.mkdir(parents=True)
     host = socket.gethostname().replace("-", "_")[:40]
-    dead = folder / f".tmp-{host}-{2**22 + 12345}-abc.flac"  # no such pid (above pid_max's default)
-    live = folder / f".tmp-{host}-{os.getpid()}-def.flac"  # this process: a write in progress
-    foreign_old = folder / ".tmp-otherhost-1-ghi.flac"
-    foreign_new = folder / ".tmp-otherhost-2-jkl.flac"
-    for p in (dead, live, foreign_old, foreign_new):
+    dead = folder / f".tmp-{host}-{os.getpid()}-abc.flac"  # a live pid, but nobody holds it: a dead writer's
+    live = folder / f".tmp-otherhost-{2**22 + 12345}-def.flac"  # a pid dead here, held locked: a live writer
+    for p in (dead, live):
         p.write_bytes(b"partial")
-    os.utime(foreign_old, (1, 1))
-    assert store.cleanup() == 2
-    assert not dead.exists() and not foreign_old.exists()
-    assert live.exists() and foreign_new.exists()
-    assert store.list("audio/") == []  # temporary files are never listed as objects
+    with open(live, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert store.cleanup() == 1
+    assert not dead.exists() and live.exists()
+    assert store.list("") == []  # temporary files are never listed as objects
+
+
+def test_a_committed_write_fsyncs_the_folders_that_name_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the link (write-once) or the rename (overwrite) the key's folder is fsynced, and a folder made for
+    it is fsynced in its parent: else a power cut after the commit can lose a committed manifest."""
+    events: list[tuple[str, int]] = []
+    real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            events.append(("fsync-dir", st.st_ino))
+        real_fsync(fd)
+
+    def link(src: str, dst: str, **kw: object) -> None:
+        real_link(src, dst, **kw)  # type: ignore[arg-type]
+        events.append(("link", os.stat(os.path.dirname(dst)).st_ino))
+
+    def replace(src: str, dst: str, **kw: object) -> None:
+        real_replace(src, dst, **kw)  # type: ignore[arg-type]
+        events.append(("replace", os.stat(os.path.dirname(dst)).st_ino))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "replace", replace)
+    store = open_store(str(tmp_path / "out"))
+    assert store.put("manifests/r1/shard-00000.parquet", b"one")
+    folder = (tmp_path / "out" / "manifests" / "r1").stat().st_ino
+    parent = (tmp_path / "out" / "manifests").stat().st_ino
+    linked = events.index(("link", folder))
+    assert ("fsync-dir", folder) in events[linked:]  # the new name is durable
+    assert ("fsync-dir", parent) in events[:linked]  # and so is the folder made for it
+    events.clear()
+    assert store.put("manifests/r1/shard-00000.parquet", b"two", overwrite=True)
+    assert ("fsync-dir", folder) in events[events.index(("replace", folder)) :]
+
+
+_LISTED: list[str] | None = None  # folders listed while a test records them (an audit hook cannot be removed)
+
+
+def _record_listings(event: str, args: tuple[object, ...]) -> None:
+    if _LISTED is not None and event in ("os.scandir", "os.listdir"):
+        _LISTED.append(os.fsdecode(args[0]) if isinstance(args[0], (str, bytes)) else str(args[0]))
+
+
+sys.addaudithook(_record_listings)
+
+
+def test_cleanup_lists_only_its_temporary_folder_never_the_output_tree(tmp_path: Path) -> None:
+    global _LISTED
+    store = open_store(str(tmp_path / "out"))
+    for i in range(20):
+        store.put(f"audio/{i:02x}/chunk-{i}.flac", b"fLaC")
+    stray = tmp_path / "out" / "audio" / "00" / ".tmp-killed-1-x.flac"  # not where voxbatch writes them now
+    stray.write_bytes(b"partial")
+    _LISTED = []
+    try:
+        store.cleanup()
+        listed = _LISTED
+    finally:
+        _LISTED = None
+    allowed = str(tmp_path / "out" / TMP_DIR)
+    assert listed and all(p == allowed for p in listed), listed  # bounded: not millions of audio folders
+
+
+def test_a_live_writers_temporary_file_survives_cleanup_whatever_its_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Containers sharing a host name but not a PID namespace: the writer's pid means nothing here. Its lock
+    does: a write in progress whose pid is dead on this host keeps its temporary file and completes."""
+    source = tmp_path / "slow source"
+    os.mkfifo(source)  # the write blocks reading it until the test feeds it
+    store = open_store(str(tmp_path / "out"))
+    monkeypatch.setattr(os, "getpid", lambda: 2**22 + 12345)  # no such pid here (above pid_max's default)
+    result: list[object] = []
+    writer = threading.Thread(target=lambda: result.append(_put_file(store, source)), daemon=True)
+    writer.start()
+    deadline = time.monotonic() + 10
+    while not (temporary := [p for p in (tmp_path / "out").rglob(".tmp-*") if p.is_file()]):
+        assert time.monotonic() < deadline and writer.is_alive(), result
+        time.sleep(0.01)
+    removed = store.cleanup()
+    assert temporary[0].exists() and removed == 0
+    with open(source, "wb") as feed:
+        feed.write(b"the audio")
+    writer.join(10)
+    assert result == [True]
+    assert store.get("audio/ab/x.flac") == b"the audio"
+
+
+def _put_file(store: ObjectStore, source: Path) -> object:
+    try:
+        return store.put_file("audio/ab/x.flac", source)
+    except StorageError as exc:
+        return exc
 
 
 def test_local_location_errors(tmp_path: Path) -> None:

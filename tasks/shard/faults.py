@@ -7,6 +7,10 @@
                                              the first time (babble for the quality checks to catch)
     VOXBATCH_FAULTS="fail_rate=0.2"          a fraction of chunks (by text and seed) fail to synthesize: failed
                                              manifest rows, for rehearsing "rerun to retry only those"
+    VOXBATCH_FAULTS="kill_after=stats"       the process SIGKILLs itself right after a point of the commit
+    VOXBATCH_FAULTS="kill_after=audio,kill_count=5"   sequence (audio, stats, checkpoint, manifest), the
+                                             kill_count-th time it passes it (default the first): a crash at
+                                             exactly that point, for rehearsing resumes
 
 The exception is torch.OutOfMemoryError when torch is installed (a plain RuntimeError with CUDA's message
 otherwise), raised after the batch ran and its output is thrown away (the costliest case), so the whole
@@ -16,7 +20,10 @@ recovery path runs as it would on a GPU, and costs at least as much.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +32,7 @@ from tasks.environment import environment, variable
 from tasks.errors import ConfigError
 
 ENV = variable("faults")
+COMMIT_POINTS = ("audio", "stats", "checkpoint", "manifest")  # in commit order (tasks.shard.lifecycle)
 
 
 @dataclass
@@ -35,6 +43,8 @@ class Faults:
     batch_delay: float = 0.0
     garble_rate: float = 0.0
     fail_rate: float = 0.0
+    kill_after: str = ""
+    kill_count: int = 1
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -97,12 +107,16 @@ def parse(spec: str) -> Faults:
                 values[key] = float(value)
                 if not 0.0 <= values[key] < 1.0:
                     raise ValueError("must be in [0, 1)")
-            elif key in ("memory_budget", "seed"):
+            elif key in ("memory_budget", "seed", "kill_count"):
                 values[key] = int(value)
-                if key == "memory_budget" and values[key] <= 0:
+                if key in ("memory_budget", "kill_count") and values[key] <= 0:
                     raise ValueError("must be positive")
+            elif key == "kill_after":
+                if value not in COMMIT_POINTS:
+                    raise ValueError(f"must be one of {', '.join(COMMIT_POINTS)}")
+                values[key] = value
             else:
-                known = "oom_rate, garble_rate, fail_rate, memory_budget, seed, batch_delay"
+                known = "oom_rate, garble_rate, fail_rate, memory_budget, seed, batch_delay, kill_after, kill_count"
                 raise ValueError(f"unknown key (known: {known})")
         except ValueError as exc:
             raise ConfigError(f"{ENV}: {part!r}: {exc}") from None
@@ -111,3 +125,22 @@ def parse(spec: str) -> Faults:
 
 def from_env() -> Faults:
     return parse(environment().faults)
+
+
+_passed: dict[str, int] = {}
+_passed_lock = threading.Lock()  # audio is stored on several upload threads
+
+
+def passed(point: str) -> None:
+    """A point of the commit sequence is behind this process (the write returned): SIGKILL it here if
+    VOXBATCH_FAULTS says so. Cheap when no fault is set (one environment lookup)."""
+    spec = os.environ.get(ENV, "")
+    if "kill_after" not in spec:
+        return
+    plan = parse(spec)
+    if plan.kill_after != point:
+        return
+    with _passed_lock:
+        _passed[point] = _passed.get(point, 0) + 1
+        if _passed[point] >= plan.kill_count:
+            os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind runs: a power cut's view

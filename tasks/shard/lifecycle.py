@@ -20,7 +20,7 @@ from tasks.config import Settings, SynthesisSettings, merge, validate_settings, 
 from tasks.errors import ConfigError, DeviceFatal, ModelError
 from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
-from tasks.shard import lease
+from tasks.shard import faults, lease
 from tasks.shard.manifest import (
     commit_manifest,
     read_checkpoint,
@@ -132,6 +132,7 @@ def run_shard(
         overwrite=True,
         content_type=content_type(stats_key),
     )
+    faults.passed("stats")
     if result.fatal is not None:
         checkpoint([r for r in result.rows if r.done])
         if voices.last is not None:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from tasks.errors import StorageError
 from tasks.records import to_parquet_bytes
+from tasks.shard import faults
 from tasks.shard.rows import MANIFEST_SCHEMA, ManifestRow, row_from_record
 from tasks.storage import ObjectMissing, ObjectStore
 from tasks.storage.layout import checkpoint_key, content_type, manifest_key, run_manifest_key
@@ -83,6 +84,7 @@ def commit_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[Mani
             return stored
         data = to_parquet_bytes(rows_table(rows))
         if store.put(key, data, overwrite=stored is not None, content_type=content_type(key)):
+            faults.passed("manifest")
             return rows
     raise StorageError(f"{store.uri(key)}: the manifest kept changing while this shard committed", transient=True)
 
@@ -92,7 +94,9 @@ def read_manifest(store: ObjectStore, run_id: str, shard: int) -> list[ManifestR
 
 
 def write_checkpoint(store: ObjectStore, run_id: str, shard: int, rows: list[ManifestRow]) -> str:
-    return _write(store, checkpoint_key(run_id, shard), rows)
+    key = _write(store, checkpoint_key(run_id, shard), rows)
+    faults.passed("checkpoint")
+    return key
 
 
 def read_checkpoint(store: ObjectStore, run_id: str, shard: int) -> list[ManifestRow] | None:

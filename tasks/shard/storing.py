@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.audio import dsp
+from tasks.shard import faults
 from tasks.shard.finish import Levels, measure_levels
 from tasks.storage import ObjectStore
 from tasks.storage.layout import content_type
@@ -67,6 +68,8 @@ def stored_audio(store: ObjectStore, key: str, said: str, data: bytes | None = N
 def store_audio(store: ObjectStore, key: str, data: bytes, samples: np.ndarray, said: str) -> StoredAudio:
     """Write one chunk's audio once (on an upload thread); an existing object is kept, never overwritten."""
     written = store.put(key, data, content_type=content_type(key))
+    if written:
+        faults.passed("audio")
     # Not written: another worker or a killed run stored it first (S3 answered 412). Compare it with ours.
     stored = data if written else store.get(key)
     if stored != data:
