@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from tasks.errors import EXIT_BAD_INPUT, EXIT_CHUNKS_FAILED
 from tasks.text.normalize import to_paragraphs
+from tests.helpers import SAMPLE_EN, voxbatch
 
 # Lines where a pattern that may scan to the end of the line from every opener goes quadratic.
 HOSTILE_MARKDOWN: dict[str, Callable[[int], str]] = {
@@ -46,3 +49,28 @@ def test_markdown_is_read_in_linear_time(make: Callable[[int], str]) -> None:
     # the old patterns took 1.3 s for 20k characters of "*a ").
     small, large = _seconds(make(6_000)), _seconds(make(24_000))
     assert large < 8 * small, f"4x the input took {large / small:.1f}x the time ({small:.4f} s, {large:.4f} s)"
+
+
+def test_deeply_nested_json_in_a_table_is_set_aside(tmp_path: Path) -> None:
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text('{"text": "hello"}\n{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    result = voxbatch("plan", str(SAMPLE_EN), str(nested), "--out", str(tmp_path / "out"), "--backend", "tone")
+    assert result.returncode == EXIT_CHUNKS_FAILED, result.stderr  # the other file is planned; this one set aside
+    assert f"{nested}: line 2: JSON nested too deeply" in result.stderr
+    assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content"),
+    [
+        (".json", '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        (".toml", "x = " + "[" * 100_000 + "]" * 100_000),
+        (".yaml", "text: " + "[" * 100_000 + "]" * 100_000),
+    ],
+)
+def test_a_deeply_nested_settings_file_is_a_config_error(tmp_path: Path, suffix: str, content: str) -> None:
+    config = tmp_path / f"settings{suffix}"
+    config.write_text(content)
+    result = voxbatch("plan", str(SAMPLE_EN), "--out", str(tmp_path / "out"), "--config", str(config))
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    assert str(config) in result.stderr and "Traceback" not in result.stderr

@@ -56,6 +56,8 @@ def _records(raw: bytes, suffix: str, source: str, encoding: str) -> tuple[list[
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{source}: line {number}: not JSON ({exc.msg})") from None
+            except RecursionError as exc:  # json's parser recurses per level: a bad input, not a crash
+                raise InputError(f"{source}: line {number}: JSON nested too deeply") from exc
             if not isinstance(record, dict):
                 raise InputError(f"{source}: line {number}: a JSON object per line is expected")
             records.append(record)
