@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tasks.errors import EXIT_BAD_INPUT, EXIT_CHUNKS_FAILED
+from tasks.errors import EXIT_BAD_INPUT, EXIT_CHUNKS_FAILED, InputError
+from tasks.text.epub import read_epub
 from tasks.text.normalize import to_paragraphs
 from tests.helpers import SAMPLE_EN, voxbatch
 
@@ -74,3 +77,58 @@ def test_a_deeply_nested_settings_file_is_a_config_error(tmp_path: Path, suffix:
     result = voxbatch("plan", str(SAMPLE_EN), "--out", str(tmp_path / "out"), "--config", str(config))
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     assert str(config) in result.stderr and "Traceback" not in result.stderr
+
+
+def _epub(path: Path, entries: dict[str, bytes], manifest: list[tuple[str, str]]) -> Path:
+    """A minimal EPUB container: `entries` beside the package, whose manifest lists (id, href) as given."""
+    items = "".join(f'<item id="{i}" href="{h}" media-type="application/xhtml+xml"/>' for i, h in manifest)
+    spine = "".join(f'<itemref idref="{i}"/>' for i, _ in manifest)
+    opf = (
+        '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="id">'
+        '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:identifier id="id">x</dc:identifier>'
+        f"<dc:title>Bomb</dc:title><dc:language>en</dc:language></metadata><manifest>{items}</manifest>"
+        f"<spine>{spine}</spine></package>"
+    )
+    container = (
+        '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+        '<rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+        "</rootfiles></container>"
+    )
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("mimetype", "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        zf.writestr("META-INF/container.xml", container, compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr("OEBPS/content.opf", opf, compress_type=zipfile.ZIP_DEFLATED)
+        for name, data in entries.items():
+            zf.writestr(f"OEBPS/{name}", data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return path
+
+
+CHAPTER = b"<html><body><p>The boats left the harbour at dawn.</p></body></html>"
+
+
+def test_an_epub_zip_bomb_is_set_aside_naming_the_entry(tmp_path: Path) -> None:
+    # 20 MiB of zeros deflate to about 20 KiB; listed 5 times, ebooklib inflated it 5 times.
+    bomb = _epub(tmp_path / "bomb.epub", {"big.xhtml": bytes(20 << 20)}, [(f"c{i}", "big.xhtml") for i in range(5)])
+    assert bomb.stat().st_size < 100_000
+    result = voxbatch("plan", str(SAMPLE_EN), str(bomb), "--out", str(tmp_path / "out"), "--backend", "tone")
+    assert result.returncode == EXIT_CHUNKS_FAILED, result.stderr
+    assert f"{bomb}: entry 'OEBPS/big.xhtml' inflates" in result.stderr and "zip bomb" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_item_listed_twice_in_the_manifest_is_refused(tmp_path: Path) -> None:
+    book = _epub(tmp_path / "twice.epub", {"ch1.xhtml": CHAPTER}, [("a", "ch1.xhtml"), ("b", "ch1.xhtml")])
+    with pytest.raises(InputError, match=r"twice\.epub: entry 'OEBPS/ch1\.xhtml' is listed twice"):
+        read_epub(book.read_bytes(), str(book))
+    once = _epub(tmp_path / "once.epub", {"ch1.xhtml": CHAPTER}, [("a", "ch1.xhtml")])
+    (chapter,) = read_epub(once.read_bytes(), str(once))
+    assert chapter.paragraphs[0].text == "The boats left the harbour at dawn."
+
+
+def test_an_entry_over_the_size_cap_is_refused_before_it_is_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tasks.text.epub.MAX_ENTRY_BYTES", 1 << 20)
+    book = _epub(tmp_path / "big.epub", {"ch1.xhtml": os.urandom(2 << 20)}, [("a", "ch1.xhtml")])
+    with pytest.raises(InputError, match=r"big\.epub: entry 'OEBPS/ch1\.xhtml' inflates to 2097152 bytes"):
+        read_epub(book.read_bytes(), str(book))
