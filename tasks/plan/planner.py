@@ -216,10 +216,13 @@ class _Planner:
         """The row's voice key, validated against its language and speaker; InputError names row and column."""
         where = f"{doc.source}: row {row.number}"
         if row.voice:
+            self.book.check_table_voice(row.voice, where)
             try:
                 key = self.book.key_for(row.voice)
             except (ConfigError, ModelError) as exc:
-                raise InputError(f"{where}, column 'voice': unknown voice {row.voice!r} ({exc})") from exc
+                # Its first line only: the digests and hints are for the operator's terminal, not the manifest
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InputError(f"{where}, column 'voice': unknown voice {row.voice!r} ({why})") from exc
             voice = self.book.voices[key]
             if not speaks(voice, lang):
                 raise InputError(
