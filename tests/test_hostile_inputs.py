@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import EXIT_BAD_INPUT, EXIT_CHUNKS_FAILED, InputError
+from tasks.text.chunking import chunk_paragraph
 from tasks.text.epub import read_epub
+from tasks.text.ingest import MAX_TITLE_CHARS, read_document
 from tasks.text.normalize import to_paragraphs
 from tests.helpers import SAMPLE_EN, voxbatch
 
@@ -30,14 +32,14 @@ HOSTILE_MARKDOWN: dict[str, Callable[[int], str]] = {
 }
 
 
-def _seconds(text: str) -> float:
-    """Seconds to read `text` as markdown: the best of 3 timings, each repeating the call for at least 20 ms (so a
-    fast call is not lost in the clock's noise)."""
+def _seconds(text: str, read: Callable[[str], object] = lambda t: to_paragraphs(t, markdown=True)) -> float:
+    """Seconds to `read` the text (as markdown): the best of 3 timings, each repeating the call for at least 20 ms
+    (so a fast call is not lost in the clock's noise)."""
     best = float("inf")
     for _ in range(3):
         calls, start = 0, time.perf_counter()
         while True:
-            to_paragraphs(text, markdown=True)
+            read(text)
             calls += 1
             elapsed = time.perf_counter() - start
             if elapsed > 0.02:
@@ -52,6 +54,25 @@ def test_markdown_is_read_in_linear_time(make: Callable[[int], str]) -> None:
     # the old patterns took 1.3 s for 20k characters of "*a ").
     small, large = _seconds(make(6_000)), _seconds(make(24_000))
     assert large < 8 * small, f"4x the input took {large / small:.1f}x the time ({small:.4f} s, {large:.4f} s)"
+
+
+@pytest.mark.parametrize("unit", ["![a", "a! ", "Hello there. "])
+def test_sentences_are_found_in_linear_time(unit: str) -> None:
+    # sentencex is quadratic on some shapes ("![a": 139 s for 1 MB): it is given windows of 1024 characters.
+    def chunk(text: str) -> object:
+        return chunk_paragraph(text, "en", 300)
+
+    small, large = _seconds(unit * 2_000, chunk), _seconds(unit * 8_000, chunk)
+    assert large < 8 * small, f"4x the input took {large / small:.1f}x the time ({small:.4f} s, {large:.4f} s)"
+
+
+def test_a_huge_heading_is_read_but_its_chapter_title_is_clipped(tmp_path: Path) -> None:
+    # The title goes into every row of the chapter: a 1 MB heading made gigabytes of titles (pyarrow then failed).
+    book = tmp_path / "book.md"
+    book.write_text("# " + "word " * 20_000 + "\n\nText of the chapter.\n")
+    doc = read_document(book)
+    assert len(doc.chapters[0]) == MAX_TITLE_CHARS and doc.chapters[0].endswith("…")
+    assert sum(len(p.text) for p in doc.paragraphs) > 100_000  # the heading itself is still read
 
 
 def test_deeply_nested_json_in_a_table_is_set_aside(tmp_path: Path) -> None:
