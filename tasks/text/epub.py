@@ -14,6 +14,7 @@ import io
 import posixpath
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -149,8 +150,18 @@ def _check_container(raw: bytes, source: str) -> None:
                 if total > MAX_TOTAL_BYTES:
                     raise InputError(f"{source}: the EPUB inflates to over {MAX_TOTAL_BYTES} bytes")
             _check_manifest(zf, source)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-        raise InputError(f"{source}: not a readable EPUB ({exc})") from exc
+    # zlib.error: a corrupt deflate stream; NotImplementedError: an unknown compression; RuntimeError: encrypted
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,  # a negative seek: offsets in the central directory that point before the file
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
+        raise InputError(f"{source}: not a readable EPUB ({type(exc).__name__}: {exc})") from exc
 
 
 def _check_manifest(zf: zipfile.ZipFile, source: str) -> None:
@@ -175,7 +186,6 @@ def _check_manifest(zf: zipfile.ZipFile, source: str) -> None:
 def read_epub(raw: bytes, source: str) -> list[Chapter]:
     """The book's chapters in spine order, each with its title and paragraphs; InputError if unreadable."""
     try:
-        import ebooklib
         from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
         from ebooklib import epub
     except ImportError as exc:
@@ -200,9 +210,22 @@ def read_epub(raw: bytes, source: str) -> list[Chapter]:
     except Exception as exc:  # lxml's XML errors and the like, from a broken container or package file
         raise InputError(f"{source}: not a readable EPUB ({type(exc).__name__}: {exc})") from exc
 
+    try:
+        chapters = _chapters(book, soup_of)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:  # ebooklib's view of a broken package
+        raise InputError(f"{source}: not a readable EPUB (malformed package: {type(exc).__name__}: {exc})") from exc
+    if not chapters:
+        raise InputError(f"{source}: the EPUB has no readable chapter (after cover, contents and front matter)")
+    return chapters
+
+
+def _chapters(book: Any, soup_of: Any) -> list[Chapter]:
+    import ebooklib
+    from ebooklib import epub
+
     titles: dict[str, str] = {}
     _flatten_toc(book.toc, titles)
-    skip = {g["href"].split("#")[0] for g in book.guide if (g.get("type") or "").lower() in NOT_READ}
+    skip = {(g.get("href") or "").split("#")[0] for g in book.guide if (g.get("type") or "").lower() in NOT_READ}
     skip |= _landmarks(book, soup_of)
     chapters: list[Chapter] = []
     for idref, linear in book.spine:
@@ -219,6 +242,4 @@ def read_epub(raw: bytes, source: str) -> list[Chapter]:
         paragraphs = _paragraphs(soup)
         if paragraphs:
             chapters.append(Chapter(title or f"Chapter {len(chapters) + 1}", item.get_name(), tuple(paragraphs)))
-    if not chapters:
-        raise InputError(f"{source}: the EPUB has no readable chapter (after cover, contents and front matter)")
     return chapters

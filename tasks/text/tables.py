@@ -43,7 +43,7 @@ def _records(raw: bytes, suffix: str, source: str, encoding: str) -> tuple[list[
 
         try:
             return pq.read_table(io.BytesIO(raw)).to_pylist(), "parquet"
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowException, OSError, ValueError) as exc:  # ValueError: bytes in a string column not UTF-8
             raise InputError(f"{source}: not a readable Parquet file ({exc})") from exc
     decoded = decode(raw, source, encoding)  # a JSONL or CSV file is text: its encoding is detected too
     text = decoded.text
