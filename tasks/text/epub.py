@@ -171,7 +171,7 @@ def _check_manifest(zf: zipfile.ZipFile, source: str) -> None:
         rootfile = container.find(".//{*}rootfile")
         opf_path = rootfile.get("full-path", "") if rootfile is not None else ""
         package = ElementTree.fromstring(zf.read(opf_path))
-    except (KeyError, ElementTree.ParseError):
+    except (KeyError, ElementTree.ParseError, LookupError, ValueError):  # LookupError: an unknown encoding
         return  # no container or package to read: ebooklib says why, below
     seen: dict[str, str] = {}
     for item in package.iterfind(".//{*}manifest/{*}item"):
