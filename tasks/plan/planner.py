@@ -112,11 +112,17 @@ class _Planner:
 
     def document(self, doc: Document) -> None:
         self._index = 0
-        for paragraph in doc.paragraphs:
-            if paragraph.row is not None:
-                self.row(doc, paragraph, paragraph.row)
-            else:
-                self.paragraph(doc, paragraph)
+        paragraphs = iter(doc.paragraphs)
+        try:
+            for paragraph in paragraphs:
+                if paragraph.row is not None:
+                    self.row(doc, paragraph, paragraph.row)
+                else:
+                    self.paragraph(doc, paragraph)
+        finally:  # a streamed file's generator holds it open: closed when planning stops early too
+            close = getattr(paragraphs, "close", None)  # (a tuple's iterator holds nothing)
+            if close is not None:
+                close()
 
     def paragraph(self, doc: Document, paragraph: Paragraph) -> None:
         """A paragraph's chunks, as `add` would make them one by one, made in one loop (most of a plan's time)."""

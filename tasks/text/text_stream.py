@@ -14,7 +14,7 @@ import codecs
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ class TextScan:
     strays: bool = False
 
 
-def _blocks(item: Input) -> Iterator[bytes]:
+def _blocks(item: Input) -> Generator[bytes, None, None]:
     if isinstance(item, Path):
         if not item.exists():
             raise InputError(f"{item}: no such file")
@@ -78,30 +78,33 @@ def scan_text(item: Input, source: str, encoding: str = "auto") -> TextScan:
     more_lines = 0
     speakable = nonblank = False
     blocks = _blocks(item)
-    for raw in blocks:
-        if decoder is None:
-            if encoding == "auto":
-                name = detect_encoding(raw, source, partial=len(raw) == BLOCK)
-            else:
-                name = check_encoding(encoding, source)
-            decoder = codecs.getincrementaldecoder(name)("strict")
-        digest.update(raw)
-        text = _decode(decoder, raw, name, source, lines_before, final=False)
-        total += len(text)
-        nonblank = nonblank or not text.isspace()
-        speakable = speakable or bool(_VISIBLE.search(text))
-        if _may_have_strays(text) and STRAY.search(text):
-            last, line = 0, lines_before + 1
-            for m in STRAY.finditer(text):
-                stray += 1
-                line += text.count("\n", last, m.start())
-                last = m.start()
-                if not stray_lines or stray_lines[-1] != line:
-                    if len(stray_lines) < 10:
-                        stray_lines.append(line)
-                    elif line != stray_lines[-1]:
-                        more_lines += 1
-        lines_before += text.count("\n")
+    try:
+        for raw in blocks:
+            if decoder is None:
+                if encoding == "auto":
+                    name = detect_encoding(raw, source, partial=len(raw) == BLOCK)
+                else:
+                    name = check_encoding(encoding, source)
+                decoder = codecs.getincrementaldecoder(name)("strict")
+            digest.update(raw)
+            text = _decode(decoder, raw, name, source, lines_before, final=False)
+            total += len(text)
+            nonblank = nonblank or not text.isspace()
+            speakable = speakable or bool(_VISIBLE.search(text))
+            if _may_have_strays(text) and STRAY.search(text):
+                last, line = 0, lines_before + 1
+                for m in STRAY.finditer(text):
+                    stray += 1
+                    line += text.count("\n", last, m.start())
+                    last = m.start()
+                    if not stray_lines or stray_lines[-1] != line:
+                        if len(stray_lines) < 10:
+                            stray_lines.append(line)
+                        elif line != stray_lines[-1]:
+                            more_lines += 1
+            lines_before += text.count("\n")
+    finally:
+        blocks.close()  # on an error too: the generator holds the file open
     if decoder is None or not nonblank:
         raise InputError(f"{source}: file is empty")
     total += len(_decode(decoder, b"", name, source, lines_before, final=True))
@@ -189,9 +192,18 @@ def _cut(buffer: str, final: bool) -> int:
 def text_paragraphs(item: Input, scan: TextScan, urls: str = "link") -> Iterator[Paragraph]:
     """Second pass: the file's normalized paragraphs with the line each starts on."""
     decoder = codecs.getincrementaldecoder(scan.encoding)("strict")
+    blocks = _blocks(item)
+    try:
+        yield from _paragraphs_of(blocks, decoder, scan, urls)
+    finally:
+        blocks.close()  # when the planner stops early too: the generator holds the file open
+
+
+def _paragraphs_of(
+    blocks: Iterator[bytes], decoder: codecs.IncrementalDecoder, scan: TextScan, urls: str
+) -> Iterator[Paragraph]:
     buffer, line = "", 1  # the text not yet split into paragraphs, and the line it starts on
     held = ""  # a CR at the end of a block: it may be the first half of CR LF
-    blocks = _blocks(item)
     while True:
         raw = next(blocks, None)
         final = raw is None
