@@ -90,7 +90,7 @@ def main() -> None:
     plan_bytes(b"Warm up: imports and the voice.", ".txt", folder)
     tried: Counter[str] = Counter()
     crashes: Counter[str] = Counter()
-    slowest_small = (0.0, "")
+    slowest_small: dict[str, object] = {"cpu_s": 0.0}
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     for i in range(args.inputs):
         strategy = rng.choices(STRATEGIES, WEIGHTS)[0]
@@ -109,8 +109,8 @@ def main() -> None:
             print(f"crash {i} ({strategy}): {key}: {str(exc)[:200]}", flush=True)
         tried[strategy] += 1
         spent = time.process_time() - before
-        if spent > slowest_small[0]:
-            slowest_small = (spent, strategy)
+        if spent > float(str(slowest_small["cpu_s"])):
+            slowest_small = {"cpu_s": round(spent, 3), "strategy": strategy, "suffix": suffix, "bytes": len(data)}
         if (i + 1) % 10_000 == 0:
             print(
                 f"{i + 1} inputs, {sum(crashes.values())} crashes, {time.process_time() - start_cpu:.0f} s CPU",
@@ -140,7 +140,7 @@ def main() -> None:
         "crash_kinds": dict(crashes),
         "small_inputs_cpu_s": round(small_cpu, 1),
         "small_inputs_per_cpu_s": round(sum(tried.values()) / max(small_cpu, 1e-9), 1),
-        "slowest_small_input_cpu_s": round(slowest_small[0], 3),
+        "slowest_small_input": slowest_small,
         "slowest_big_input": worst,
         "wall_s": round(time.perf_counter() - start_wall, 1),
     }
