@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     except BrokenPipeError:  # `voxbatch plan … | head`: the reader left; not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_broken_pipe()
         return 141  # 128 + SIGPIPE, what a shell reports for a pipe's writer
     except Exception as exc:  # a bug or an environment problem voxbatch does not know yet
         from flows.server_errors import server_unavailable
@@ -407,11 +408,23 @@ def entry() -> None:
     """The `voxbatch` console script."""
     argv = sys.argv[1:]
     code = main(argv)
-    if argv and argv[0] in _NO_PREFECT:
+    try:  # what main printed may still be buffered: the reader can leave before this last write, too
         sys.stdout.flush()
         sys.stderr.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        code = 141
+    if argv and argv[0] in _NO_PREFECT:
         os._exit(code)
     sys.exit(code)
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of our output left (`voxbatch plan … | head`): stdout goes to /dev/null, so the interpreter's
+    own last flush prints no BrokenPipeError (as Python's docs on SIGPIPE advise); the exit code says it (141 =
+    128 + SIGPIPE, what a shell reports for a pipe's writer it killed)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

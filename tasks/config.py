@@ -67,6 +67,12 @@ class TextSettings(_Section):
         description="A table row with no text, a duplicate id or a bad value: an error naming file, row and "
         "column, or a failed manifest row while the run goes on.",
     )
+    table_voice_paths: bool = Field(
+        False,
+        description="Let a table's voice column load voices by path or URI (a local .onnx, a folder, file://, "
+        "s3://): off, a table may name only installed or bundled voices and those synthesis.voice and "
+        "synthesis.voices configure.",
+    )
     max_chars_en: int = Field(300, ge=20, le=5000, description="Longest English chunk, in characters.")
     max_chars_zh: int = Field(100, ge=10, le=2000, description="Longest Chinese chunk, in characters.")
 

@@ -33,6 +33,8 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{p}: unknown config format {p.suffix!r}; use .toml, .yaml or .json")
     except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: not valid {p.suffix[1:].upper()}: {exc}") from None
+    except RecursionError as exc:  # the parsers recurse per level of nesting
+        raise ConfigError(f"{p}: not valid {p.suffix[1:].upper()}: nested too deeply") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a table of sections, got {type(data).__name__}")
     return data

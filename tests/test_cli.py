@@ -178,3 +178,48 @@ def test_a_run_killed_halfway_resumes_without_redoing_or_losing_work(tmp_path: P
     synthesized = int(result.stdout.split("synthesized now ")[1].split(",")[0])
     assert synthesized == 30 - len(before)
     assert not list(out.rglob(".tmp-*"))  # a killed writer's temporary files are cleaned up by the next run
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    # `voxbatch plan … | head`: a reader gone before a byte is written, the Unix way: exit 141, nothing said.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "plan", str(SAMPLE_EN), "--out", str(tmp_path), "--backend", "tone"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_a_broken_pipe_at_the_last_flush_is_quiet_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Output still buffered when the command returns: the reader may leave before that last write as well.
+    from flows import cli
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w") as stdout:  # buffered: nothing reaches the pipe before the flush
+        monkeypatch.setattr(sys, "stdout", stdout)
+        monkeypatch.setattr(sys, "argv", ["voxbatch", "run"])  # a command that ends with sys.exit, not os._exit
+        monkeypatch.setattr(cli, "main", lambda argv: print("run id run-1") or EXIT_OK)
+        with pytest.raises(SystemExit) as exited:
+            cli.entry()
+        assert exited.value.code == 141  # and the buffered line went to /dev/null, so closing the file is quiet
+
+
+def test_every_exit_code_is_in_the_readme_table() -> None:
+    import re
+
+    from tasks import errors
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    listed = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)}
+    constants = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
+    raised = {cls.exit_code for cls in vars(errors).values() if isinstance(cls, type) and hasattr(cls, "exit_code")}
+    assert constants | raised | {130, 141} == listed

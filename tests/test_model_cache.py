@@ -137,3 +137,13 @@ def test_unreachable_endpoint_is_a_clear_error_without_secrets(monkeypatch: pyte
     text = err.value.user_message()
     assert "s3://models/joe.onnx" in text and "cannot reach the S3 endpoint" in text
     assert "super-secret-value" not in text and "AKIDSECRETID" not in text
+
+
+def test_an_expected_digest_that_is_not_hex_never_names_another_file(tmp_path: Path) -> None:
+    # Cached objects are named by digest: "../../elsewhere" as a digest used to resolve to tmp_path/elsewhere.
+    (tmp_path / "elsewhere").write_bytes(b"not a model")
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"weights")
+    cache = ModelCache(tmp_path / "cache")
+    with pytest.raises(ModelError, match="not 64 hex digits"):
+        cache.fetch(src.as_uri(), "../../elsewhere")

@@ -126,3 +126,26 @@ def test_cpu_sessions_wait_without_spinning_and_cuda_ones_keep_the_default() -> 
     cuda, _ = onnx_session_setup(2, use_cuda=True)
     with pytest.raises(Exception, match="allow_spinning"):  # not set: ONNX Runtime's default
         cuda.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+@pytest.mark.parametrize("content", ["", "../../../../etc/passwd  my voice.onnx\n", "z" * 64 + "\n", "abc123\n"])
+def test_a_sidecar_that_is_not_a_digest_is_refused_naming_it(tmp_path: Path, content: str) -> None:
+    path = _copy_voice(tmp_path)
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar.write_text(content)
+    with pytest.raises(ModelError, match="not a sha256 sidecar") as err:
+        get_backend("piper").resolve(_settings(str(path)).synthesis)
+    assert str(sidecar) in str(err.value)
+
+
+def test_a_remote_sidecar_that_is_not_a_digest_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a fresh cache: nothing served from before
+    path = _copy_voice(tmp_path)
+    (tmp_path / "elsewhere.onnx").write_bytes(path.read_bytes())
+    # Relative to the cache's objects/ folder, this "digest" named a file outside the cache.
+    path.with_name(path.name + ".sha256").write_text("../../../elsewhere.onnx\n")
+    with pytest.raises(ModelError, match="not a sha256 sidecar") as err:
+        voice_files(path.as_uri())
+    assert path.as_uri() + ".sha256" in str(err.value)

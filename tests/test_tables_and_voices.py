@@ -172,3 +172,62 @@ def test_a_table_run_with_two_voices_and_per_row_pace(tmp_path: Path, api_url: s
     assert all(r["sample_rate"] == 22050 for r in by_id.values() if r["status"] == "ok")  # one output rate
     rerun = voxbatch("run", str(table), "--out", str(out), "--config", str(config), api=api_url)
     assert "synthesized now 0," in rerun.stdout  # the refused row is failed again, nothing is redone
+
+
+def _joe_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    from tasks.backends.piper import voice_files
+
+    model, config, _ = voice_files("joe")
+    dst = tmp_path / "voices" / "copy.onnx"
+    dst.parent.mkdir()
+    shutil.copy(model, dst)
+    shutil.copy(config, dst.with_name("copy.onnx.json"))
+    return dst
+
+
+@pytest.mark.parametrize("kind", ["onnx path", "relative onnx", "home", "vits file uri", "s3 uri", "twostage folder"])
+def test_a_table_cannot_reach_for_voice_files_without_the_opt_in(tmp_path: Path, kind: str) -> None:
+    spec = {
+        "onnx path": str(_joe_copy(tmp_path)),  # a real voice: it would load
+        "relative onnx": "copy.onnx",
+        "home": "~/voice.onnx",
+        "vits file uri": "vits:file:///etc/",
+        "s3 uri": "s3://other-bucket/voices/v.onnx",
+        "twostage folder": "twostage:../voices/zh-baker",
+    }[kind]
+    table = write_table(
+        tmp_path / "inbox.jsonl", [{"id": "a", "text": "Fine."}, {"id": "b", "text": "X.", "voice": spec}]
+    )
+    with pytest.raises(InputError, match=r"inbox\.jsonl: row 2, column 'voice': .* is a path or URI") as err:
+        prepare([str(table)], validate_settings({}))
+    assert "text.table_voice_paths" in (err.value.hint or "")
+    failed = prepare([str(table)], validate_settings({"text": {"bad_rows": "failed"}})).plan
+    assert "is a path or URI" in failed.chunks[1].error and set(failed.voices) == {"joe"}  # nothing loaded
+
+
+def test_voice_files_in_a_table_with_the_opt_in_or_configured(tmp_path: Path) -> None:
+    path = str(_joe_copy(tmp_path))
+    table = write_table(tmp_path / "t.jsonl", [{"id": "a", "text": "Fine.", "voice": path}])
+    plan = prepare([str(table)], validate_settings({"text": {"table_voice_paths": True}})).plan
+    assert [c.voice for c in plan.chunks] == ["joe"]  # the same bytes as joe: the same voice
+    configured = validate_settings({"synthesis": {"voices": {"en": path}}})
+    assert [c.voice for c in prepare([str(table)], configured).plan.chunks] == ["joe"]
+
+
+def test_a_named_voice_that_fails_keeps_digests_out_of_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOXBATCH_VOICES", str(tmp_path / "voices"))
+    broken = tmp_path / "voices" / "zh-baker"
+    broken.mkdir(parents=True)
+    (broken / "voice.json").write_text("{}")
+    (broken / "SHA256SUMS").write_text("0" * 64 + "  voice.json\n")
+    table = write_table(
+        tmp_path / "t.jsonl", [{"id": "a", "text": "Fine."}, {"id": "b", "text": "X.", "voice": "zh-baker"}]
+    )
+    plan = prepare([str(table)], validate_settings({"text": {"bad_rows": "failed"}})).plan
+    error = plan.chunks[1].error
+    assert "row 2, column 'voice': unknown voice 'zh-baker'" in error
+    assert "0" * 64 not in error and "\n" not in error  # the expected and actual digests stay on the terminal

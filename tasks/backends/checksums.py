@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from tasks.errors import ModelError
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_sha256(text: str) -> bool:
+    """Whether `text` is a sha256 digest in hex: cached objects are named by digest, so anything else is a path."""
+    return _SHA256.fullmatch(text) is not None
+
+
+def sidecar_digest(text: str, source: str) -> str:
+    """The digest a `.sha256` sidecar holds ("<digest>" or sha256sum's "<digest>  <name>"); ModelError naming the
+    sidecar when it is not 64 hex digits, never a string that could name another file."""
+    first = text.split(maxsplit=1)[0].lower() if text.strip() else ""
+    if not is_sha256(first):
+        raise ModelError(
+            f"{source}: not a sha256 sidecar (expected 64 hex digits, found {first[:80]!r})",
+            hint="write the model's digest into it: sha256sum MODEL.onnx > MODEL.onnx.sha256",
+        )
+    return first
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from filelock import FileLock
 
+from tasks.backends.checksums import is_sha256
 from tasks.environment import cache_home
 from tasks.errors import ModelError
 from tasks.storage import s3_client
@@ -108,6 +109,8 @@ class ModelCache:
 
     def fetch(self, uri: str, expected_sha256: str | None = None) -> Path:
         """A local, verified path for `uri`, downloading only if no valid cached copy exists."""
+        if expected_sha256 and not is_sha256(expected_sha256):  # it names a file under objects/: hex digits only
+            raise ModelError(f"{uri}: expected digest {expected_sha256[:80]!r} is not 64 hex digits")
         if expected_sha256 and self._valid(expected_sha256):
             return self.root / "objects" / expected_sha256  # known content: no remote call at all
         source = _Source(uri)
@@ -222,7 +225,7 @@ def parse_sha256sums(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and len(parts[0]) == 64:
+        if len(parts) == 2 and is_sha256(parts[0].lower()):  # anything else could name another cached file
             out[parts[1].lstrip("*")] = parts[0].lower()
     return out
 

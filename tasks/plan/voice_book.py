@@ -6,9 +6,28 @@ a language no voice speaks or a speaker a voice does not have is an error before
 
 from __future__ import annotations
 
+from tasks.backend_catalog import backend_names, backend_of
 from tasks.backends.synthesizer import VoiceInfo
 from tasks.config import Settings
 from tasks.errors import ConfigError, InputError, ModelError
+
+# A voice given by name, not as a file: no path separator, scheme, home or relative prefix, or model suffix.
+_PATH_MARKS = ("/", "\\", ":")
+
+
+def names_a_file(spec: str, default_backend: str) -> bool:
+    """Whether a voice spec reaches for a file or URI (a local .onnx, a folder, file://, s3://) rather than naming
+    an installed or bundled voice. A vits voice is always a checkpoint folder, so always a file."""
+    backend, _, voice = spec.partition(":")
+    if not (voice and backend in backend_names()):
+        backend, voice = backend_of(spec, default_backend), spec
+    return (
+        backend == "vits"
+        or not voice
+        or any(mark in voice for mark in _PATH_MARKS)
+        or voice.startswith((".", "~"))
+        or voice.endswith(".onnx")
+    )
 
 
 def speaks(voice: VoiceInfo, lang: str) -> bool:
@@ -38,6 +57,21 @@ class VoiceBook:
             self.voices[key] = info
         self._by_spec[spec] = key
         return key
+
+    def check_table_voice(self, spec: str, where: str) -> None:
+        """A table row's voice: a named voice, or one the settings configure (synthesis.voice and .voices); a path
+        or URI only with text.table_voice_paths, so a table from a shared inbox cannot make the run read any file
+        or bucket with the operator's credentials. InputError naming the row and column otherwise."""
+        synthesis = self.settings.synthesis
+        if spec == synthesis.voice or spec in synthesis.voices.values() or self.settings.text.table_voice_paths:
+            return
+        if names_a_file(spec, synthesis.backend):
+            raise InputError(
+                f"{where}, column 'voice': {spec!r} is a path or URI; a table may name installed or bundled voices "
+                "and those the settings configure (synthesis.voice, synthesis.voices)",
+                hint="configure the voice in synthesis.voices, or set text.table_voice_paths = true to let tables "
+                "load voice files by path or URI",
+            )
 
     def for_language(self, lang: str, where: str) -> str:
         """The key of the voice for `lang`: `synthesis.voices[lang]`, else the run's voice if it speaks it."""

@@ -19,6 +19,11 @@ from sentencex import segment
 # CJK marks NFKC keeps), then whitespace, then anywhere.
 _CLAUSE_END = set(";,:、;,:—") | {"\u2026"}
 _MIN_PIECE_SHARE = 0.3  # a cut that leaves less than this share of the limit is only a last resort
+# sentencex takes time quadratic in a text's length on some shapes ("![a" repeated: 139 s for 1 MB), so it is given
+# windows of at most this many characters, cut after a sentence's end where there is one (then the sentences are
+# the same), else at whitespace; chunks are at most a few hundred characters, so a window always holds several.
+SEGMENT_WINDOW = 1024
+_SENTENCE_END = re.compile(r"[.!?。！？…]+[\"'”’)\]」』]*\s+")
 
 
 class TextChunk(NamedTuple):
@@ -45,13 +50,34 @@ def detect_lang(text: str) -> str:
 def language_runs(text: str) -> list[tuple[int, int, str]]:
     """Spans of consecutive sentences in one language: (start, end, lang), covering the whole text."""
     runs: list[tuple[int, int, str]] = []
-    for start, end in _sentence_spans(text, segment(detect_lang(text), text)):
+    for start, end in _sentence_spans(text, sentences_of(detect_lang(text), text)):
         lang = detect_lang(text[start:end]) if _LETTER.search(text, start, end) else None
         if runs and (lang is None or runs[-1][2] == lang):
             runs[-1] = (runs[-1][0], end, runs[-1][2])
         else:
             runs.append((start, end, lang or detect_lang(text)))
     return runs
+
+
+def sentences_of(lang: str, text: str) -> list[str]:
+    """The text's sentences (they tile it), by sentencex in windows of at most SEGMENT_WINDOW characters. A window
+    cut anywhere but after a sentence's end joins the sentences on either side of it again, as if never cut."""
+    if len(text) <= SEGMENT_WINDOW:
+        return segment(lang, text)  # type: ignore[no-any-return]
+    out: list[str] = []
+    start, rejoin = 0, False
+    while start < len(text):
+        end = min(start + SEGMENT_WINDOW, len(text))
+        cut, at_sentence_end = end, end == len(text)
+        if not at_sentence_end:
+            for match in _SENTENCE_END.finditer(text, start + SEGMENT_WINDOW // 2, end):
+                cut, at_sentence_end = match.end(), True
+        window: list[str] = segment(lang, text[start:cut])
+        if rejoin and out and window:
+            out[-1] += window.pop(0)
+        out.extend(window)
+        start, rejoin = cut, not at_sentence_end
+    return out
 
 
 def _sentence_spans(text: str, sentences: list[str]) -> list[tuple[int, int]]:
@@ -135,7 +161,7 @@ def chunk_paragraph(text: str, lang: str, limit: int) -> list[TextChunk]:
     start, end = _strip(text, 0, len(text))
     if end - start <= limit:  # every sentence fits in one chunk: no need to find them
         return [TextChunk(text[start:end], lang, start, end)] if end > start else []
-    sentences = segment(lang, text)
+    sentences = sentences_of(lang, text)
     fast = _pack_fast(text, sentences, lang, limit)
     return fast if fast is not None else _pack_loop(text, sentences, lang, limit)
 

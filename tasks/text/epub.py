@@ -11,10 +11,14 @@ the line of that element in its XHTML file.
 from __future__ import annotations
 
 import io
+import posixpath
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
+from xml.etree import ElementTree
 
 from tasks.errors import InputError
 from tasks.text.normalize import Paragraph, clean_line
@@ -39,6 +43,15 @@ _BLOCKS = {
 }  # fmt: skip
 _DROPPED_TAGS = ["script", "style", "head", "nav", "rt", "rp", "svg", "math"]
 _DROPPED_TYPES = {"noteref", "footnote", "endnote", "rearnote", "note", "pagebreak"}
+
+
+# A zip bomb is a bad input, not a killed process: the container's sizes are checked before anything is inflated
+# (ebooklib reads every manifest item into memory, once per listing). Books run to a few MB of XHTML and images.
+MAX_ENTRY_BYTES = 64 << 20  # one file inside the book, uncompressed
+MAX_TOTAL_BYTES = 256 << 20  # all of them together
+MAX_RATIO = 100  # uncompressed / compressed, for entries over RATIO_FLOOR (XHTML deflates 3-10x; zeros ~1000x)
+RATIO_FLOOR = 1 << 20
+MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -93,8 +106,6 @@ def _declared_types(soup: Any) -> set[str]:  # bs4's tags, loosely typed
 
 
 def _resolve(base: str, href: str) -> str:
-    import posixpath
-
     return posixpath.normpath(posixpath.join(posixpath.dirname(base), href.split("#")[0]))
 
 
@@ -115,10 +126,66 @@ def _paragraphs(soup: Any) -> list[Paragraph]:
     return out
 
 
+def _check_container(raw: bytes, source: str) -> None:
+    """InputError naming the entry when the zip would inflate past the caps or lists an item twice."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_ENTRIES:
+                raise InputError(f"{source}: the EPUB holds {len(infos)} files (at most {MAX_ENTRIES} are read)")
+            total, names = 0, set()
+            for info in infos:
+                where = f"{source}: entry {info.filename!r}"
+                if info.filename in names:
+                    raise InputError(f"{where} is in the EPUB twice")
+                names.add(info.filename)
+                if info.file_size > MAX_ENTRY_BYTES:
+                    raise InputError(f"{where} inflates to {info.file_size} bytes (at most {MAX_ENTRY_BYTES})")
+                if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                    raise InputError(
+                        f"{where} inflates {info.file_size // max(info.compress_size, 1)}-fold "
+                        f"(at most {MAX_RATIO}): a zip bomb, not a book"
+                    )
+                total += info.file_size
+                if total > MAX_TOTAL_BYTES:
+                    raise InputError(f"{source}: the EPUB inflates to over {MAX_TOTAL_BYTES} bytes")
+            _check_manifest(zf, source)
+    # zlib.error: a corrupt deflate stream; NotImplementedError: an unknown compression; RuntimeError: encrypted
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,  # a negative seek: offsets in the central directory that point before the file
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
+        raise InputError(f"{source}: not a readable EPUB ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_manifest(zf: zipfile.ZipFile, source: str) -> None:
+    """Refuse a package whose manifest lists one file twice: ebooklib would inflate it once per listing."""
+    try:
+        container = ElementTree.fromstring(zf.read("META-INF/container.xml"))
+        rootfile = container.find(".//{*}rootfile")
+        opf_path = rootfile.get("full-path", "") if rootfile is not None else ""
+        package = ElementTree.fromstring(zf.read(opf_path))
+    except (KeyError, ElementTree.ParseError, LookupError, ValueError):  # LookupError: an unknown encoding
+        return  # no container or package to read: ebooklib says why, below
+    seen: dict[str, str] = {}
+    for item in package.iterfind(".//{*}manifest/{*}item"):
+        href = _resolve(opf_path, unquote(item.get("href", "")))
+        if href in seen:
+            raise InputError(
+                f"{source}: entry {href!r} is listed twice in the manifest ({seen[href]!r} and {item.get('id')!r})"
+            )
+        seen[href] = item.get("id", "")
+
+
 def read_epub(raw: bytes, source: str) -> list[Chapter]:
     """The book's chapters in spine order, each with its title and paragraphs; InputError if unreadable."""
     try:
-        import ebooklib
         from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
         from ebooklib import epub
     except ImportError as exc:
@@ -132,6 +199,7 @@ def read_epub(raw: bytes, source: str) -> list[Chapter]:
             warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
             return BeautifulSoup(data, "html.parser")  # html.parser records each element's source line
 
+    _check_container(raw, source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ebooklib's FutureWarnings about its own defaults
@@ -142,9 +210,22 @@ def read_epub(raw: bytes, source: str) -> list[Chapter]:
     except Exception as exc:  # lxml's XML errors and the like, from a broken container or package file
         raise InputError(f"{source}: not a readable EPUB ({type(exc).__name__}: {exc})") from exc
 
+    try:
+        chapters = _chapters(book, soup_of)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:  # ebooklib's view of a broken package
+        raise InputError(f"{source}: not a readable EPUB (malformed package: {type(exc).__name__}: {exc})") from exc
+    if not chapters:
+        raise InputError(f"{source}: the EPUB has no readable chapter (after cover, contents and front matter)")
+    return chapters
+
+
+def _chapters(book: Any, soup_of: Any) -> list[Chapter]:
+    import ebooklib
+    from ebooklib import epub
+
     titles: dict[str, str] = {}
     _flatten_toc(book.toc, titles)
-    skip = {g["href"].split("#")[0] for g in book.guide if (g.get("type") or "").lower() in NOT_READ}
+    skip = {(g.get("href") or "").split("#")[0] for g in book.guide if (g.get("type") or "").lower() in NOT_READ}
     skip |= _landmarks(book, soup_of)
     chapters: list[Chapter] = []
     for idref, linear in book.spine:
@@ -161,6 +242,4 @@ def read_epub(raw: bytes, source: str) -> list[Chapter]:
         paragraphs = _paragraphs(soup)
         if paragraphs:
             chapters.append(Chapter(title or f"Chapter {len(chapters) + 1}", item.get_name(), tuple(paragraphs)))
-    if not chapters:
-        raise InputError(f"{source}: the EPUB has no readable chapter (after cover, contents and front matter)")
     return chapters

@@ -9,6 +9,7 @@ spoken text is what the voice reads and what the chunk id is made from.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import tomllib
@@ -54,6 +55,7 @@ _IRREGULAR_PLURALS = {"foot": "feet", "penny": "pence", "hertz": "hertz", "yen":
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 
 
+@functools.lru_cache(maxsize=8192)  # num2words costs ~40 µs a number; a book repeats the same few thousand
 def _words(number: str) -> str:
     from num2words import num2words
 
@@ -70,6 +72,7 @@ def _plural(unit: str, number: str) -> str:
     return _IRREGULAR_PLURALS.get(unit, unit + "s")
 
 
+@functools.lru_cache(maxsize=4096)
 def _year(digits: str, plural: bool = False) -> str:
     from num2words import num2words
 

@@ -43,7 +43,7 @@ def _records(raw: bytes, suffix: str, source: str, encoding: str) -> tuple[list[
 
         try:
             return pq.read_table(io.BytesIO(raw)).to_pylist(), "parquet"
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowException, OSError, ValueError) as exc:  # ValueError: bytes in a string column not UTF-8
             raise InputError(f"{source}: not a readable Parquet file ({exc})") from exc
     decoded = decode(raw, source, encoding)  # a JSONL or CSV file is text: its encoding is detected too
     text = decoded.text
@@ -56,6 +56,8 @@ def _records(raw: bytes, suffix: str, source: str, encoding: str) -> tuple[list[
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{source}: line {number}: not JSON ({exc.msg})") from None
+            except RecursionError as exc:  # json's parser recurses per level: a bad input, not a crash
+                raise InputError(f"{source}: line {number}: JSON nested too deeply") from exc
             if not isinstance(record, dict):
                 raise InputError(f"{source}: line {number}: a JSON object per line is expected")
             records.append(record)

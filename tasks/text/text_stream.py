@@ -43,6 +43,14 @@ class TextScan:
     version: str = ""  # an S3 object's ETag: the second pass reads the same object or refuses
 
 
+def _close(blocks: Iterator[bytes]) -> None:
+    """Close a block generator early (on an error, or when the planner stops): it holds the file or the
+    response open."""
+    close = getattr(blocks, "close", None)
+    if close is not None:
+        close()
+
+
 _NOT_STRAY_ASCII = bytes(b for b in range(0x80) if not STRAY.match(chr(b)))
 
 
@@ -61,30 +69,33 @@ def scan_text(item: Input, source: str, encoding: str = "auto") -> TextScan:
     more_lines = 0
     speakable = nonblank = False
     version, blocks = open_blocks(item, BLOCK)
-    for raw in blocks:
-        if decoder is None:
-            if encoding == "auto":
-                name = detect_encoding(raw, source, partial=len(raw) == BLOCK)
-            else:
-                name = check_encoding(encoding, source)
-            decoder = codecs.getincrementaldecoder(name)("strict")
-        digest.update(raw)
-        text = _decode(decoder, raw, name, source, lines_before, final=False)
-        total += len(text)
-        nonblank = nonblank or not text.isspace()
-        speakable = speakable or bool(_VISIBLE.search(text))
-        if _may_have_strays(text) and STRAY.search(text):
-            last, line = 0, lines_before + 1
-            for m in STRAY.finditer(text):
-                stray += 1
-                line += text.count("\n", last, m.start())
-                last = m.start()
-                if not stray_lines or stray_lines[-1] != line:
-                    if len(stray_lines) < 10:
-                        stray_lines.append(line)
-                    elif line != stray_lines[-1]:
-                        more_lines += 1
-        lines_before += text.count("\n")
+    try:
+        for raw in blocks:
+            if decoder is None:
+                if encoding == "auto":
+                    name = detect_encoding(raw, source, partial=len(raw) == BLOCK)
+                else:
+                    name = check_encoding(encoding, source)
+                decoder = codecs.getincrementaldecoder(name)("strict")
+            digest.update(raw)
+            text = _decode(decoder, raw, name, source, lines_before, final=False)
+            total += len(text)
+            nonblank = nonblank or not text.isspace()
+            speakable = speakable or bool(_VISIBLE.search(text))
+            if _may_have_strays(text) and STRAY.search(text):
+                last, line = 0, lines_before + 1
+                for m in STRAY.finditer(text):
+                    stray += 1
+                    line += text.count("\n", last, m.start())
+                    last = m.start()
+                    if not stray_lines or stray_lines[-1] != line:
+                        if len(stray_lines) < 10:
+                            stray_lines.append(line)
+                        elif line != stray_lines[-1]:
+                            more_lines += 1
+            lines_before += text.count("\n")
+    finally:
+        _close(blocks)
     if decoder is None or not nonblank:
         raise InputError(f"{source}: file is empty")
     total += len(_decode(decoder, b"", name, source, lines_before, final=True))
@@ -172,9 +183,18 @@ def _cut(buffer: str, final: bool) -> int:
 def text_paragraphs(item: Input, scan: TextScan, urls: str = "link") -> Iterator[Paragraph]:
     """Second pass: the file's normalized paragraphs with the line each starts on."""
     decoder = codecs.getincrementaldecoder(scan.encoding)("strict")
+    _, blocks = open_blocks(item, BLOCK, scan.version)
+    try:
+        yield from _paragraphs_of(blocks, decoder, scan, urls)
+    finally:
+        _close(blocks)  # when the planner stops early too
+
+
+def _paragraphs_of(
+    blocks: Iterator[bytes], decoder: codecs.IncrementalDecoder, scan: TextScan, urls: str
+) -> Iterator[Paragraph]:
     buffer, line = "", 1  # the text not yet split into paragraphs, and the line it starts on
     held = ""  # a CR at the end of a block: it may be the first half of CR LF
-    _, blocks = open_blocks(item, BLOCK, scan.version)
     while True:
         raw = next(blocks, None)
         final = raw is None
