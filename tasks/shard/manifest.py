@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -35,12 +38,30 @@ def rows_table(rows: list[ManifestRow]) -> pa.Table:
 _ADDED_LATER = {"mixed", "voices", "silence_ratio", "longest_pause_s"}
 
 
-def rows_from_table(table: pa.Table, source: str) -> list[ManifestRow]:
+def _check_columns(table: pa.Table, source: str) -> None:
     names = set(MANIFEST_SCHEMA.names)
     if not names - _ADDED_LATER <= set(table.column_names):
         missing = ", ".join(sorted(names - _ADDED_LATER - set(table.column_names)))
         raise StorageError(f"{source}: not a voxbatch manifest of this version (missing columns: {missing})")
+
+
+def rows_from_table(table: pa.Table, source: str) -> list[ManifestRow]:
+    _check_columns(table, source)
     return [row_from_record(d) for d in table.to_pylist()]
+
+
+def manifest_table(table: pa.Table, source: str) -> pa.Table:
+    """A manifest read back as a table of exactly MANIFEST_SCHEMA (the columns `rows_from_table` makes rows of):
+    columns added later filled with the rows' defaults, unknown ones dropped; no row becomes a Python object."""
+    _check_columns(table, source)
+    defaults = ManifestRow(run_id="", shard=0).to_dict()
+    columns = []
+    for f in MANIFEST_SCHEMA:
+        if f.name in table.column_names:
+            columns.append(table.column(f.name).cast(f.type))
+        else:
+            columns.append(pa.array([defaults[f.name]] * table.num_rows, type=f.type))
+    return pa.Table.from_arrays(columns, schema=MANIFEST_SCHEMA)
 
 
 def _write(store: ObjectStore, key: str, rows: list[ManifestRow], metadata: dict[str, str] | None = None) -> str:
@@ -48,16 +69,21 @@ def _write(store: ObjectStore, key: str, rows: list[ManifestRow], metadata: dict
     return key
 
 
-def _read(store: ObjectStore, key: str) -> list[ManifestRow] | None:
+def read_table(store: ObjectStore, key: str) -> pa.Table | None:
+    """A manifest object as it is stored (None if there is none); StorageError if it is not Parquet."""
     try:
         data = store.get(key)
     except ObjectMissing:
         return None
     try:
-        table = pq.read_table(io.BytesIO(data))
+        return pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as exc:
         raise StorageError(f"{store.uri(key)}: unreadable Parquet ({exc})", hint="delete it and rerun") from exc
-    return rows_from_table(table, store.uri(key))
+
+
+def _read(store: ObjectStore, key: str) -> list[ManifestRow] | None:
+    table = read_table(store, key)
+    return None if table is None else rows_from_table(table, store.uri(key))
 
 
 def write_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[ManifestRow]) -> str:
@@ -100,12 +126,22 @@ def read_checkpoint(store: ObjectStore, run_id: str, shard: int) -> list[Manifes
 
 
 def write_run_manifest(
-    store: ObjectStore, run_id: str, rows: list[ManifestRow], voices: dict[str, dict[str, Any]] | None = None
+    store: ObjectStore, run_id: str, tables: Iterable[pa.Table], voices: dict[str, dict[str, Any]] | None = None
 ) -> str:
-    """The consolidated manifest; `voices` (the plan's voice records: backend, name, identity, licence) go into
-    its Parquet metadata as `voxbatch.voices`, so a dataset's terms travel with it."""
+    """The consolidated manifest, written from `tables` (each of MANIFEST_SCHEMA, e.g. a shard's) one at a time
+    into a local file, then stored streamed: never the whole run in memory. `voices` (the plan's voice records:
+    backend, name, identity, licence) go into its Parquet metadata as `voxbatch.voices`, so a dataset's terms
+    travel with it."""
+    key = run_manifest_key(run_id)
     metadata = {"voxbatch.voices": json.dumps(voices, sort_keys=True, ensure_ascii=False)} if voices else None
-    return _write(store, run_manifest_key(run_id), rows, metadata)
+    schema = MANIFEST_SCHEMA.with_metadata(metadata) if metadata else MANIFEST_SCHEMA
+    with tempfile.TemporaryDirectory(prefix="voxbatch-manifest-") as tmp:
+        path = Path(tmp) / "manifest.parquet"
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            for table in tables:
+                writer.write_table(table)
+        store.put_file(key, path, overwrite=True, content_type=content_type(key))
+    return key
 
 
 def read_run_manifest(store: ObjectStore, run_id: str) -> list[ManifestRow] | None:
