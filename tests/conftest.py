@@ -48,7 +48,7 @@ _MODULE_CPU_SECONDS = {
     "test_backends_contract": 125, "test_asr": 67, "test_zh_voice": 66, "test_cli": 65, "test_server_outage": 64,
     "test_real_oom": 37, "test_run_e2e": 25, "test_assemble": 17, "test_piper_backend": 12,
     "test_status_and_readers": 12, "test_s3_servers": 10, "test_quality": 9, "test_tables_and_voices": 9,
-    "test_corpora": 9, "test_server_database": 30,
+    "test_corpora": 9, "test_server_database": 30, "test_results_streaming": 45,
 }  # fmt: skip
 
 
