@@ -114,11 +114,11 @@ def test_a_manifest_without_the_newer_columns_reads_as_a_table_as_it_does_as_row
     assert rows_from_table(manifest_table(old, "old"), "old") == rows_from_table(old, "old")
 
 
-def _tone_run(tmp_path: Path, text_file: Any, settings: Settings) -> tuple[ObjectStore, str]:
+def _tone_run(tmp_path: Path, text_file: Any, settings: Settings, out: str = "") -> tuple[ObjectStore, str]:
     text = "\n\n".join(["The keeper climbed the stairs.", "She carried a lantern.", "The storm came early."])
     run = settings.run.model_copy(update={"shard_size": 1})
     plan = prepare([str(text_file(text))], settings.model_copy(update={"run": run})).plan
-    store = open_store(str(tmp_path / "out"))
+    store = open_store(out or str(tmp_path / "out"))
     write_plan(store, plan)
     for shard in range(plan.num_shards):
         run_shard(store, plan, shard)
@@ -182,6 +182,19 @@ def test_an_hf_export_writes_every_new_file_before_it_removes_a_stale_one(
         export.open_store = original
     assert calls == ["put"] * 3 + ["delete"] * 5
     assert sorted(p.name for p in dest.iterdir()) == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
+
+
+def test_an_hf_export_to_s3_removes_the_earlier_exports_files_there_too(
+    tmp_path: Path, text_file: Any, tone_settings: Settings, s3_bucket: str
+) -> None:
+    store, run_id = _tone_run(tmp_path, text_file, tone_settings, f"s3://{s3_bucket}/out")
+    data = f"exports/{run_id}/hf/data/"
+    for i in range(5):
+        store.put(f"{data}train-0000{i}-of-00005.parquet", b"an earlier export")
+    store.put(f"{data}README.md", b"the user's")
+    assert export_run(store, run_id, "hf").rows == 3
+    names = [k.removeprefix(data) for k in store.list(data)]
+    assert names == ["README.md", *(f"train-0000{i}-of-00003.parquet" for i in range(3))]
 
 
 # Peak memory of the real commands, in fresh processes: Python's own allocations (tracemalloc, exact and the same
