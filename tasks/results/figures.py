@@ -1,7 +1,7 @@
 """The report's figures, gathered in one pass over a run's manifests a shard at a time (tasks.results.scan).
 
 What is kept does not grow with the run as rows would: each measure's values as float64 (8 bytes a chunk, for
-exact medians, percentiles and histograms), 26 bytes per ok chunk to rank the worst ones, and as objects only the
+exact medians, percentiles and histograms), 25 bytes per ok chunk to rank the worst ones, and as objects only the
 rows shown: the first WORST failed ones and the WORST worst ok ones (read again from their shards at the end).
 """
 
