@@ -27,7 +27,7 @@ from tasks.results.export import export_run
 from tasks.results.figures import MEASURES, WORST, gather
 from tasks.results.run_state import consolidate, failure_reason, load_run_state
 from tasks.shard.lifecycle import run_shard
-from tasks.shard.manifest import manifest_table, read_manifest, rows_from_table, rows_table
+from tasks.shard.manifest import manifest_table, read_manifest, rows_from_table, rows_table, write_run_manifest
 from tasks.shard.rows import ManifestRow
 from tasks.shard.stats import ShardStats, total
 from tasks.storage import ObjectStore, open_store
@@ -96,13 +96,21 @@ def test_report_figures_equal_the_row_by_row_ones(tmp_path: Path) -> None:
     assert [r.status for r in figures.worst] == ["failed"] * 3 + ["ok"] * 7
 
 
-def test_consolidated_manifest_is_every_shard_in_order_written_a_shard_at_a_time(tmp_path: Path) -> None:
+def test_consolidated_manifest_is_every_shard_in_order_written_in_bounded_row_groups(tmp_path: Path) -> None:
     run_id = synthetic_run(tmp_path, 1000, shard_size=100)
     store = open_store(str(tmp_path))
     assert consolidate(store, load_run_state(store, run_id)) == run_manifest_key(run_id)
     written = pq.ParquetFile(tmp_path / run_manifest_key(run_id))
-    assert written.metadata.num_row_groups == 10  # a row group per shard: never the run in one table
+    assert written.metadata.num_row_groups == 1  # 1,000 rows: fewer than a row group holds
+    state = load_run_state(store, run_id)
+    write_run_manifest(store, run_id, (table for _, table in state.tables()), {"tone": {}}, group_rows=300)
+    written = pq.ParquetFile(tmp_path / run_manifest_key(run_id))
+    sizes = [written.metadata.row_group(i).num_rows for i in range(written.metadata.num_row_groups)]
+    assert sizes == [300, 300, 300, 100]  # shards of 100 rows gathered into row groups, written as they fill
     shards = pa.concat_tables([pq.read_table(tmp_path / manifest_key(run_id, n)) for n in range(10)])
+    assert written.read().equals(shards)
+    consolidate(store, load_run_state(store, run_id))
+    written = pq.ParquetFile(tmp_path / run_manifest_key(run_id))
     assert written.read().equals(shards)
     voices = json.loads(written.schema_arrow.metadata[b"voxbatch.voices"])
     assert voices["tone"]["backend"] == "tone"
