@@ -78,27 +78,29 @@ def _hf_features(sample_rate: int) -> bytes:
     return json.dumps({"info": {"features": features}}).encode()
 
 
-def _hf_table(rows: list[ManifestRow], audio: list[bytes], sample_rate: int) -> pa.Table:
-    table = pa.Table.from_pylist(
-        [
-            {
-                "audio": {"bytes": data, "path": (r.audio_key or "").rsplit("/", 1)[-1]},
-                "text": r.text,
-                "spoken_text": r.spoken_text or r.text,
-                "id": r.chunk_id,
-                "utterance_id": r.utterance_id,
-                "speaker": r.speaker,
-                "duration": r.duration_s,
-                "lang": r.lang,
-                "voice": r.voice,
-                "doc_id": r.doc_id,
-                "chunk_index": r.chunk_index,
-                "source": r.source,
-            }
-            for r, data in zip(rows, audio, strict=True)
-        ],
-        schema=_HF_SCHEMA,
-    )
+def _hf_table(ok: pa.Table, audio: list[bytes], sample_rate: int) -> pa.Table:
+    """A shard's ok rows (a manifest table) as the hf file's table, column by column (no object per row)."""
+    keys = ok.column("audio_key").fill_null("").to_pylist()
+    spoken, text = ok.column("spoken_text"), ok.column("text")
+    said = pc.if_else(pc.fill_null(pc.not_equal(spoken, ""), False), spoken, text)  # spoken_text, else the text
+    names = [k.rsplit("/", 1)[-1] for k in keys]
+    columns = {
+        "audio": pa.StructArray.from_arrays(
+            [pa.array(audio, pa.binary()), pa.array(names, pa.string())], names=["bytes", "path"]
+        ),
+        "text": text,
+        "spoken_text": said,
+        "id": ok.column("chunk_id"),
+        "utterance_id": ok.column("utterance_id"),
+        "speaker": ok.column("speaker"),
+        "duration": ok.column("duration_s"),
+        "lang": ok.column("lang"),
+        "voice": ok.column("voice"),
+        "doc_id": ok.column("doc_id"),
+        "chunk_index": ok.column("chunk_index"),
+        "source": ok.column("source"),
+    }
+    table = pa.Table.from_pydict(columns, schema=_HF_SCHEMA)
     return table.replace_schema_metadata({b"huggingface": _hf_features(sample_rate)})
 
 
@@ -124,12 +126,12 @@ def _nemo_line(r: ManifestRow) -> str:
     )
 
 
-def _ok_rows(state: RunState) -> Iterator[tuple[int, list[ManifestRow]]]:
-    """(shard, its ok rows) of the shards that have any, a shard at a time."""
-    for n, table in state.tables():
+def _ok_tables(state: RunState) -> Iterator[pa.Table]:
+    """Each shard's ok rows (a manifest table) of the shards that have any, a shard at a time."""
+    for _, table in state.tables(count=False):
         ok = table.filter(pc.equal(table.column("status"), "ok"))
         if ok.num_rows:
-            yield n, rows_from_table(ok, state.run_id)
+            yield ok
 
 
 def _export_nemo(state: RunState, dest: ObjectStore, key: str) -> int:
@@ -138,7 +140,8 @@ def _export_nemo(state: RunState, dest: ObjectStore, key: str) -> int:
     with tempfile.TemporaryDirectory(prefix="voxbatch-export-") as tmp:
         path = Path(tmp) / "manifest.jsonl"
         with path.open("w", encoding="utf-8") as out:
-            for _, rows in _ok_rows(state):
+            for ok in _ok_tables(state):
+                rows = rows_from_table(ok, state.run_id)
                 out.writelines(_nemo_line(r) + "\n" for r in rows)
                 total += len(rows)
             if not total:
@@ -157,17 +160,17 @@ _HF_FILE = re.compile(r"data/train-\d{5}-of-\d{5}\.parquet")
 def _export_hf(state: RunState, store: ObjectStore, dest: ObjectStore, prefix: str) -> int:
     """One file per shard with ok rows; then the files of an earlier export under the same prefix that this one
     did not write (another number of files: `data/*.parquet` would load both), so readers never see a mix."""
-    with_ok = sum(1 for f in state.facts().values() if f.stats.ok)
+    with_ok = sum(1 for ok in state.ok_counts().values() if ok)  # n of train-i-of-n, before the first is written
     written: set[str] = set()
     total = 0
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
-        for i, (_, rows) in enumerate(_ok_rows(state)):
-            audio = list(pool.map(lambda r: store.get(r.audio_key or ""), rows))
+        for i, ok in enumerate(_ok_tables(state)):
+            audio = list(pool.map(lambda k: store.get(k or ""), ok.column("audio_key").to_pylist()))
             key = hf_file_key(prefix, i, with_ok)
-            data = to_parquet_bytes(_hf_table(rows, audio, state.plan.sample_rate))
+            data = to_parquet_bytes(_hf_table(ok, audio, state.plan.sample_rate))
             dest.put(key, data, overwrite=True, content_type=content_type(key))
             written.add(key)
-            total += len(rows)
+            total += ok.num_rows
     for key in dest.list(prefix + "data/"):
         if key not in written and _HF_FILE.fullmatch(key[len(prefix) :]):
             dest.delete(key)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.plan.file import Plan
 from tasks.plan.store import read_plan
@@ -59,9 +60,10 @@ class RunState:
     def complete(self) -> bool:
         return not self.pending
 
-    def tables(self) -> Iterator[tuple[int, pa.Table]]:
-        """(shard, manifest table) of every committed shard in order; the first complete pass also counts them."""
-        counting = self._facts is None
+    def tables(self, count: bool = True) -> Iterator[tuple[int, pa.Table]]:
+        """(shard, manifest table) of every committed shard in order; the first complete pass also counts them
+        (unless `count` is False: a reader that needs no counts skips their cost)."""
+        counting = count and self._facts is None
         facts: dict[int, ShardFacts] = {}
         failures = Failures()
         for n, table in shard_tables(self.store, self.run_id, sorted(self.committed), self.plan.shard_len):
@@ -83,6 +85,15 @@ class RunState:
                 pass
         assert self._facts is not None
         return self._facts
+
+    def ok_counts(self) -> dict[int, int]:
+        """Each committed shard's ok rows: from the counts when they are made, else from the status column alone
+        (a quick pass: an export needs no more before it writes)."""
+        if self._facts is not None:
+            return {n: f.stats.ok for n, f in self._facts.items()}
+        shards = sorted(self.committed)
+        tables = shard_tables(self.store, self.run_id, shards, self.plan.shard_len, columns=["status"])
+        return {n: int(pc.sum(pc.equal(t.column("status"), "ok")).as_py() or 0) for n, t in tables}
 
     def shard_stats(self, shard: int) -> ShardStats:
         """A committed shard's stats counted from its manifest (not already done: the caller says so)."""

@@ -31,17 +31,22 @@ OTHER_REASONS = f"other reasons (more than {MAX_REASONS} kinds)"
 
 
 def shard_tables(
-    store: ObjectStore, run_id: str, shards: Iterable[int], rows_of: Callable[[int], int]
+    store: ObjectStore,
+    run_id: str,
+    shards: Iterable[int],
+    rows_of: Callable[[int], int],
+    columns: list[str] | None = None,
 ) -> Iterator[tuple[int, pa.Table]]:
-    """(shard, its manifest as a MANIFEST_SCHEMA table) in the order of `shards`; `rows_of(n)`: shard n's planned
-    chunks, to bound the read-ahead. A manifest listed but gone when read is a StorageError."""
+    """(shard, its manifest as a MANIFEST_SCHEMA table, or only `columns` of it as stored) in the order of
+    `shards`; `rows_of(n)`: shard n's planned chunks, to bound the read-ahead. A manifest listed but gone when
+    read is a StorageError."""
 
     def read(n: int) -> pa.Table:
         key = manifest_key(run_id, n)
-        table = read_table(store, key)
+        table = read_table(store, key, columns)
         if table is None:
             raise StorageError(f"{store.uri(key)}: the manifest was listed but is gone", hint="run the command again")
-        return manifest_table(table, store.uri(key))
+        return table if columns else manifest_table(table, store.uri(key))
 
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
         ahead: list[tuple[int, int, Future[pa.Table]]] = []

@@ -69,14 +69,15 @@ def _write(store: ObjectStore, key: str, rows: list[ManifestRow], metadata: dict
     return key
 
 
-def read_table(store: ObjectStore, key: str) -> pa.Table | None:
-    """A manifest object as it is stored (None if there is none); StorageError if it is not Parquet."""
+def read_table(store: ObjectStore, key: str, columns: list[str] | None = None) -> pa.Table | None:
+    """A manifest object as it is stored, or only `columns` of it (None if there is none); StorageError if it is
+    not Parquet."""
     try:
         data = store.get(key)
     except ObjectMissing:
         return None
     try:
-        return pq.read_table(io.BytesIO(data))
+        return pq.read_table(io.BytesIO(data), columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StorageError(f"{store.uri(key)}: unreadable Parquet ({exc})", hint="delete it and rerun") from exc
 
