@@ -81,10 +81,9 @@ class RunState:
 
     def facts(self) -> dict[int, ShardFacts]:
         if self._facts is None:
-            for _ in self.tables():
+            for _ in self.tables():  # the pass counts them
                 pass
-        assert self._facts is not None
-        return self._facts
+        return self._facts if self._facts is not None else {}
 
     def ok_counts(self) -> dict[int, int]:
         """Each committed shard's ok rows: from the counts when they are made, else from the status column alone
@@ -106,8 +105,7 @@ class RunState:
     def failures(self, examples: int = 3) -> list[tuple[str, int, list[ManifestRow]]]:
         """(reason, count, a few rows) for failed chunks, most common first."""
         self.facts()
-        assert self._failures is not None
-        return self._failures.groups(examples)
+        return (self._failures or Failures()).groups(examples)
 
 
 def load_run_state(store: ObjectStore, run_id: str, plan: Plan | None = None) -> RunState:

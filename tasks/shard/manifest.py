@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from tasks.errors import StorageError
 from tasks.records import to_parquet_bytes
-from tasks.shard.rows import MANIFEST_SCHEMA, ManifestRow, row_from_record
+from tasks.shard.rows import MANIFEST_SCHEMA, ManifestRow, column_defaults, row_from_record
 from tasks.storage import ObjectMissing, ObjectStore
 from tasks.storage.layout import checkpoint_key, content_type, manifest_key, run_manifest_key
 
@@ -54,7 +54,7 @@ def manifest_table(table: pa.Table, source: str) -> pa.Table:
     """A manifest read back as a table of exactly MANIFEST_SCHEMA (the columns `rows_from_table` makes rows of):
     columns added later filled with the rows' defaults, unknown ones dropped; no row becomes a Python object."""
     _check_columns(table, source)
-    defaults = ManifestRow(run_id="", shard=0).to_dict()
+    defaults = column_defaults()
     columns = []
     for f in MANIFEST_SCHEMA:
         if f.name in table.column_names:
