@@ -27,6 +27,7 @@ from tasks.errors import VoxbatchError
 from tasks.plan.file import Plan
 from tasks.plan.planner import prepare
 from tasks.plan.store import read_plan, write_plan
+from tasks.results.figures import gather
 from tasks.results.report import quality_table, worst_table
 from tasks.results.run_state import RunState, consolidate, load_run_state
 from tasks.results.summary import RunSummary, stats_from_storage, write_summary
@@ -254,7 +255,7 @@ def _artifacts(summary: RunSummary, state: RunState, store: ObjectStore) -> None
         lines.append(f"- run manifest: [{summary.run_manifest}]({summary.run_manifest})")
     lines += ["", f"Progress and failures from storage alone: `{status_cmd}`", "", "```", summary.text(), "```"]
     create_markdown_artifact("\n".join(lines), key=f"voxbatch-{key_id}-report", description="where the output is")
-    rows_now = state.rows()
-    if rows_now:  # the report's figures (voxbatch report OUT writes them as HTML with histograms and audio)
-        create_table_artifact(quality_table(rows_now), key=f"voxbatch-{key_id}-quality", description="chunk measures")
-        create_table_artifact(worst_table(rows_now), key=f"voxbatch-{key_id}-worst", description="the worst chunks")
+    figures = gather(state)  # the report's figures (voxbatch report OUT writes them as HTML with histograms, audio)
+    if figures.rows:
+        create_table_artifact(quality_table(figures), key=f"voxbatch-{key_id}-quality", description="chunk measures")
+        create_table_artifact(worst_table(figures), key=f"voxbatch-{key_id}-worst", description="the worst chunks")

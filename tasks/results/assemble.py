@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -146,7 +146,7 @@ def _m4b(wav: Path, chapters: list[tuple[int, str]], total: int, rate: int, titl
     return out
 
 
-def _documents(rows: list[ManifestRow]) -> Iterator[list[ManifestRow]]:
+def _documents(rows: Iterable[ManifestRow]) -> Iterator[list[ManifestRow]]:
     """The run's ok rows per document, in plan order."""
     by_doc: dict[str, list[ManifestRow]] = {}
     for r in rows:

@@ -7,21 +7,29 @@
           text, lang and voice.
 
 Only `ok` chunks are exported. Written under OUT/exports/<run_id>/<format>/ unless a destination is given
-(a folder or URI); audio is read from storage one shard at a time, so memory stays bounded.
+(a folder or URI). The manifests and the audio are read one shard at a time and each file is written as it
+goes, so memory stays bounded whatever the run's size. A rerun of the hf export removes the files of an
+earlier one that it did not write again (the number of files, n, changes when shards do).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.errors import RunIncomplete
 from tasks.records import to_parquet_bytes
-from tasks.results.run_state import load_run_state
+from tasks.results.run_state import RunState, load_run_state
+from tasks.shard.manifest import rows_from_table
 from tasks.shard.rows import ManifestRow
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import EXPORT_FORMATS, content_type, export_prefix
@@ -70,33 +78,103 @@ def _hf_features(sample_rate: int) -> bytes:
     return json.dumps({"info": {"features": features}}).encode()
 
 
-def _hf_table(rows: list[ManifestRow], audio: list[bytes], sample_rate: int) -> pa.Table:
-    table = pa.Table.from_pylist(
-        [
-            {
-                "audio": {"bytes": data, "path": (r.audio_key or "").rsplit("/", 1)[-1]},
-                "text": r.text,
-                "spoken_text": r.spoken_text or r.text,
-                "id": r.chunk_id,
-                "utterance_id": r.utterance_id,
-                "speaker": r.speaker,
-                "duration": r.duration_s,
-                "lang": r.lang,
-                "voice": r.voice,
-                "doc_id": r.doc_id,
-                "chunk_index": r.chunk_index,
-                "source": r.source,
-            }
-            for r, data in zip(rows, audio, strict=True)
-        ],
-        schema=_HF_SCHEMA,
-    )
+def _hf_table(ok: pa.Table, audio: list[bytes], sample_rate: int) -> pa.Table:
+    """A shard's ok rows (a manifest table) as the hf file's table, column by column (no object per row)."""
+    keys = ok.column("audio_key").fill_null("").to_pylist()
+    spoken, text = ok.column("spoken_text"), ok.column("text")
+    said = pc.if_else(pc.fill_null(pc.not_equal(spoken, ""), False), spoken, text)  # spoken_text, else the text
+    names = [k.rsplit("/", 1)[-1] for k in keys]
+    columns = {
+        "audio": pa.StructArray.from_arrays(
+            [pa.array(audio, pa.binary()), pa.array(names, pa.string())], names=["bytes", "path"]
+        ),
+        "text": text,
+        "spoken_text": said,
+        "id": ok.column("chunk_id"),
+        "utterance_id": ok.column("utterance_id"),
+        "speaker": ok.column("speaker"),
+        "duration": ok.column("duration_s"),
+        "lang": ok.column("lang"),
+        "voice": ok.column("voice"),
+        "doc_id": ok.column("doc_id"),
+        "chunk_index": ok.column("chunk_index"),
+        "source": ok.column("source"),
+    }
+    table = pa.Table.from_pydict(columns, schema=_HF_SCHEMA)
     return table.replace_schema_metadata({b"huggingface": _hf_features(sample_rate)})
 
 
 def _local_path(uri: str) -> str:
     """A file:// URI as the plain path NeMo expects; other URIs (s3://) as they are."""
     return urlparse(uri).path if uri.startswith("file://") else uri
+
+
+def _nemo_line(r: ManifestRow) -> str:
+    return json.dumps(
+        {
+            "audio_filepath": _local_path(r.audio_uri or ""),
+            "duration": r.duration_s,
+            "text": r.text,
+            "normalized_text": r.spoken_text or r.text,  # NeMo's TTS manifests name it so
+            "lang": r.lang,
+            "voice": r.voice,
+            "id": r.chunk_id,
+            **({"utterance_id": r.utterance_id} if r.utterance_id else {}),
+            **({"speaker": r.speaker} if r.speaker else {}),
+        },
+        ensure_ascii=False,
+    )
+
+
+def _ok_tables(state: RunState) -> Iterator[pa.Table]:
+    """Each shard's ok rows (a manifest table) of the shards that have any, a shard at a time."""
+    for _, table in state.tables(count=False):
+        ok = table.filter(pc.equal(table.column("status"), "ok"))
+        if ok.num_rows:
+            yield ok
+
+
+def _export_nemo(state: RunState, dest: ObjectStore, key: str) -> int:
+    """manifest.jsonl written line by line into a local file, then stored streamed."""
+    total = 0
+    with tempfile.TemporaryDirectory(prefix="voxbatch-export-") as tmp:
+        path = Path(tmp) / "manifest.jsonl"
+        with path.open("w", encoding="utf-8") as out:
+            for ok in _ok_tables(state):
+                rows = rows_from_table(ok, state.run_id)
+                out.writelines(_nemo_line(r) + "\n" for r in rows)
+                total += len(rows)
+            if not total:
+                out.write("\n")  # as before: an export of no rows is one empty line
+        dest.put_file(key, path, overwrite=True, content_type=content_type(key))
+    return total
+
+
+def hf_file_key(prefix: str, i: int, n: int) -> str:
+    return f"{prefix}data/train-{i:05d}-of-{n:05d}.parquet"
+
+
+_HF_FILE = re.compile(r"data/train-\d{5}-of-\d{5}\.parquet")
+
+
+def _export_hf(state: RunState, store: ObjectStore, dest: ObjectStore, prefix: str) -> int:
+    """One file per shard with ok rows; then the files of an earlier export under the same prefix that this one
+    did not write (another number of files: `data/*.parquet` would load both), so readers never see a mix."""
+    with_ok = sum(1 for ok in state.ok_counts().values() if ok)  # n of train-i-of-n, before the first is written
+    written: set[str] = set()
+    total = 0
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+        for i, ok in enumerate(_ok_tables(state)):
+            audio = list(pool.map(lambda k: store.get(k or ""), ok.column("audio_key").to_pylist()))
+            key = hf_file_key(prefix, i, with_ok)
+            data = to_parquet_bytes(_hf_table(ok, audio, state.plan.sample_rate))
+            dest.put(key, data, overwrite=True, content_type=content_type(key))
+            written.add(key)
+            total += ok.num_rows
+    for key in dest.list(prefix + "data/"):
+        if key not in written and _HF_FILE.fullmatch(key[len(prefix) :]):
+            dest.delete(key)
+    return total
 
 
 def export_run(store: ObjectStore, run_id: str, fmt: str, to: str | None = None) -> Exported:
@@ -109,35 +187,7 @@ def export_run(store: ObjectStore, run_id: str, fmt: str, to: str | None = None)
             hint="finish the run (the same `voxbatch run` command resumes it), then export",
         )
     dest, prefix = (open_store(to), "") if to else (store, export_prefix(run_id, fmt))
-    per_shard = [[r for r in state.committed[n] if r.status == "ok"] for n in sorted(state.committed)]
-    per_shard = [rows for rows in per_shard if rows]
-    total = sum(len(rows) for rows in per_shard)
     if fmt == "nemo":
-        lines = [
-            json.dumps(
-                {
-                    "audio_filepath": _local_path(r.audio_uri or ""),
-                    "duration": r.duration_s,
-                    "text": r.text,
-                    "normalized_text": r.spoken_text or r.text,  # NeMo's TTS manifests name it so
-                    "lang": r.lang,
-                    "voice": r.voice,
-                    "id": r.chunk_id,
-                    **({"utterance_id": r.utterance_id} if r.utterance_id else {}),
-                    **({"speaker": r.speaker} if r.speaker else {}),
-                },
-                ensure_ascii=False,
-            )
-            for rows in per_shard
-            for r in rows
-        ]
         key = prefix + "manifest.jsonl"
-        dest.put(key, ("\n".join(lines) + "\n").encode(), overwrite=True, content_type=content_type(key))
-        return Exported(total, dest.uri(key))
-    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
-        for i, rows in enumerate(per_shard):
-            audio = list(pool.map(lambda r: store.get(r.audio_key or ""), rows))
-            key = f"{prefix}data/train-{i:05d}-of-{len(per_shard):05d}.parquet"
-            data = to_parquet_bytes(_hf_table(rows, audio, state.plan.sample_rate))
-            dest.put(key, data, overwrite=True, content_type=content_type(key))
-    return Exported(total, dest.uri(prefix + "data/"))
+        return Exported(_export_nemo(state, dest, key), dest.uri(key))
+    return Exported(_export_hf(state, store, dest, prefix), dest.uri(prefix + "data/"))

@@ -13,83 +13,22 @@ import io
 import json
 import math
 import statistics
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from tasks.errors import StorageError
+from tasks.results.figures import Figures, Measure, distribution, gather
 from tasks.results.run_state import RunState, load_run_state
 from tasks.shard.rows import ManifestRow
 from tasks.storage import ObjectMissing, ObjectStore
 from tasks.storage.layout import content_type, report_key, summary_key
 
-WORST = 10  # chunks shown with text, transcript and audio
 AUDIO_BYTES = 2_000_000  # a chunk's audio larger than this is linked, not embedded
 
 
-@dataclass(frozen=True)
-class Measure:
-    title: str
-    field: str
-    unit: str
-
-
-MEASURES = (
-    Measure("Duration", "duration_s", "s"),
-    Measure("Speech rate", "chars_per_second", "characters/s"),
-    Measure("Loudness", "loudness_lufs", "LUFS"),
-    Measure("Word error rate (ASR)", "asr_wer", ""),
-    Measure("Character error rate (ASR)", "asr_cer", ""),
-)
-
-
-def values(rows: list[ManifestRow], name: str) -> list[float]:
-    out = []
-    for r in rows:
-        v = getattr(r, name)
-        if r.status == "ok" and v is not None and math.isfinite(v):
-            out.append(float(v))
-    return out
-
-
-def measured(rows: list[ManifestRow]) -> dict[Measure, list[float]]:
-    """Each measure's values over the ok rows, for the measures that have any (read once per report)."""
-    return {m: v for m in MEASURES if (v := values(rows, m.field))}
-
-
-def distribution(numbers: list[float]) -> dict[str, float]:
-    """min, median, 95th percentile, max, mean (empty for no numbers)."""
-    if not numbers:
-        return {}
-    ordered = sorted(numbers)
-    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-    return {
-        "min": ordered[0],
-        "median": statistics.median(ordered),
-        "p95": p95,
-        "max": ordered[-1],
-        "mean": statistics.fmean(ordered),
-    }
-
-
-def worst_chunks(rows: list[ManifestRow], most: int = WORST) -> list[ManifestRow]:
-    """Failed chunks first, then ok ones by ASR error, else by how far their speech rate is from the median."""
-    failed = [r for r in rows if r.status == "failed"]
-    ok = [r for r in rows if r.status == "ok"]
-    rates = values(ok, "chars_per_second")
-    median_rate = statistics.median(rates) if rates else 1.0
-
-    def badness(r: ManifestRow) -> float:
-        error = r.asr_cer if r.lang == "zh" else r.asr_wer
-        if error is not None:
-            return error
-        rate = r.chars_per_second or median_rate
-        return abs(math.log(max(rate, 1e-6) / max(median_rate, 1e-6))) / 10  # below any ASR error rate's scale
-
-    return (failed + sorted(ok, key=badness, reverse=True))[:most]
-
-
-def _histograms(columns: dict[Measure, list[float]]) -> str | None:
+def _histograms(columns: dict[Measure, np.ndarray]) -> str | None:
     """One PNG (base64) with a histogram per measure that has values; None when nothing was measured."""
     shown = list(columns.items())
     if not shown:
@@ -144,26 +83,24 @@ def _summary_json(store: ObjectStore, run_id: str) -> dict[str, Any]:
         return {}
 
 
-def totals(
-    state: RunState, rows: list[ManifestRow], columns: dict[Measure, list[float]], summary: dict[str, Any]
-) -> list[tuple[str, str]]:
+def totals(state: RunState, figures: Figures, summary: dict[str, Any]) -> list[tuple[str, str]]:
     stats = state.stats()
     audio = stats.audio_seconds
-    by_field = {m.field: v for m, v in columns.items()}
-    wer, cer = by_field.get("asr_wer", []), by_field.get("asr_cer", [])
+    by_field = {m.field: v for m, v in figures.columns.items()}
+    wer, cer = by_field.get("asr_wer", np.zeros(0)), by_field.get("asr_cer", np.zeros(0))
     out = [
         ("chunks planned", str(state.plan.num_chunks)),
-        ("chunks committed", str(len(rows))),
+        ("chunks committed", str(figures.rows)),
         ("ok / failed / skipped", f"{stats.ok} / {stats.failed} / {stats.skipped}"),
         ("shards committed / planned", f"{len(state.committed)} / {state.plan.num_shards}"),
         ("audio", f"{audio / 3600:.3f} h ({audio:.1f} s)"),
-        ("regenerated chunks", str(sum(1 for r in rows if r.qa_attempts > 1))),
-        ("chunks listened to (ASR)", str(len(wer or cer))),
+        ("regenerated chunks", str(figures.regenerated)),
+        ("chunks listened to (ASR)", str(len(wer) or len(cer))),
     ]
-    if wer:
-        out.append(("mean word error rate", f"{statistics.fmean(wer):.3f}"))
-    if cer:
-        out.append(("mean character error rate", f"{statistics.fmean(cer):.3f}"))
+    if len(wer):
+        out.append(("mean word error rate", f"{statistics.fmean(wer.tolist()):.3f}"))
+    if len(cer):
+        out.append(("mean character error rate", f"{statistics.fmean(cer.tolist()):.3f}"))
     if summary.get("wall_seconds"):
         out.append(("wall time of the last run command", f"{summary['wall_seconds']:.1f} s"))
         if audio:
@@ -173,8 +110,8 @@ def totals(
 
 def render(store: ObjectStore, state: RunState) -> str:
     """The report's HTML."""
-    rows = state.rows()
-    columns = measured(rows)
+    figures = gather(state)  # counts the run's shards for `state` in the same pass
+    columns = figures.columns
     summary = _summary_json(store, state.run_id)
     voices = ", ".join(f"{k}: {v.backend}:{v.name}" for k, v in state.plan.voices.items())
     parts = [
@@ -189,7 +126,7 @@ def render(store: ObjectStore, state: RunState) -> str:
         f"written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>",
         "<h2>Totals</h2><table>",
     ]
-    for name, value in totals(state, rows, columns, summary):
+    for name, value in totals(state, figures, summary):
         parts.append(f"<tr><th>{html.escape(name)}</th><td class='num'>{html.escape(value)}</td></tr>")
     parts.append("</table>")
     if state.pending:
@@ -221,7 +158,7 @@ def render(store: ObjectStore, state: RunState) -> str:
         parts.append(f"<img alt='histograms of chunk measures' src='data:image/png;base64,{picture}'>")
     parts.append("<h2>Worst chunks</h2><table><tr><th>where</th><th>status</th><th>text</th>")
     parts.append("<th>heard (ASR)</th><th>WER / CER</th><th>audio</th></tr>")
-    for r in worst_chunks(rows):
+    for r in figures.worst:
         cls = " class='failed'" if r.status == "failed" else ""
         detail = f"<br><small>{html.escape(r.error or '')}</small>" if r.error else ""
         parts.append(
@@ -242,18 +179,17 @@ def write_report(store: ObjectStore, run_id: str) -> str:
     return key
 
 
-def quality_table(rows: list[ManifestRow]) -> list[dict[str, Any]]:
+def quality_table(figures: Figures) -> list[dict[str, Any]]:
     """Per measure: chunks, min, median, 95th percentile, max, mean (a table artifact in the Prefect UI)."""
     out: list[dict[str, Any]] = []
-    for m, v in measured(rows).items():
-        figures = {k: round(x, 3) for k, x in distribution(v).items()}
-        out.append({"measure": f"{m.title} {m.unit}".strip(), "chunks": len(v), **figures})
-    regenerated = sum(1 for r in rows if r.qa_attempts > 1)
-    out.append({"measure": "regenerated chunks", "chunks": regenerated})
+    for m, v in figures.columns.items():
+        rounded = {k: round(x, 3) for k, x in distribution(v).items()}
+        out.append({"measure": f"{m.title} {m.unit}".strip(), "chunks": len(v), **rounded})
+    out.append({"measure": "regenerated chunks", "chunks": figures.regenerated})
     return out
 
 
-def worst_table(rows: list[ManifestRow]) -> list[dict[str, Any]]:
+def worst_table(figures: Figures) -> list[dict[str, Any]]:
     """The worst chunks with their text, transcript and reason (a table artifact in the Prefect UI)."""
     return [
         {
@@ -265,5 +201,5 @@ def worst_table(rows: list[ManifestRow]) -> list[dict[str, Any]]:
             "cer": None if r.asr_cer is None else round(r.asr_cer, 3),
             "error": (r.error or "")[:300],
         }
-        for r in worst_chunks(rows)
+        for r in figures.worst
     ]

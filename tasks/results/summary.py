@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -99,7 +100,10 @@ def stats_from_storage(store: ObjectStore, state: RunState, processed: set[int])
         if shard in processed:
             with contextlib.suppress(ObjectMissing, ValueError, TypeError):
                 recorded = ShardStats.from_dict(json.loads(store.get(shard_stats_key(state.run_id, shard))))
-        shards.append(recorded or ShardStats.from_rows(state.committed[shard], already_done=shard not in processed))
+        if recorded is None:
+            counted = state.shard_stats(shard)
+            recorded = dataclasses.replace(counted, shards_already_done=int(shard not in processed))
+        shards.append(recorded)
     return total(shards)
 
 

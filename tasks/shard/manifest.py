@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -17,7 +20,7 @@ import pyarrow.parquet as pq
 from tasks.errors import StorageError
 from tasks.records import to_parquet_bytes
 from tasks.shard import faults
-from tasks.shard.rows import MANIFEST_SCHEMA, ManifestRow, row_from_record
+from tasks.shard.rows import MANIFEST_SCHEMA, ManifestRow, column_defaults, row_from_record
 from tasks.storage import ObjectMissing, ObjectStore
 from tasks.storage.layout import checkpoint_key, content_type, manifest_key, run_manifest_key
 
@@ -36,12 +39,30 @@ def rows_table(rows: list[ManifestRow]) -> pa.Table:
 _ADDED_LATER = {"mixed", "voices", "silence_ratio", "longest_pause_s"}
 
 
-def rows_from_table(table: pa.Table, source: str) -> list[ManifestRow]:
+def _check_columns(table: pa.Table, source: str) -> None:
     names = set(MANIFEST_SCHEMA.names)
     if not names - _ADDED_LATER <= set(table.column_names):
         missing = ", ".join(sorted(names - _ADDED_LATER - set(table.column_names)))
         raise StorageError(f"{source}: not a voxbatch manifest of this version (missing columns: {missing})")
+
+
+def rows_from_table(table: pa.Table, source: str) -> list[ManifestRow]:
+    _check_columns(table, source)
     return [row_from_record(d) for d in table.to_pylist()]
+
+
+def manifest_table(table: pa.Table, source: str) -> pa.Table:
+    """A manifest read back as a table of exactly MANIFEST_SCHEMA (the columns `rows_from_table` makes rows of):
+    columns added later filled with the rows' defaults, unknown ones dropped; no row becomes a Python object."""
+    _check_columns(table, source)
+    defaults = column_defaults()
+    columns = []
+    for f in MANIFEST_SCHEMA:
+        if f.name in table.column_names:
+            columns.append(table.column(f.name).cast(f.type))
+        else:
+            columns.append(pa.array([defaults[f.name]] * table.num_rows, type=f.type))
+    return pa.Table.from_arrays(columns, schema=MANIFEST_SCHEMA)
 
 
 def _write(store: ObjectStore, key: str, rows: list[ManifestRow], metadata: dict[str, str] | None = None) -> str:
@@ -49,16 +70,22 @@ def _write(store: ObjectStore, key: str, rows: list[ManifestRow], metadata: dict
     return key
 
 
-def _read(store: ObjectStore, key: str) -> list[ManifestRow] | None:
+def read_table(store: ObjectStore, key: str, columns: list[str] | None = None) -> pa.Table | None:
+    """A manifest object as it is stored, or only `columns` of it (None if there is none); StorageError if it is
+    not Parquet."""
     try:
         data = store.get(key)
     except ObjectMissing:
         return None
     try:
-        table = pq.read_table(io.BytesIO(data))
+        return pq.read_table(io.BytesIO(data), columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StorageError(f"{store.uri(key)}: unreadable Parquet ({exc})", hint="delete it and rerun") from exc
-    return rows_from_table(table, store.uri(key))
+
+
+def _read(store: ObjectStore, key: str) -> list[ManifestRow] | None:
+    table = read_table(store, key)
+    return None if table is None else rows_from_table(table, store.uri(key))
 
 
 def write_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[ManifestRow]) -> str:
@@ -103,13 +130,39 @@ def read_checkpoint(store: ObjectStore, run_id: str, shard: int) -> list[Manifes
     return _read(store, checkpoint_key(run_id, shard))
 
 
+RUN_MANIFEST_GROUP_ROWS = 65_536  # rows per row group of the run manifest (a few tens of MB of Arrow buffered)
+
+
 def write_run_manifest(
-    store: ObjectStore, run_id: str, rows: list[ManifestRow], voices: dict[str, dict[str, Any]] | None = None
+    store: ObjectStore,
+    run_id: str,
+    tables: Iterable[pa.Table],
+    voices: dict[str, dict[str, Any]] | None = None,
+    group_rows: int = RUN_MANIFEST_GROUP_ROWS,
 ) -> str:
-    """The consolidated manifest; `voices` (the plan's voice records: backend, name, identity, licence) go into
-    its Parquet metadata as `voxbatch.voices`, so a dataset's terms travel with it."""
+    """The consolidated manifest, written from `tables` (each of MANIFEST_SCHEMA, e.g. a shard's) into a local
+    file in row groups of `group_rows`, then stored streamed: never the whole run in memory. (Not a row group
+    per shard: the writer keeps every row group's statistics until it closes, 300 MB for 5,000 shards, and
+    readers would too.) `voices` (the plan's voice records: backend, name, identity, licence) go into its Parquet
+    metadata as `voxbatch.voices`, so a dataset's terms travel with it."""
+    key = run_manifest_key(run_id)
     metadata = {"voxbatch.voices": json.dumps(voices, sort_keys=True, ensure_ascii=False)} if voices else None
-    return _write(store, run_manifest_key(run_id), rows, metadata)
+    schema = MANIFEST_SCHEMA.with_metadata(metadata) if metadata else MANIFEST_SCHEMA
+    with tempfile.TemporaryDirectory(prefix="voxbatch-manifest-") as tmp:
+        path = Path(tmp) / "manifest.parquet"
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            buffered: list[pa.Table] = []
+            for table in tables:
+                buffered.append(table)
+                if sum(t.num_rows for t in buffered) >= group_rows:
+                    rows = pa.concat_tables(buffered)
+                    whole = rows.num_rows // group_rows * group_rows
+                    writer.write_table(rows.slice(0, whole), row_group_size=group_rows)
+                    buffered = [rows.slice(whole)]
+            if buffered:
+                writer.write_table(pa.concat_tables(buffered), row_group_size=group_rows)
+        store.put_file(key, path, overwrite=True, content_type=content_type(key))
+    return key
 
 
 def read_run_manifest(store: ObjectStore, run_id: str) -> list[ManifestRow] | None:

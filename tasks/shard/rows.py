@@ -234,6 +234,11 @@ def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAu
     return ManifestRow(**fields)
 
 
+def column_defaults() -> dict[str, Any]:
+    """The fields' plain defaults: what a row read back takes for a column its file lacks (see row_from_record)."""
+    return {f.name: f.default for f in dataclasses.fields(ManifestRow) if f.default is not dataclasses.MISSING}
+
+
 def row_from_record(record: dict[str, Any]) -> ManifestRow:
     """A row read back (a Parquet record): its known columns; columns added since take their defaults."""
     return ManifestRow(**{k: v for k, v in record.items() if k in _NAMES})

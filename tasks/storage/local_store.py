@@ -175,6 +175,12 @@ class LocalStore:
                 raise StorageError(f"{self.uri(key)}: cannot write: the disk is full", hint="free space") from exc
             raise StorageError(f"{self.uri(key)}: cannot write: {exc.strerror}") from exc
 
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{self.uri(key)}: cannot delete: {exc.strerror}") from exc
+
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
         if not base.exists():

@@ -48,6 +48,10 @@ class ObjectStore(Protocol):
         """Copy the object into the local file `path`, streamed; ObjectMissing if there is none."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object if it is there (an export's stale file); audio and manifests are never deleted."""
+        ...
+
     def list(self, prefix: str) -> Keys:
         """Every key under `prefix`, sorted (one listing; no request per key)."""
         ...

@@ -150,6 +150,13 @@ class S3Store:
                 raise self._error(key, exc, "write") from exc
         return False
 
+    def delete(self, key: str) -> None:
+        try:
+            self._client().delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+        except Exception as exc:
+            if not s3_client.is_not_found(exc):
+                raise self._error(key, exc, "delete") from exc
+
     def list(self, prefix: str) -> list[str]:
         full = self.prefix + prefix
         try:
