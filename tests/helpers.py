@@ -1,10 +1,13 @@
 """Helpers the tests share: the repository's samples, the `voxbatch` command as a subprocess, a small EPUB, a tiny
-VITS checkpoint, a tone voice that samples and fails on cue (`Flaky`), and reading a run back from the S3 test
-server. (Servers themselves: prefect_servers.py, s3_servers.py; listening: listen.py.)"""
+VITS checkpoint, a tone voice that samples and fails on cue (`Flaky`), prompt tables, and reading a run back
+(from a local folder or the S3 test server). (Servers themselves: prefect_servers.py, s3_servers.py; listening:
+listen.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import os
 import subprocess
 import sys
@@ -17,12 +20,15 @@ from typing import Any
 import boto3
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile
 from ebooklib import epub
 
 from tasks.backends.synthesizer import SynthOptions
 from tasks.backends.tone import ToneSynthesizer
+from tasks.shard.finish import ChunkAudio
+from tasks.shard.rows import Place
 from tasks.storage.local_store import TMP_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,3 +203,45 @@ def assert_exactly_once(out: Path, planned: int) -> pd.DataFrame:
     (run_manifest,) = out.glob("runs/*/manifest.parquet")
     assert sorted(pd.read_parquet(run_manifest)["chunk_id"]) == sorted(rows["chunk_id"])
     return rows
+
+
+# -- prompt tables ------------------------------------------------------------------------------------------
+
+TABLE_ROWS = [  # a small prompt table: ids, a per-row voice and pace, extra columns
+    {"id": "utt-1", "text": "The first prompt.", "emotion": "calm", "weight": 1.5},
+    {"id": "utt-2", "text": "The second prompt. It has two sentences.", "emotion": "happy", "weight": 2},
+    {"id": "utt-3", "text": "A third.", "voice": "tone:t", "length_scale": 1.5, "emotion": "calm"},
+]
+
+
+def write_table(path: Path, rows: list[dict[str, object]]) -> Path:
+    columns = sorted({k for r in rows for k in r})
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif path.suffix in (".csv", ".tsv"):
+        sep = "\t" if path.suffix == ".tsv" else ","
+        lines = [sep.join(columns)] + [sep.join(str(r.get(c, "")) for c in columns) for r in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]), path)
+    return path
+
+
+# -- one chunk through the shard stages ----------------------------------------------------------------------
+
+RATE = 22050  # the voice's rate in these stage tests
+CHUNK = ChunkAudio("c" * 32, "The keeper climbed the stairs at dusk.", "en", RATE, 16000)
+
+
+def speechlike(seconds: float = 2.4, rate: int = RATE) -> np.ndarray:
+    """Syllable-like bursts of a tone: loud enough, few pauses, a speech rate that fits the chunk's text."""
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    return (0.4 * envelope * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+
+
+def place(**changes: object) -> Place:
+    fields = {f.name: "" for f in dataclasses.fields(Place)}
+    fields |= {"shard": 0, "chunk_index": 3, "line": 7, "chapter_index": 0, "part": 0, "sample_rate": 16000}
+    fields |= {"run_id": "run-x", "chunk_id": CHUNK.chunk_id, "text": CHUNK.said, "format": "flac"}
+    return Place(**{**fields, **changes})  # type: ignore[arg-type]

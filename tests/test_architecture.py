@@ -71,6 +71,7 @@ ALLOWED_STATE = {
     "tasks/storage/__init__.py": {"_FACTORIES"},  # store factories by URI scheme, filled at import
     "tasks/plan/store.py": {"_CACHE"},  # plans read or written, by store and run id (a plan never changes)
     "tasks/plan/file.py": {"_SPOOL"},  # this process's folder for plan files
+    "tasks/shard/faults.py": {"_passed"},  # times each kill_after point was passed (rehearsals only)
 }
 _MUTATORS = {"append", "appendleft", "extend", "update", "pop", "popitem", "clear", "setdefault", "add", "discard",
              "remove", "insert", "move_to_end"}  # fmt: skip

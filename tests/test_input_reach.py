@@ -19,8 +19,8 @@ from tasks.storage import s3_client
 from tasks.text import text_stream
 from tasks.text.ingest import read_document, read_documents
 from tasks.text.text_stream import scan_text, text_paragraphs
-from tests.helpers import make_epub
-from tests.test_tables_and_voices import ROWS, write_table
+from tests.helpers import TABLE_ROWS as ROWS
+from tests.helpers import make_epub, write_table
 
 SECRET = "aws_secret_access_key = THIS-MUST-NEVER-BE-SPOKEN"
 

@@ -12,29 +12,13 @@ import pytest
 from tasks.audio import dsp
 from tasks.config import Settings, validate_settings
 from tasks.shard.checker import Checker
-from tasks.shard.finish import ChunkAudio, finish
-from tasks.shard.rows import ManifestRow, Place, made_row, refused_row
+from tasks.shard.finish import finish
+from tasks.shard.rows import ManifestRow, made_row, refused_row
 from tasks.shard.stats import ShardStats, total
 from tasks.shard.storing import store_audio, stored_audio
 from tasks.shard.synthesis import Synthesized
 from tasks.storage import open_store
-
-RATE = 22050
-CHUNK = ChunkAudio("c" * 32, "The keeper climbed the stairs at dusk.", "en", RATE, 16000)
-
-
-def speechlike(seconds: float = 2.4, rate: int = RATE) -> np.ndarray:
-    """Syllable-like bursts of a tone: loud enough, few pauses, a speech rate that fits the chunk's text."""
-    t = np.arange(int(seconds * rate)) / rate
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-    return (0.4 * envelope * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
-
-
-def place(**changes: object) -> Place:
-    fields = {f.name: "" for f in dataclasses.fields(Place)}
-    fields |= {"shard": 0, "chunk_index": 3, "line": 7, "chapter_index": 0, "part": 0, "sample_rate": 16000}
-    fields |= {"run_id": "run-x", "chunk_id": CHUNK.chunk_id, "text": CHUNK.said, "format": "flac"}
-    return Place(**{**fields, **changes})  # type: ignore[arg-type]
+from tests.helpers import CHUNK, RATE, place, speechlike
 
 
 def made(audio: np.ndarray | None = None, error: str | None = None) -> Synthesized:

@@ -27,8 +27,7 @@ from tasks.shard.storing import store_audio
 from tasks.shard.synthesis import Synthesized
 from tasks.storage import open_store
 from tasks.storage.layout import audio_key
-from tests.helpers import Flaky
-from tests.test_shard_stages import CHUNK, place, speechlike
+from tests.helpers import CHUNK, Flaky, place, speechlike
 
 SAID = "The keeper climbed the stairs at dusk."
 

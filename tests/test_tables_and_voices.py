@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,25 +14,8 @@ from tasks.backends import registry as backends
 from tasks.config import validate_settings
 from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_OK, InputError
 from tasks.plan.planner import prepare
-
-ROWS = [
-    {"id": "utt-1", "text": "The first prompt.", "emotion": "calm", "weight": 1.5},
-    {"id": "utt-2", "text": "The second prompt. It has two sentences.", "emotion": "happy", "weight": 2},
-    {"id": "utt-3", "text": "A third.", "voice": "tone:t", "length_scale": 1.5, "emotion": "calm"},
-]
-
-
-def write_table(path: Path, rows: list[dict[str, object]]) -> Path:
-    columns = sorted({k for r in rows for k in r})
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    elif path.suffix in (".csv", ".tsv"):
-        sep = "\t" if path.suffix == ".tsv" else ","
-        lines = [sep.join(columns)] + [sep.join(str(r.get(c, "")) for c in columns) for r in rows]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    else:
-        pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]), path)
-    return path
+from tests.helpers import TABLE_ROWS as ROWS
+from tests.helpers import write_table
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv", ".parquet"])
@@ -220,6 +202,8 @@ def test_a_named_voice_that_fails_keeps_digests_out_of_the_manifest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VOXBATCH_VOICES", str(tmp_path / "voices"))
+    # This process may have resolved the real zh-baker already (another module's test): forget it for this one.
+    monkeypatch.setattr(backends, "_RESOLVED", {})
     broken = tmp_path / "voices" / "zh-baker"
     broken.mkdir(parents=True)
     (broken / "voice.json").write_text("{}")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tasks.config import Settings
-from tasks.errors import ConfigError, VoxbatchError
+from tasks.errors import ConfigError
 from tasks.shard.finish import ChunkAudio, Finished, finish
 
 if TYPE_CHECKING:
@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 Redo = Callable[[int], np.ndarray]  # synthesize the chunk again with this seed; AttemptFailed if it cannot
 
 
-class AttemptFailed(VoxbatchError):
+class AttemptFailed(Exception):
     """One regeneration could not make this chunk (its text, not the device or storage): one failed attempt.
-    Never reaches the user: the chunk's row says why, if no attempt passes."""
+    Never reaches the user (so not one of voxbatch's errors): the chunk's row says why, if no attempt passes."""
 
 
 TRANSCRIPT_CHARS = 2000
