@@ -402,6 +402,9 @@ def test_a_shard_run_cancelled_from_the_ui_ends_its_slot_and_a_rerun_completes_t
         slot_pid = int(lease["pid"])  # type: ignore[call-overload]
         run_id = next(k for k in objects(p.s3, bucket, "out/runs/") if k.endswith("/plan.parquet")).split("/")[2]
         (victim,) = [r for r in _shard_runs(p, run_id) if r.name == f"{run_id}-shard-{shard}"]
+        # Pool slots held now: the two workers' slots, and a lease an earlier test's stopped worker may still
+        # hold until it expires (seen once in a CI run: three held).
+        held_before = p.server.slots_taken("voxbatch-cpu")
         with _api(p) as api:
             api.set_flow_run_state(victim.id, Cancelling(message="cancelled by a test"))
         gone_by = time.monotonic() + 20
@@ -414,9 +417,10 @@ def test_a_shard_run_cancelled_from_the_ui_ends_its_slot_and_a_rerun_completes_t
     (ended,) = [r for r in _shard_runs(p, run_id) if r.id == victim.id]
     assert ended.state and ended.state.is_cancelled(), ended.state
     assert f"shard {shard}" in parent.log() and "CANCELLED" in parent.log().upper()
-    deadline = time.monotonic() + 30  # the ended slot gave its pool slot back: the two workers' slots hold two
-    while (held := p.server.slots_taken("voxbatch-cpu")) != 2:
-        assert time.monotonic() < deadline, f"{held} pool slots taken"
+    # The ended slot gave its pool slot back, and the slot started in its place took one: no more than before.
+    deadline = time.monotonic() + 30
+    while (held := p.server.slots_taken("voxbatch-cpu")) > held_before:
+        assert time.monotonic() < deadline, f"{held} pool slots taken, {held_before} before the cancel"
         time.sleep(0.5)
     again = subprocess.run(args, env=p.env, capture_output=True, text=True, timeout=300, cwd=p.tmp)
     assert again.returncode == 0, again.stdout + again.stderr
