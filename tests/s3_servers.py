@@ -224,6 +224,10 @@ def start_weed(
         "-admin.ui=false",
         "-master.telemetry=false",
         "-volume.preStopSeconds=0",  # one volume server, no one to drain to: stop at once (mini's default is 1 s)
+        # Each bucket is a collection that takes volumes of its own (7 at a time), and the default cap is free disk
+        # / 128 MB: a session's tests make enough buckets to reach it on a fuller disk ("No writable volumes", seen
+        # in CI-like runs). Volumes are sparse files that grow as written, so a high count costs nothing up front.
+        "-volume.max=5000",
         # metrics (-metricsPort, -s3.metricsPort) and https (-s3.port.https) listen only when set: left unset.
     ]
     env = {k: v for k, v in os.environ.items() if k not in _WEED_ENV_DROP}
