@@ -21,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows import progress
-from flows.shard_flow import synthesize_shard
+from flows.shard_flow import STORAGE_RETRY_DELAYS, synthesize_shard
 from tasks.config import Settings, validate_settings
 from tasks.errors import VoxbatchError
 from tasks.plan.file import Plan
@@ -38,15 +38,13 @@ from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import manifests_prefix, summary_key
 
 T = TypeVar("T")
-# The shard task's retry delays (flows.shard_flow, without the jitter): an outage its shards ride out, the flow's
-# own storage calls (open, plan, state, consolidation, summary) ride out too, wherever in the run it strikes.
-_PATIENCE = (10.0, 20.0, 40.0)
 
 
 def _patiently(what: str, call: Callable[[], T]) -> T:
-    """`call()`, tried again after each of _PATIENCE's waits while it fails with a transient error (an endpoint
-    unreachable); the last error is raised as it came (naming the endpoint)."""
-    for wait in (*_PATIENCE, None):
+    """`call()`, tried again after each of the shard task's retry waits while it fails with a transient error (an
+    endpoint unreachable): an outage its shards ride out, the flow's own storage calls (open, plan, state,
+    consolidation, summary) ride out too. The last error is raised as it came (naming the endpoint)."""
+    for wait in (*STORAGE_RETRY_DELAYS, None):
         try:
             return call()
         except VoxbatchError as exc:

@@ -65,12 +65,17 @@ def _log_outcome(outcome: ShardOutcome) -> None:
         logger.warning("… %d more failed chunks; each has its error in the shard's manifest", s.failed - len(s.errors))
 
 
+# Waits between a shard task's attempts after a transient error (10, 20, 40 s, before jitter); the corpus flow's
+# own storage calls wait the same (flows.corpus._patiently).
+STORAGE_RETRY_DELAYS: list[float] = [float(d) for d in exponential_backoff(backoff_factor=10)(3)]
+
+
 @task(
     name="synthesize-shard",
     task_run_name="shard-{shard}",
     cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retries=len(STORAGE_RETRY_DELAYS),
+    retry_delay_seconds=STORAGE_RETRY_DELAYS,
     retry_jitter_factor=0.5,
     retry_condition_fn=_transient_only,
 )

@@ -96,7 +96,7 @@ def test_storage_unreachable_at_the_flows_own_calls_is_waited_out_like_a_shards(
     once with exit 4 where a shard meeting the same outage rode it out."""
     import flows.corpus as corpus
 
-    monkeypatch.setattr(corpus, "_PATIENCE", (0.05, 0.05, 0.05))
+    monkeypatch.setattr(corpus, "STORAGE_RETRY_DELAYS", [0.05, 0.05, 0.05])
     calls: dict[str, int] = {}
 
     def flaky(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
