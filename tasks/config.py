@@ -245,6 +245,11 @@ class QASettings(_Section):
         description="Largest character error rate of a Chinese chunk's transcript (Whisper base on zh-baker: "
         "0-0.16 on good chunks).",
     )
+    asr_second_opinion: bool = Field(
+        True,
+        description="An English chunk that tiny.en fails is heard again by the multilingual Whisper base (when "
+        "installed: extra asr) before it counts as failed; its transcript then stands.",
+    )
     asr_batch_size: int = Field(8, ge=1, le=256, description="Chunks transcribed together.")
     min_chars_for_asr_check: int = Field(
         8,

