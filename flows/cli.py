@@ -166,7 +166,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  shards committed {done}, pending {len(state.pending)}")
     if state.pending:
         print(f"  pending shards: {shard_list(state.pending)}")
-    print(f"  chunks ok {stats.ok}, flagged {stats.flagged}, failed {stats.failed}, skipped {stats.skipped}")
+    flagged = f"flagged {stats.flagged}, " if stats.flagged else ""
+    print(f"  chunks ok {stats.ok}, {flagged}failed {stats.failed}, skipped {stats.skipped}")
     hours = stats.audio_seconds / 3600
     print(f"  audio {hms(stats.audio_seconds)} ({hours:.3f} h), voice {plan.voice.backend}:{plan.voice.name}")
     if stats.flagged:
