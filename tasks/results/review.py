@@ -140,10 +140,11 @@ def accept(store: ObjectStore, run_id: str, chunk_ids: list[str] | None) -> Acce
         committed = read_manifest(store, run_id, shard) or []
         updated = []
         for r in committed:
-            if r.status == "flagged" and r.chunk_id in chosen:
-                if r.chunk_id not in copies:
-                    copies[r.chunk_id] = _copy(store, r)
-                updated.append(accepted_row(r, copies[r.chunk_id]))
+            chunk_id = r.chunk_id
+            if r.status == "flagged" and chunk_id in chosen:
+                if chunk_id not in copies:  # a chunk id in several rows (a repeated sentence) is copied once
+                    copies[chunk_id] = _copy(store, r)
+                updated.append(accepted_row(r, copies[chunk_id]))
                 rows += 1
             else:
                 updated.append(r)
