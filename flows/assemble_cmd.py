@@ -17,6 +17,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("out", metavar="OUT", help="output folder or URI of the run")
     p.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
     p.add_argument("--format", choices=list(BOOK_FORMATS), default="flac", dest="assemble_format")
+    p.add_argument(
+        "--include-flagged",
+        action="store_true",
+        help="with the chunks flagged for review (their audio, marked [flagged] in the subtitles and chapters)",
+    )
     defaults = Pauses()
     for name in ("sentence", "paragraph", "chapter"):
         p.add_argument(
@@ -34,13 +39,19 @@ def cmd_assemble(args: argparse.Namespace, pick_run: PickRun) -> int:
 
     store = open_store(args.out)
     pauses = Pauses(args.sentence_pause, args.paragraph_pause, args.chapter_pause)
-    assemble_and_print(store, pick_run(store, args.run_id), args.assemble_format, pauses)
+    assemble_and_print(store, pick_run(store, args.run_id), args.assemble_format, pauses, args.include_flagged)
     return 0
 
 
-def assemble_and_print(store: Any, run_id: str, fmt: str = "flac", pauses: Any = None) -> None:
-    from tasks.results.assemble import assemble_run
+def assemble_and_print(
+    store: Any, run_id: str, fmt: str = "flac", pauses: Any = None, include_flagged: bool = False
+) -> None:
+    from tasks.results.assemble import FLAGGED_MARK, assemble_run
 
-    for made in assemble_run(store, run_id, fmt, pauses):
+    for made in assemble_run(store, run_id, fmt, pauses, include_flagged):
         minutes, seconds = divmod(made.seconds, 60)
-        print(f"  assembled {store.uri(made.key)}: {made.chunks} chunks, {int(minutes)}:{seconds:04.1f} (+ .srt, .vtt)")
+        flagged = f", {made.flagged} flagged (cues start {FLAGGED_MARK.strip()})" if made.flagged else ""
+        print(
+            f"  assembled {store.uri(made.key)}: {made.chunks} chunks{flagged}, {int(minutes)}:{seconds:04.1f} "
+            "(+ .srt, .vtt)"
+        )

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flows import assemble_cmd, bench_cmd, report_cmd, voices_cmd
+from flows import assemble_cmd, bench_cmd, report_cmd, review_cmd, voices_cmd
 from flows.flags import settings_flags, settings_from_args
 from tasks.config import Settings
 from tasks.config_files import dump_toml
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     voices_cmd.add_parser(sub)
     assemble_cmd.add_parser(sub)
     report_cmd.add_parser(sub)
+    review_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
     return parser
 
@@ -165,9 +166,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  shards committed {done}, pending {len(state.pending)}")
     if state.pending:
         print(f"  pending shards: {shard_list(state.pending)}")
-    print(f"  chunks ok {stats.ok}, failed {stats.failed}, skipped {stats.skipped}")
+    flagged = f"flagged {stats.flagged}, " if stats.flagged else ""
+    print(f"  chunks ok {stats.ok}, {flagged}failed {stats.failed}, skipped {stats.skipped}")
     hours = stats.audio_seconds / 3600
     print(f"  audio {hms(stats.audio_seconds)} ({hours:.3f} h), voice {plan.voice.backend}:{plan.voice.name}")
+    if stats.flagged:
+        print(f"  flagged for review: listen with `voxbatch review {args.out}`, then accept with `voxbatch accept`")
     for reason, n, rows in state.failures():
         print(f"  failed x{n}: {reason}")
         for r in rows:
@@ -286,8 +290,8 @@ def _run(args: argparse.Namespace, settings: Settings, local_api: Any) -> int:
         return EXIT_PENDING
     if getattr(args, "report", False):
         report_cmd.report_and_print(store, summary["run_id"])
-    if getattr(args, "assemble", False) and not summary["failed"]:
-        assemble_cmd.assemble_and_print(store, summary["run_id"])
+    if getattr(args, "assemble", False) and not summary["failed"]:  # flagged chunks in, marked (it says so)
+        assemble_cmd.assemble_and_print(store, summary["run_id"], include_flagged=True)
     return EXIT_CHUNKS_FAILED if summary["failed"] or summary["rejected"] else EXIT_OK
 
 
@@ -360,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         "voices": voices_cmd.cmd_voices,
         "assemble": lambda a: assemble_cmd.cmd_assemble(a, _pick_run),
         "report": lambda a: report_cmd.cmd_report(a, _pick_run),
+        "review": lambda a: review_cmd.cmd_review(a, _pick_run),
+        "accept": lambda a: review_cmd.cmd_accept(a, _pick_run),
         "bench": bench_cmd.cmd_bench,
     }
     try:
@@ -401,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
 # interpreter's shutdown after they were used ("terminate called without an active exception", exit 134, seen
 # in about 1 of 10 `voxbatch status` runs), turning a finished command into a crash. Nothing of theirs is left
 # to clean up once the output is flushed.
-_NO_PREFECT = {"plan", "config", "status", "export", "doctor", "voices", "assemble", "report"}
+_NO_PREFECT = {"plan", "config", "status", "export", "doctor", "voices", "assemble", "report", "review", "accept"}
 
 
 def entry() -> None:

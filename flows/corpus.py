@@ -228,6 +228,7 @@ def _artifacts(summary: RunSummary, state: RunState, store: ObjectStore) -> None
         {"metric": "output", "value": summary.output},
         {"metric": "chunks", "value": s.chunks},
         {"metric": "ok", "value": s.ok},
+        {"metric": "flagged for review", "value": s.flagged},
         {"metric": "failed", "value": s.failed},
         {"metric": "skipped", "value": s.skipped},
         {"metric": "synthesized now", "value": s.synthesized},

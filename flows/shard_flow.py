@@ -49,10 +49,12 @@ def _log_outcome(outcome: ShardOutcome) -> None:
     logger = get_run_logger()
     s = outcome.stats
     logger.info(
-        "shard %d: %s; %d ok, %d failed, %d skipped, %.1f s audio, %d OOM backoffs, %.2f s waiting on storage",
+        "shard %d: %s; %d ok, %d flagged, %d failed, %d skipped, %.1f s audio, %d OOM backoffs, %.2f s waiting on "
+        "storage",
         outcome.shard,
         "already done" if outcome.already_done else "done",
         s.ok,
+        s.flagged,
         s.failed,
         s.skipped,
         s.audio_seconds,

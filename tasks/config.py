@@ -264,6 +264,12 @@ class QASettings(_Section):
         description="A chunk that fails a check is synthesized again up to this many times, with a noise seed "
         "from its chunk id and the attempt; the best attempt is kept (voices that sample: piper, vits).",
     )
+    flag: bool = Field(
+        True,
+        description="A chunk that still fails only the listening check (qa.asr) after its regenerations keeps its "
+        "best attempt under review/ and is `flagged`, not `failed`: `voxbatch review` lists it, `voxbatch accept` "
+        "makes it ok. False: it fails, without audio. Signal-check and synthesis failures always fail.",
+    )
 
 
 class EngineSettings(_Section):

@@ -1,5 +1,6 @@
 """Listening during a run (qa.asr): transcripts scored against the text, garbled chunks regenerated with seeds that
-a rerun repeats, chunks that never read back failed with their reason; the report of such a run."""
+a rerun repeats, chunks that never read back failed with their reason (qa.flag = false; flagged chunks:
+test_review.py); the report of such a run."""
 
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def test_chunks_that_never_read_back_fail_with_their_reason_and_the_report_shows
 ) -> None:
     out = tmp_path / "out"
     config = tmp_path / "qa.toml"
-    config.write_text("[qa]\nregenerate = 0\n")
+    config.write_text("[qa]\nregenerate = 0\nflag = false\n")  # the old way: failed, no audio kept
     done = _run(out, api_url, "--config", str(config), "--report", env_faults="garble_rate=0.3,seed=4")
     assert done.returncode == 3, done.stderr  # chunks failed
     rows = _rows(out)

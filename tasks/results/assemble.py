@@ -9,6 +9,12 @@ chapter pause. Beside each audio file, SRT and WebVTT subtitles with each chunk'
 Opus is written at 48 kHz (the rates Opus knows; chunks are resampled as they are read). M4B, the audiobook
 container, is one file per document with a chapter marker per chapter and the title in its metadata; it is made
 by ffmpeg (AAC) from the streamed WAV, so it needs ffmpeg on the PATH (Debian: apt-get install ffmpeg).
+
+A run with flagged chunks (they failed only the listening check; `voxbatch review` lists them) is assembled only
+when asked (`include_flagged`, `--include-flagged`): their review audio takes their places, each of their cues in
+the subtitles starts with FLAGGED_MARK, an M4B chapter holding any has " (N flagged)" after its title, and any
+other file holding them says so in its comment tag (and the `Assembled` record counts them). A failed chunk (no
+audio at all) still keeps a run from being assembled.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from tasks.storage import ObjectStore
 from tasks.storage.layout import content_type
 
 M4B_BITRATE = "64k"  # AAC, mono speech
+FLAGGED_MARK = "[flagged] "  # starts the subtitle cue of a flagged chunk in an assembled book
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Assembled:
     key: str  # the audio file's key under OUT
     chunks: int
     seconds: float
+    flagged: int = 0  # flagged chunks in it (their review audio)
 
 
 def assembled_prefix(run_id: str) -> str:
@@ -85,27 +93,35 @@ def _write(
     made = FORMATS[fmt]
     out_rate = made.rate or rate
     cues: list[tuple[float, float, str]] = []
-    chapters: list[tuple[int, str]] = []  # (first sample, title) per chapter, for M4B
+    chapters: list[tuple[int, str, int]] = []  # (first sample, title, flagged chunks) per chapter, for M4B
     position = 0  # samples written so far: the timings are exact, not summed floats
+    flagged_total = sum(r.status == "flagged" for r in rows)
     with tempfile.TemporaryDirectory(prefix="voxbatch-assemble-") as tmp:
         path = Path(tmp) / (PurePosixPath(key).stem + (".wav" if made.via_ffmpeg else PurePosixPath(key).suffix))
         with sf.SoundFile(
             path, "w", samplerate=out_rate, channels=1, format=made.container, subtype=made.subtype
         ) as out:
+            if flagged_total:  # before any audio: libsndfile takes tags only then
+                out.comment = _flagged_comment(flagged_total)
             for i, row in enumerate(rows):
                 if i:
                     gap = np.zeros(round(_pause(rows[i - 1], row, pauses) * out_rate), np.float32)
                     out.write(gap)
                     position += gap.size
                 if i == 0 or rows[i - 1].chapter_index != row.chapter_index:
-                    chapters.append((position, row.chapter_title or f"Chapter {row.chapter_index + 1}"))
+                    chapters.append((position, row.chapter_title or f"Chapter {row.chapter_index + 1}", 0))
+                flagged = row.status == "flagged"
+                if flagged:
+                    start, name, n = chapters[-1]
+                    chapters[-1] = (start, name, n + 1)
                 samples, chunk_rate = dsp.decode(store.get(row.audio_key or ""))
                 if chunk_rate != rate:
                     raise InputError(f"{row.audio_key}: {chunk_rate} Hz, the run's other chunks are {rate} Hz")
                 if out_rate != rate:
                     samples = dsp.resample(samples, rate, out_rate, "soxr")
                 out.write(samples)
-                cues.append((position / out_rate, (position + samples.size) / out_rate, row.text))
+                text = FLAGGED_MARK + row.text if flagged else row.text
+                cues.append((position / out_rate, (position + samples.size) / out_rate, text))
                 position += samples.size
         if made.via_ffmpeg:
             path = _m4b(path, chapters, position, out_rate, title)
@@ -114,14 +130,18 @@ def _write(
     stem = key.rsplit(".", 1)[0]
     for ext, text in (("srt", srt), ("vtt", vtt)):
         store.put(f"{stem}.{ext}", text.encode(), overwrite=True, content_type=content_type(f"{stem}.{ext}"))
-    return Assembled(key, len(rows), position / out_rate)
+    return Assembled(key, len(rows), position / out_rate, flagged_total)
+
+
+def _flagged_comment(n: int) -> str:
+    return f"{n} flagged chunk(s) in it: they failed the listening check and were not reviewed"
 
 
 def _ffmetadata(text: str) -> str:
     return re.sub(r"([=;#\\\n])", r"\\\1", text)
 
 
-def _m4b(wav: Path, chapters: list[tuple[int, str]], total: int, rate: int, title: str) -> Path:
+def _m4b(wav: Path, chapters: list[tuple[int, str, int]], total: int, rate: int, title: str) -> Path:
     """The WAV as an M4B audiobook: AAC, a chapter marker per chapter, the title in its metadata (ffmpeg)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -130,10 +150,12 @@ def _m4b(wav: Path, chapters: list[tuple[int, str]], total: int, rate: int, titl
             hint="install it (Debian/Ubuntu: apt-get install ffmpeg), or assemble to flac/mp3/opus",
         )
     meta = [";FFMETADATA1", f"title={_ffmetadata(title)}", "genre=Audiobook"]
-    bounds = [start for start, _ in chapters] + [total]
-    for (start, name), end in zip(chapters, bounds[1:], strict=True):
+    if flagged := sum(n for _, _, n in chapters):
+        meta.append(f"comment={_ffmetadata(_flagged_comment(flagged))}")
+    bounds = [start for start, _, _ in chapters] + [total]
+    for (start, name, flagged), end in zip(chapters, bounds[1:], strict=True):
         meta += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={start * 1000 // rate}", f"END={end * 1000 // rate}"]
-        meta.append(f"title={_ffmetadata(name)}")
+        meta.append(f"title={_ffmetadata(name + (f' ({flagged} flagged)' if flagged else ''))}")
     metadata = wav.with_suffix(".ffmeta")
     metadata.write_text("\n".join(meta) + "\n", encoding="utf-8")
     out = wav.with_suffix(".m4b")
@@ -146,18 +168,25 @@ def _m4b(wav: Path, chapters: list[tuple[int, str]], total: int, rate: int, titl
     return out
 
 
-def _documents(rows: Iterable[ManifestRow]) -> Iterator[list[ManifestRow]]:
-    """The run's ok rows per document, in plan order."""
+def _documents(rows: Iterable[ManifestRow], statuses: tuple[str, ...]) -> Iterator[list[ManifestRow]]:
+    """The run's rows of these statuses (ok, and flagged when asked) per document, in plan order."""
     by_doc: dict[str, list[ManifestRow]] = {}
     for r in rows:
-        if r.status == "ok":
+        if r.status in statuses:
             by_doc.setdefault(r.doc_id, []).append(r)
     for doc_rows in by_doc.values():
         yield sorted(doc_rows, key=lambda r: r.chunk_index)
 
 
-def assemble_run(store: ObjectStore, run_id: str, fmt: str = "flac", pauses: Pauses | None = None) -> list[Assembled]:
-    """Every document of a finished run as one file, and each chapter of a document with chapters as one more."""
+def assemble_run(
+    store: ObjectStore,
+    run_id: str,
+    fmt: str = "flac",
+    pauses: Pauses | None = None,
+    include_flagged: bool = False,
+) -> list[Assembled]:
+    """Every document of a finished run as one file, and each chapter of a document with chapters as one more;
+    `include_flagged`: flagged chunks too (their review audio), marked (else a run with any is refused)."""
     if fmt not in FORMATS:
         raise InputError(f"assemble: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     pauses = pauses or Pauses()
@@ -167,15 +196,22 @@ def assemble_run(store: ObjectStore, run_id: str, fmt: str = "flac", pauses: Pau
             f"run {run_id} has {len(state.pending)} shard(s) not committed yet: nothing assembled",
             hint="finish the run (the same `voxbatch run` command resumes it), then assemble",
         )
-    failed = state.stats().failed
-    if failed:
+    stats = state.stats()
+    if stats.failed:
         raise RunIncomplete(
-            f"run {run_id} has {failed} failed chunk(s): a book assembled now would have holes",
+            f"run {run_id} has {stats.failed} failed chunk(s): a book assembled now would have holes",
             hint="run the same `voxbatch run` command again to retry them (`voxbatch status` shows why they failed)",
+        )
+    if stats.flagged and not include_flagged:
+        raise RunIncomplete(
+            f"run {run_id} has {stats.flagged} chunk(s) flagged for review (they failed the listening check): "
+            "nothing assembled",
+            hint=f"listen with `voxbatch review {store.uri('')}`, then `voxbatch accept` them, or assemble with "
+            "them, marked, with --include-flagged",
         )
     rate, prefix, made = state.plan.sample_rate, assembled_prefix(run_id), []
     names: set[str] = set()
-    for doc_rows in _documents(state.rows()):
+    for doc_rows in _documents(state.rows(), ("ok", "flagged") if include_flagged else ("ok",)):
         first = doc_rows[0]
         name = _name(PurePosixPath(first.source).stem)
         if name in names:  # two inputs with one stem (a/book.txt, b/book.txt)

@@ -6,9 +6,10 @@
     nemo: manifest.jsonl: one line per chunk with audio_filepath (a local path, or the s3:// URI), duration,
           text, lang and voice.
 
-Only `ok` chunks are exported. Written under OUT/exports/<run_id>/<format>/ unless a destination is given
-(a folder or URI). The manifests and the audio are read one shard at a time and each file is written as it
-goes, so memory stays bounded whatever the run's size. A rerun of the hf export removes the files of an
+Only `ok` chunks are exported: never a flagged one (it failed the listening check) unless accepted (then ok).
+Written under OUT/exports/<run_id>/<format>/ unless a destination is given (a folder or URI). The manifests
+and the audio are read one shard at a time and each file is written as it goes, so memory stays bounded
+whatever the run's size. A rerun of the hf export removes the files of an
 earlier one that it did not write again (the number of files, n, changes when shards do).
 """
 

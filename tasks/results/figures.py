@@ -2,7 +2,8 @@
 
 What is kept does not grow with the run as rows would: each measure's values as float64 (8 bytes a chunk, for
 exact medians, percentiles and histograms), 25 bytes per ok chunk to rank the worst ones, and as objects only the
-rows shown: the first WORST failed ones and the WORST worst ok ones (read again from their shards at the end).
+rows shown: the first WORST failed ones, the WORST worst ok ones (read again from their shards at the end) and the
+first FLAGGED_SHOWN flagged ones.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tasks.shard.manifest import rows_from_table
 from tasks.shard.rows import ManifestRow
 
 WORST = 10  # chunks shown with text, transcript and audio
+FLAGGED_SHOWN = 200  # flagged chunks shown with their audio (`voxbatch review` lists them all)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Figures:
     regenerated: int = 0  # rows whose audio was made again after a failed check
     columns: dict[Measure, np.ndarray] = field(default_factory=dict)  # each measure's finite values over ok rows
     worst: list[ManifestRow] = field(default_factory=list)  # failed chunks first, then the worst ok ones
+    flagged: list[ManifestRow] = field(default_factory=list)  # the first flagged chunks, for review
 
 
 class _Gather:
@@ -90,6 +93,9 @@ class _Gather:
         if len(self.failed) < WORST:
             failed = table.filter(pc.equal(status, "failed")).slice(0, WORST - len(self.failed))
             self.failed += rows_from_table(failed, "manifest")
+        if len(f.flagged) < FLAGGED_SHOWN:
+            flagged = table.filter(pc.equal(status, "flagged")).slice(0, FLAGGED_SHOWN - len(f.flagged))
+            f.flagged += rows_from_table(flagged, "manifest")
         where = np.flatnonzero(np.asarray(pc.equal(status, "ok").to_numpy(zero_copy_only=False)))
         ok = table.take(pa.array(where))
         for m in MEASURES:

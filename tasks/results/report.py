@@ -1,8 +1,10 @@
-"""A run's report as one self-contained HTML file: totals, failures by reason, histograms, the worst chunks.
+"""A run's report as one self-contained HTML file: totals, failures by reason, flagged chunks, histograms, the worst
+chunks.
 
 Read from storage alone (the plan and the committed manifests), so it works for a run made anywhere, finished
 or not. Pictures are inline PNGs (matplotlib, Agg) and the worst chunks' audio inline data URIs: the file can be
-mailed or opened from S3 without anything beside it.
+mailed or opened from S3 without anything beside it. Flagged chunks (for review) are the exception: their audio
+is linked, a path relative to the report for a local output (open it where it lies), the URI otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import html
 import io
 import json
 import math
+import posixpath
 import statistics
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +23,7 @@ import numpy as np
 
 from tasks.errors import StorageError
 from tasks.results.figures import Figures, Measure, distribution, gather
+from tasks.results.review import heard_line
 from tasks.results.run_state import RunState, load_run_state
 from tasks.shard.rows import ManifestRow
 from tasks.storage import ObjectMissing, ObjectStore
@@ -91,7 +95,7 @@ def totals(state: RunState, figures: Figures, summary: dict[str, Any]) -> list[t
     out = [
         ("chunks planned", str(state.plan.num_chunks)),
         ("chunks committed", str(figures.rows)),
-        ("ok / failed / skipped", f"{stats.ok} / {stats.failed} / {stats.skipped}"),
+        ("ok / flagged / failed / skipped", f"{stats.ok} / {stats.flagged} / {stats.failed} / {stats.skipped}"),
         ("shards committed / planned", f"{len(state.committed)} / {state.plan.num_shards}"),
         ("audio", f"{audio / 3600:.3f} h ({audio:.1f} s)"),
         ("regenerated chunks", str(figures.regenerated)),
@@ -145,6 +149,7 @@ def render(store: ObjectStore, state: RunState) -> str:
         parts.append("</table>")
     else:
         parts.append("<p>No chunk failed.</p>")
+    parts += _flagged_section(store, state, figures)
     parts.append("<h2>Distributions</h2><table><tr><th>measure</th>")
     parts += [f"<th>{h}</th>" for h in ("chunks", "min", "median", "p95", "max", "mean")]
     parts.append("</tr>")
@@ -169,6 +174,37 @@ def render(store: ObjectStore, state: RunState) -> str:
         )
     parts.append("</table></body></html>")
     return "".join(parts)
+
+
+def _flagged_section(store: ObjectStore, state: RunState, figures: Figures) -> list[str]:
+    """Flagged chunks with their audio (linked), text and what was heard; nothing when there are none."""
+    if not figures.flagged:
+        return []
+    total = state.stats().flagged
+    parts = [
+        "<h2>Flagged for review</h2>",
+        f"<p>{total} chunk(s) failed only the listening check; their best attempt is kept. Listen, then "
+        f"<code>voxbatch accept {html.escape(store.uri(''))} CHUNK_ID…</code> makes those that sound right ok."
+        + (
+            f" The first {len(figures.flagged)} are shown (<code>voxbatch review</code> lists all).</p>"
+            if total > len(figures.flagged)
+            else "</p>"
+        ),
+        "<table><tr><th>where</th><th>text</th><th>heard (ASR)</th><th>score</th><th>audio</th></tr>",
+    ]
+    here = posixpath.dirname(report_key(state.run_id))
+    for r in figures.flagged:
+        key = r.audio_key or ""
+        local = store.uri(key).startswith("file://")
+        src = posixpath.relpath(key, here) if local else store.uri(key)
+        parts.append(
+            f"<tr><td>{html.escape(r.source)}:{r.line} chunk {r.chunk_index}<br><small>{html.escape(r.chunk_id)}"
+            f"</small></td><td>{html.escape(r.spoken_text or r.text)}</td><td>{_fmt(r.asr_transcript)}</td>"
+            f"<td class='num'>{html.escape(heard_line(r))}</td><td><audio controls preload='none' "
+            f"src='{html.escape(src, quote=True)}'></audio><br><small>{html.escape(src)}</small></td></tr>"
+        )
+    parts.append("</table>")
+    return parts
 
 
 def write_report(store: ObjectStore, run_id: str) -> str:

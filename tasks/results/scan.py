@@ -86,6 +86,7 @@ def shard_stats(table: pa.Table) -> ShardStats:
     return ShardStats(
         chunks=table.num_rows,
         ok=_count(ok),
+        flagged=_count(pc.equal(status, "flagged")),
         failed=_count(failed),
         skipped=_count(pc.equal(status, "skipped")),
         reused=_count(table.column("reused").fill_null(False)),
@@ -113,7 +114,7 @@ class ShardFacts:
 
     stats: ShardStats  # as `ShardStats.from_rows(rows)` (not already done: callers set that)
     ids: str  # ids_digest of its chunk ids in order
-    all_done: bool  # every row ok or skipped
+    all_done: bool  # every row done: ok, flagged or skipped
 
 
 def shard_facts(table: pa.Table) -> ShardFacts:

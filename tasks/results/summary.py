@@ -63,7 +63,7 @@ class RunSummary:
         speed = f"{s.audio_seconds / self.wall_seconds:.1f}x real time" if self.wall_seconds else "n/a"
         lines = [
             f"run {self.run_id}: {s.chunks} chunks in {self.documents} document(s), {s.shards} shard(s)",
-            f"  ok {s.ok}, failed {s.failed}, skipped {s.skipped} "
+            f"  ok {s.ok}, {f'flagged {s.flagged}, ' if s.flagged else ''}failed {s.failed}, skipped {s.skipped} "
             f"(synthesized now {s.synthesized}, already done {s.chunks - s.synthesized - s.skipped})",
             f"  audio {hms(s.audio_seconds)} in {hms(self.wall_seconds)} wall: real-time factor "
             f"{self.realtime_factor:.3f} ({speed})",
@@ -85,6 +85,11 @@ class RunSummary:
         if self.rejected:
             lines.append(f"  INPUTS SET ASIDE: {len(self.rejected)} file(s) were not read:")
             lines.extend(f"    {r}" for r in self.rejected)
+        if s.flagged:
+            lines.append(
+                f"  FLAGGED FOR REVIEW: {s.flagged} chunk(s) failed only the listening check; their audio is kept: "
+                f"listen with `voxbatch review {self.output}`; `voxbatch accept` makes those you accept ok"
+            )
         if s.failed:
             lines.append("  failed chunks (first ones; every failed row has its error in the manifest):")
             lines.extend(f"    {e}" for e in s.errors)

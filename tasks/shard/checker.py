@@ -63,12 +63,14 @@ class Heard:
 @dataclass(frozen=True)
 class Checked:
     """A chunk's verdict: the attempt kept (its finished audio, what was heard), how many attempts the checks saw,
-    and why it failed (None: its audio is to be stored)."""
+    and why it failed (None: its audio is to be stored). `flagged`: it failed only the listening check, so it has
+    audio, kept for a person to review (qa.flag) instead of thrown away."""
 
     finished: Finished | None  # None: synthesis itself failed, there was nothing to check
     heard: Heard | None
     qa_attempts: int
     error: str | None
+    flagged: bool = False
 
 
 Attempt = tuple[Finished, Heard | None, str | None]  # finished audio, what was heard, why it fails (None: passes)
@@ -199,7 +201,10 @@ class Checker:
             tail = " (not regenerated: the voice makes the same audio every time)"
         else:
             tail = f" (best of {len(attempts)} attempts)"
-        return Checked(best, heard, len(attempts), (reason if reason.startswith("qa:") else "qa: " + reason) + tail)
+        reason = (reason if reason.startswith("qa:") else "qa: " + reason) + tail
+        # Only the listening check failed it (error is set only by scoring audio that passed the signal checks).
+        flagged = self.qa.flag and best.ok and error is not None
+        return Checked(best, heard, len(attempts), reason, flagged=flagged)
 
     def _listener(self, lang: str) -> Listener:
         """Per language ("en", "zh"), and "en-base": English heard by the multilingual model (a second opinion)."""

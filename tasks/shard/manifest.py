@@ -26,7 +26,8 @@ from tasks.storage.layout import checkpoint_key, content_type, manifest_key, run
 
 
 def shard_is_complete(rows: list[ManifestRow] | None, planned_ids: list[str]) -> bool:
-    """The one rule for "this shard needs no more work": every planned chunk, in order, ok or skipped."""
+    """The one rule for "this shard needs no more work": every planned chunk, in order, done (ok, flagged or
+    skipped: tasks.shard.rows.DONE_STATUSES)."""
     return rows is not None and [r.chunk_id for r in rows] == planned_ids and all(r.done for r in rows)
 
 
@@ -36,7 +37,7 @@ def rows_table(rows: list[ManifestRow]) -> pa.Table:
 
 # Columns added after manifests were first written: an older manifest (a run resumed after an upgrade) lacks them
 # and its rows take their defaults.
-_ADDED_LATER = {"mixed", "voices", "silence_ratio", "longest_pause_s"}
+_ADDED_LATER = {"mixed", "voices", "silence_ratio", "longest_pause_s", "accepted"}
 
 
 def _check_columns(table: pa.Table, source: str) -> None:
@@ -93,13 +94,16 @@ def write_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[Manif
     return _write(store, manifest_key(run_id, shard), rows)
 
 
-def _done(rows: list[ManifestRow]) -> int:
-    return sum(r.done for r in rows)
+def _completeness(rows: list[ManifestRow]) -> tuple[int, int]:
+    """How complete a shard's rows are: chunks done, then (among as many done) chunks ok: a flagged chunk that
+    was accepted (voxbatch accept) makes a manifest more complete."""
+    return sum(r.done for r in rows), sum(r.status == "ok" for r in rows)
 
 
 def commit_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[ManifestRow]) -> list[ManifestRow]:
-    """Commit a shard unless storage already holds a manifest at least as complete (more chunks done): two
-    attempts that overlapped never leave the less complete one. Returns the rows that stand committed.
+    """Commit a shard unless storage already holds a manifest at least as complete (more chunks done, or as many
+    and more ok): two attempts that overlapped never leave the less complete one. Returns the rows that stand
+    committed.
 
     The first commit is a create-only write, so of two first commits exactly one lands and the other compares;
     a later one (a rerun retrying failed chunks) reads back before it replaces. Between that read and the
@@ -107,7 +111,7 @@ def commit_manifest(store: ObjectStore, run_id: str, shard: int, rows: list[Mani
     key = manifest_key(run_id, shard)
     for _ in range(3):
         stored = read_manifest(store, run_id, shard)
-        if stored is not None and _done(stored) >= _done(rows):
+        if stored is not None and _completeness(stored) >= _completeness(rows):
             return stored
         data = to_parquet_bytes(rows_table(rows))
         if store.put(key, data, overwrite=stored is not None, content_type=content_type(key)):

@@ -34,7 +34,7 @@ from tasks.shard.synthesis import Synthesized, engine_for, synthesize_group, voi
 from tasks.shard.upload import Uploader
 from tasks.shard.work_items import ShardWork
 from tasks.storage import ObjectStore
-from tasks.storage.layout import audio_key
+from tasks.storage.layout import audio_key, review_key
 from tasks.text.chunking import is_speakable
 
 ProgressFn = Callable[[int, float], None]  # (chunks finished, audio seconds they hold)
@@ -174,15 +174,17 @@ class _ShardPass:
         return checker.offer(i, chunk, synthesized.audio, synthesized.redo)
 
     def _deliver(self, made: dict[int, Synthesized], verdicts: list[Verdict]) -> None:
-        """Rows for failed chunks now; the others' audio to the upload pool, their rows as the writes finish."""
+        """Rows for failed chunks now; the others' audio to the upload pool (a flagged chunk's under review/), their
+        rows as the writes finish."""
         for i, checked in verdicts:
             place, synthesized = self.places[i], made.pop(i)
             data = checked.finished.data if checked.finished is not None else None
             samples = checked.finished.samples if checked.finished is not None else None
-            if checked.error is not None or data is None or samples is None:
+            if (checked.error is not None and not checked.flagged) or data is None or samples is None:
                 self._finished(i, made_row(place, synthesized, checked))
                 continue
-            write = functools.partial(self._store, place, synthesized, checked, self.keys[i], data, samples)
+            key = review_key(place.chunk_id, self.fmt) if checked.flagged else self.keys[i]
+            write = functools.partial(self._store, place, synthesized, checked, key, data, samples)
             for j, row in self.uploads.submit(i, write):
                 self._finished(j, row)
 

@@ -20,8 +20,10 @@ from tasks.shard.finish import Levels
 from tasks.shard.storing import StoredAudio
 from tasks.shard.synthesis import Synthesized
 
-STATUSES = ("ok", "failed", "skipped")
-DONE_STATUSES = ("ok", "skipped")  # a chunk in one of these is never synthesized again
+STATUSES = ("ok", "flagged", "failed", "skipped")
+# A chunk in one of these is never synthesized again. A flagged chunk (it failed only the listening check; its best
+# attempt is stored under review/) is done: a rerun would make the same seeded attempts again.
+DONE_STATUSES = ("ok", "flagged", "skipped")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class ManifestRow:
     synth_seconds: float = 0.0
     reused: bool = False
     status: str = "ok"
-    error: str | None = None
+    error: str | None = None  # why it failed or was flagged (kept when a flagged row is accepted)
+    accepted: bool = False  # an ok row whose flagged audio a person accepted (voxbatch accept)
     peak_dbfs: float | None = None
     rms_dbfs: float | None = None
     clipped_fraction: float | None = None
@@ -202,7 +205,8 @@ def reused_row(place: Place, stored: StoredAudio) -> ManifestRow:
 
 
 def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAudio | None = None) -> ManifestRow:
-    """A chunk synthesized now: how it was made, the checks' verdict and, when it passed, the object stored."""
+    """A chunk synthesized now: how it was made, the checks' verdict and, when it passed or was flagged (then
+    `stored` is its review object), the object stored."""
     fields: dict[str, Any] = {
         **place.fields(),
         "batch_size": made.batch_size,
@@ -213,13 +217,14 @@ def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAu
         "mixed": made.mixed,
         "voices": made.voices,
         "qa_attempts": checked.qa_attempts,
-        "status": "failed" if checked.error else "ok",
+        "status": ("flagged" if checked.flagged and stored is not None else "failed") if checked.error else "ok",
         "error": checked.error,
     }
     if stored is not None and stored.other_audio:
         # The object holds another attempt's audio (stored by an earlier, killed attempt): what the checks heard
         # and how many tries they saw belong to audio that was thrown away. That audio passed the checks of the
-        # attempt that stored it (only audio that passes is stored), but its figures were not kept: not measured.
+        # attempt that stored it (only audio that passes is stored; a review object, audio flagged as this one
+        # is), but its figures were not kept: not measured.
         fields["qa_attempts"] = 0
     elif checked.heard is not None:
         fields |= {
@@ -231,6 +236,16 @@ def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAu
         fields |= _audio_fields(stored)
     elif checked.finished is not None and checked.finished.levels is not None:  # it failed a signal check
         fields |= {"duration_s": checked.finished.duration_s, **_level_fields(checked.finished.levels)}
+    return ManifestRow(**fields)
+
+
+def accepted_row(flagged: ManifestRow, stored: StoredAudio) -> ManifestRow:
+    """A flagged row a person accepted: ok, with its audio copied to the chunk's own key (`stored`); what was heard
+    and why it was flagged are kept (unless that key held other audio already: then, as in `made_row`, they are
+    not of the object described)."""
+    fields = {**flagged.to_dict(), **_audio_fields(stored), "status": "ok", "accepted": True}
+    if stored.other_audio:
+        fields |= {"qa_attempts": 0, "asr_transcript": None, "asr_wer": None, "asr_cer": None}
     return ManifestRow(**fields)
 
 

@@ -28,11 +28,12 @@ class ShardStats:
     shards_already_done: int = 0  # committed before this call: nothing was synthesized for them
     chunks: int = 0
     ok: int = 0
+    flagged: int = 0  # failed only the listening check: audio kept under review/ (voxbatch review, accept)
     failed: int = 0
     skipped: int = 0
     reused: int = 0  # rows whose audio was found stored (a killed run's, another run's)
     synthesized: int = 0  # chunks sent to the synthesizer (ok or failed)
-    audio_seconds: float = 0.0  # of ok chunks only: audio that failed a check is not delivered
+    audio_seconds: float = 0.0  # of ok chunks only: audio that failed a check (or is flagged) is not delivered
     synth_seconds: float = 0.0
     wall_seconds: float = 0.0
     storage_wait_seconds: float = 0.0  # time synthesis stood still waiting for storage writes
@@ -57,6 +58,7 @@ class ShardStats:
             shards_already_done=int(already_done),
             chunks=len(rows),
             ok=statuses.count("ok"),
+            flagged=statuses.count("flagged"),
             failed=len(failed),
             skipped=statuses.count("skipped"),
             reused=sum(bool(r.reused) for r in rows),

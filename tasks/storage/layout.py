@@ -2,6 +2,8 @@
 
     audio/<chunk_id[:2]>/<chunk_id>.<format>   write-once audio, content-addressed: the same chunk id (same text,
                                                voice and settings) is the same object in every run
+    review/<chunk_id[:2]>/<chunk_id>.<format>  write-once audio of a flagged chunk (it failed the listening check):
+                                               the best attempt, for a person to review (voxbatch review, accept)
     manifests/<run_id>/shard-<n>.parquet       a shard's manifest, written last: the shard's commit record
     runs/<run_id>/plan.parquet                 the self-describing plan (chunks + run header in its metadata)
     runs/<run_id>/settings/<time>.json         settings a rerun replaced (run.changed_qa = "apply"), kept
@@ -27,6 +29,10 @@ from tasks.formats import FORMATS
 
 def audio_key(chunk_id: str, fmt: str) -> str:
     return f"audio/{chunk_id[:2]}/{chunk_id}.{fmt}"
+
+
+def review_key(chunk_id: str, fmt: str) -> str:
+    return f"review/{chunk_id[:2]}/{chunk_id}.{fmt}"
 
 
 def manifests_prefix(run_id: str) -> str:
