@@ -1,4 +1,4 @@
-"""The `voxbatch` command line: run, plan, config, doctor, status, export and worker (the others in flows/*_cmd.py)."""
+"""The `voxbatch` command line: run, plan, config, doctor and worker (the others in flows/*_cmd.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flows import assemble_cmd, bench_cmd, report_cmd, review_cmd, voices_cmd
+from flows import assemble_cmd, bench_cmd, report_cmd, results_cmd, review_cmd, voices_cmd
 from flows.flags import settings_flags, settings_from_args
 from tasks.config import Settings
 from tasks.config_files import dump_toml
@@ -25,7 +25,6 @@ from tasks.errors import (
     EXIT_PENDING,
     VoxbatchError,
 )
-from tasks.storage.layout import EXPORT_FORMATS
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -57,14 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings_flags(plan)
     config = sub.add_parser("config", help="print the effective settings as TOML")
     settings_flags(config)
-    status = sub.add_parser("status", help="a run's progress from storage alone: shards, chunks, failures")
-    status.add_argument("out", metavar="OUT", help="output folder or URI of the run")
-    status.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
-    export = sub.add_parser("export", help="export a finished run as a Hugging Face or NeMo dataset")
-    export.add_argument("out", metavar="OUT", help="output folder or URI of the run")
-    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="export_format")
-    export.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
-    export.add_argument("--to", metavar="DEST", help="where to write it (default: OUT/exports/<run_id>/<format>/)")
+    results_cmd.add_parsers(sub)
     worker = sub.add_parser("worker", help="serve the voxbatch-shard deployment on this host (needs PREFECT_API_URL)")
     worker.add_argument(
         "--limit",
@@ -136,60 +128,6 @@ def _report_inputs(plan: Any) -> None:
         print(f"voxbatch: {len(plan.rejected)} input file(s) set aside (exit 3):", file=sys.stderr)
         for r in plan.rejected:
             print(f"  {r['reason']}", file=sys.stderr)
-
-
-def _pick_run(store: Any, run_id: str | None) -> str:
-    from tasks.errors import ConfigError, StorageError
-    from tasks.plan.store import list_runs
-
-    if run_id:
-        return run_id
-    runs = list_runs(store)
-    if not runs:
-        raise StorageError(f"{store.uri('')}: no voxbatch run here (no runs/<run_id>/plan.parquet)")
-    if len(runs) > 1:
-        raise ConfigError(f"{store.uri('')}: {len(runs)} runs here: {', '.join(runs)}", hint="pick one with --run-id")
-    return runs[0]
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from tasks.errors import EXIT_PENDING
-    from tasks.results.run_state import load_run_state
-    from tasks.results.summary import hms, shard_list
-    from tasks.storage import open_store
-
-    store = open_store(args.out)
-    state = load_run_state(store, _pick_run(store, args.run_id))
-    plan, stats = state.plan, state.stats()
-    done = len(state.committed)
-    print(f"run {plan.run_id}: {plan.num_chunks} chunks in {plan.num_shards} shard(s) at {store.uri('')}")
-    print(f"  shards committed {done}, pending {len(state.pending)}")
-    if state.pending:
-        print(f"  pending shards: {shard_list(state.pending)}")
-    flagged = f"flagged {stats.flagged}, " if stats.flagged else ""
-    print(f"  chunks ok {stats.ok}, {flagged}failed {stats.failed}, skipped {stats.skipped}")
-    hours = stats.audio_seconds / 3600
-    print(f"  audio {hms(stats.audio_seconds)} ({hours:.3f} h), voice {plan.voice.backend}:{plan.voice.name}")
-    if stats.flagged:
-        print(f"  flagged for review: listen with `voxbatch review {args.out}`, then accept with `voxbatch accept`")
-    for reason, n, rows in state.failures():
-        print(f"  failed x{n}: {reason}")
-        for r in rows:
-            print(f"    {r.source}:{r.line} chunk {r.chunk_index} ({r.chunk_id}): {(r.error or '')[:160]}")
-    if state.pending:
-        print("  incomplete: run the same `voxbatch run` command again to finish it")
-        return EXIT_PENDING
-    return EXIT_CHUNKS_FAILED if stats.failed else EXIT_OK
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from tasks.results.export import export_run
-    from tasks.storage import open_store
-
-    store = open_store(args.out)
-    written = export_run(store, _pick_run(store, args.run_id), args.export_format, args.to)
-    print(f"exported {written.rows} chunk(s) as {args.export_format} to {written.location}")
-    return EXIT_OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -358,14 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         "plan": cmd_plan,
         "config": cmd_config,
         "doctor": cmd_doctor,
-        "status": cmd_status,
-        "export": cmd_export,
+        "status": results_cmd.cmd_status,
+        "export": results_cmd.cmd_export,
         "worker": cmd_worker,
         "voices": voices_cmd.cmd_voices,
-        "assemble": lambda a: assemble_cmd.cmd_assemble(a, _pick_run),
-        "report": lambda a: report_cmd.cmd_report(a, _pick_run),
-        "review": lambda a: review_cmd.cmd_review(a, _pick_run),
-        "accept": lambda a: review_cmd.cmd_accept(a, _pick_run),
+        "assemble": lambda a: assemble_cmd.cmd_assemble(a, results_cmd.pick_run),
+        "report": lambda a: report_cmd.cmd_report(a, results_cmd.pick_run),
+        "review": lambda a: review_cmd.cmd_review(a, results_cmd.pick_run),
+        "accept": lambda a: review_cmd.cmd_accept(a, results_cmd.pick_run),
         "bench": bench_cmd.cmd_bench,
     }
     try:
