@@ -9,6 +9,8 @@ case, punctuation, contractions, British spellings, numbers and currency written
   part none of whose words the reference says is a sound tag (`[BLANK_AUDIO]`, `(upbeat music)`) and is dropped;
 - symbols a voice may read or skip are their words: `&` "and", `+` "plus", `@` "at", `=` "equals", a `%` after no
   number "percent" (the normalizer makes "5 percent" and "5%" alike itself);
+- after Whisper's normalizer, "£12 and 50 pence" is "£12.50" (it does so for dollars and cents itself);
+- "e.g.", "i.e.", "etc.", "vs." and "Ms." are their words, as the spoken text has them;
 - a dot inside a name of two or more letters each side ("example.com") is "dot"; dotted initials ("U.S.") are
   one word;
 - Roman numerals of two letters or more ("II", "XIV") are their numbers, and a "Roman" before one is dropped
@@ -44,9 +46,20 @@ _SYMBOLS = [
     (re.compile(r"="), " equals "),
     (re.compile(r"(?<![\d\s])%|(?<=\s)%|^%"), " percent "),
 ]
+_SHORT_FORMS = [  # Whisper writes these short; the spoken text has them in full (tasks.text.speech_text)
+    (re.compile(rf"(?<![\w.]){re.escape(short)}(?!\w)", flags), said)
+    for short, said, flags in (
+        ("e.g.", "for example", re.IGNORECASE),
+        ("i.e.", "that is", re.IGNORECASE),
+        ("etc.", "et cetera", re.IGNORECASE),
+        ("vs.", "versus", re.IGNORECASE),
+        ("Ms.", "Miss", 0),  # Whisper's normalizer has "Mr." and "Mrs.", not this one
+    )
+]
 _DOTTED_NAME = re.compile(r"(?<=[A-Za-z]{2})\.(?=[A-Za-z]{2})")
 _INITIALS = re.compile(r"\b(?:[A-Za-z]\.){2,}")
 _ROMAN = re.compile(r"\b(?:(?i:roman)\s+)?([IVXL]{2,})\b")
+_PENCE = re.compile(r"£(\d+) and (\d{1,2}) pence\b")  # the normalizer joins dollars and cents, not these
 _ROMAN_WORD = re.compile(r"\broman\s+(?=\d)")
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50}
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
@@ -89,12 +102,15 @@ def score(reference: str, hypothesis: str, lang: str) -> Score:
 def words(text: str) -> str:
     """English text as the words a voice says, normalized: the module's rules, then Whisper's normalizer."""
     text = _BRACKETS.sub(" , ", text)
+    for pattern, said in _SHORT_FORMS:
+        text = pattern.sub(said, text)
     text = _INITIALS.sub(lambda m: m.group(0).replace(".", "") + " ", text)
     text = _DOTTED_NAME.sub(" dot ", text)
     for pattern, said in _SYMBOLS:
         text = pattern.sub(said, text)
     text = _ROMAN.sub(_roman, text)
     text = _ROMAN_WORD.sub("", _english_normalizer()(text))
+    text = _PENCE.sub(lambda m: f"£{m.group(1)}.{int(m.group(2)):02d}", text)
     return " ".join(text.split())
 
 
@@ -218,16 +234,15 @@ def _excused(out: Any, nouns: frozenset[str]) -> tuple[tuple[str, ...], int]:
     or deletion, and insertions right beside them (a name heard as two or three words)."""
     ref = out.references[0]
     alignment = out.alignments[0]
-    pardoned = [
-        c.type in ("substitute", "delete") and not any(known(w, nouns) for w in ref[c.ref_start_idx : c.ref_end_idx])
+    blamed: list[list[str]] = [
+        [w for w in ref[c.ref_start_idx : c.ref_end_idx] if not known(w, nouns)]
+        if c.type in ("substitute", "delete")
+        else []
         for c in alignment
     ]
-    blamed: list[str] = []
     edits = 0
     for k, c in enumerate(alignment):
-        if pardoned[k]:
-            blamed.extend(ref[c.ref_start_idx : c.ref_end_idx])
-            edits += c.ref_end_idx - c.ref_start_idx
-        elif c.type == "insert" and any(pardoned[j] for j in (k - 1, k + 1) if 0 <= j < len(alignment)):
+        edits += len(blamed[k])
+        if c.type == "insert" and any(blamed[j] for j in (k - 1, k + 1) if 0 <= j < len(alignment)):
             edits += c.hyp_end_idx - c.hyp_start_idx
-    return tuple(dict.fromkeys(blamed)), edits
+    return tuple(dict.fromkeys(w for words in blamed for w in words)), edits
