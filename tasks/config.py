@@ -236,8 +236,9 @@ class QASettings(_Section):
     max_wer: float = Field(
         0.4,
         ge=0.0,
-        description="Largest word error rate of an English chunk's transcript (measured with tiny.en on joe: "
-        "0-0.21 on good chunks, 0.9-1.0 on garbled ones).",
+        description="Largest word error rate of an English chunk's transcript, counting errors on words tiny.en "
+        "knows (names it does not know are excused; measured with tiny.en on joe: 0-0.21 on good chunks, 0.9-1.0 "
+        "on garbled ones).",
     )
     max_cer_zh: float = Field(
         0.4,

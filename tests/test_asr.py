@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.audio import asr
+from tasks.audio.scoring import score
 from tasks.backends.registry import get_backend, voice_settings
 from tasks.backends.synthesizer import SynthOptions
 from tasks.config import validate_settings
@@ -28,18 +29,18 @@ GARBLE = "garble_rate=0.4,seed=1"
 
 
 def test_scores_normalize_numbers_case_and_script() -> None:
-    assert asr.score("Chapter One.", "chapter 1", "en").wer == 0.0
-    assert asr.score("It cost twelve dollars", "It cost $12", "en").wer == 0.0
-    assert asr.score("The harbour's colour, forty metres", "the harbor's color: 40 meters!", "en").wer == 0.0
-    assert asr.score("the cat sat down", "the cat", "en").wer == 0.5
-    assert asr.score("anything", "", "en").wer == 1.0
+    assert score("Chapter One.", "chapter 1", "en").wer == 0.0
+    assert score("It cost twelve dollars", "It cost $12", "en").wer == 0.0
+    assert score("The harbour's colour, forty metres", "the harbor's color: 40 meters!", "en").wer == 0.0
+    assert score("the cat sat down", "the cat", "en").wer == 0.5
+    assert score("anything", "", "en").wer == 1.0
     # compounds in one word or two sound the same: Whisper writes them either way from one take to the next
-    assert asr.score("The Lighthouse Keeper", "The light house keeper.", "en").wer == 0.0
-    assert asr.score("He came every day.", "he came everyday", "en").wer == 0.0
-    assert asr.score("The Lighthouse Keeper", "The light keeper.", "en").wer == pytest.approx(1 / 3)
-    zh = asr.score("他今年十五岁。", "他今年15歲", "zh")
+    assert score("The Lighthouse Keeper", "The light house keeper.", "en").wer == 0.0
+    assert score("He came every day.", "he came everyday", "en").wer == 0.0
+    assert score("The Lighthouse Keeper", "The light keeper.", "en").wer == pytest.approx(1 / 3)
+    zh = score("他今年十五岁。", "他今年15歲", "zh")
     assert zh.cer == 0.0 and zh.wer is None
-    assert asr.score("我们去公园", "我们去学校", "zh").cer == pytest.approx(0.4)
+    assert score("我们去公园", "我们去学校", "zh").cer == pytest.approx(0.4)
 
 
 def test_attempt_seeds_are_repeatable_and_differ_per_attempt() -> None:
@@ -72,13 +73,13 @@ def test_whisper_hears_good_speech_and_not_babble_or_loops(speech: tuple[np.ndar
     limit = validate_settings({}).qa.max_wer
     broken = {"babble": _garbled(raw), "looped": np.tile(raw, 3)}  # a 3x loop passes the speech-rate floor
     heard = listener.transcribe([raw, *broken.values()], rate)
-    good = asr.score(TEXT, heard[0], "en").wer
+    good = score(TEXT, heard[0], "en").wer
     assert good is not None and good < limit / 2, heard[0]  # tiny.en mishears a word or two ("let" for "lit")
     for (kind, _), text in zip(broken.items(), heard[1:], strict=True):
-        error = asr.score(TEXT, text, "en").wer
+        error = score(TEXT, text, "en").wer
         assert error is not None and error > limit, (kind, text)
     # the full 30 s window, which decides before a chunk counts as bad, agrees
-    assert asr.score(TEXT, listener.transcribe([raw], rate, full_window=True)[0], "en").wer < limit / 2
+    assert score(TEXT, listener.transcribe([raw], rate, full_window=True)[0], "en").wer < limit / 2
 
 
 def _run(out: Path, api: str, *flags: str, env_faults: str = GARBLE) -> subprocess.CompletedProcess[str]:

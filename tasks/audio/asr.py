@@ -7,16 +7,13 @@ joined once into the cache). Extra `asr`.
 Whisper's encoder always reads 30 s; a chunk is a few seconds, so a batch of chunks of similar length is encoded
 over its own length (plus 1 s of silence) instead: four times less encoder work. A chunk that scores badly that
 way is heard again over the full 30 s window before it counts as bad (`confirm`), so the shortcut never fails a
-chunk by itself.
+chunk by itself. Transcripts are scored in `tasks.audio.scoring`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
-from dataclasses import dataclass
-from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -161,69 +158,3 @@ class Listener:
             temperature=0.0,  # no fallback: babble would be decoded six times over, at every temperature
         )
         return ("" if self.lang == "zh" else " ").join(s.text.strip() for s in segments).strip()
-
-
-@lru_cache(maxsize=1)
-def _english_normalizer() -> Any:
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    return EnglishTextNormalizer()
-
-
-def _words(text: str) -> str:
-    """Whisper's own English normalization (the one its WER figures use): case, punctuation, British spellings,
-    numbers written either way ("forty" and "40", "Chapter One" and "chapter 1") made alike."""
-    return " ".join(_english_normalizer()(text).split())
-
-
-def _hanzi(text: str) -> str:
-    from tasks.text.speech_text import chinese
-
-    with contextlib.suppress(ImportError):
-        import opencc
-
-        text = opencc.OpenCC("t2s").convert(text)
-    return "".join(ch for ch in chinese(text).lower() if ch.isalnum())
-
-
-def _joined_compounds(reference: str, hypothesis: str) -> tuple[str, str]:
-    """Compounds written as one word on one side and as two on the other ("lighthouse", "light house" or
-    "light-house") made alike: they sound the same, and Whisper writes them either way from one take to the next
-    (the sample's title "The Lighthouse Keeper" scored WER 0.67 in about one take of ten)."""
-    ref, hyp = reference.split(), hypothesis.split()
-    return " ".join(_join(ref, set(hyp))), " ".join(_join(hyp, set(ref)))
-
-
-def _join(words: list[str], other: set[str]) -> list[str]:
-    """`words` with each adjacent pair merged where the other side has the pair as one word."""
-    out: list[str] = []
-    i = 0
-    while i < len(words):
-        if i + 1 < len(words) and words[i] + words[i + 1] in other:
-            out.append(words[i] + words[i + 1])
-            i += 2
-        else:
-            out.append(words[i])
-            i += 1
-    return out
-
-
-@dataclass(frozen=True)
-class Score:
-    wer: float | None  # English only: Chinese has no spaces to count words by
-    cer: float
-
-
-def score(reference: str, hypothesis: str, lang: str) -> Score:
-    """Word and character error rates of a transcript against the spoken text, both normalized the same way."""
-    import jiwer
-
-    if lang == "zh":
-        ref, hyp = _hanzi(reference), _hanzi(hypothesis)
-        if not ref:
-            return Score(None, 0.0 if not hyp else 1.0)
-        return Score(None, float(jiwer.cer(ref, hyp or " ")))
-    ref, hyp = _joined_compounds(_words(reference), _words(hypothesis))
-    if not ref:
-        return Score(0.0 if not hyp else 1.0, 0.0 if not hyp else 1.0)
-    return Score(float(jiwer.wer(ref, hyp)), float(jiwer.cer(ref, hyp or " ")))

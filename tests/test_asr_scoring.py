@@ -1,0 +1,74 @@
+"""Scoring transcripts against what the voice read (tasks.audio.scoring), on a corpus of tricky pairs with the
+rates they should get, and the checker's verdict: words unknown to the model excused, babble and misheard common
+words failed. No audio and no model run: the normalizer and tiny.en's tokenizer file only."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from tasks.audio.scoring import known, score
+from tasks.config import validate_settings
+from tasks.shard.checker import Checker
+from tasks.shard.finish import ChunkAudio
+
+PAIRS = Path(__file__).with_name("asr_pairs.tsv")
+NAMES = "Sappho, Récamier, Kitty O'Shea and the rest of them."
+
+
+def _pairs() -> list[tuple[str, str, str, float, float | None, str]]:
+    with PAIRS.open(encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r and not r[0].startswith("#")]
+    return [
+        (lang, ref, hyp, float(rate), None if k == "-" else float(k), note) for lang, ref, hyp, rate, k, note in rows
+    ]
+
+
+@pytest.mark.parametrize(("lang", "reference", "transcript", "rate", "rate_known", "note"), _pairs())
+def test_tricky_pairs_score_as_expected(
+    lang: str, reference: str, transcript: str, rate: float, rate_known: float | None, note: str
+) -> None:
+    s = score(reference, transcript, lang)
+    got = s.cer if lang == "zh" else s.wer
+    assert got == pytest.approx(rate, abs=0.01), note
+    if rate_known is not None:
+        assert s.wer_known == pytest.approx(rate_known, abs=0.01), (note, s.excused)
+
+
+def test_the_corpus_covers_its_cases_and_holds_bad_pairs_too() -> None:
+    pairs = _pairs()
+    assert len(pairs) >= 40 and {p[0] for p in pairs} == {"en", "zh"}
+    limit = validate_settings({}).qa.max_wer
+    assert sum(p[3] > limit for p in pairs) >= 8  # not a lenient normalizer: real misreadings still score badly
+
+
+def test_names_are_unknown_to_the_model_and_common_words_known() -> None:
+    for word in ("sappho", "recamier", "vms", "pruning"):
+        assert not known(word), word
+    for word in ("the", "house", "interrupts", "keeper", "14", "kitty"):
+        assert known(word), word
+    assert not known("kitty", frozenset({"kitty"}))  # capitalised mid-sentence: a name, its lower case split
+
+
+def _verdict(said: str, heard: str) -> str | None:
+    settings = validate_settings({"qa": {"asr": True}})
+    chunk = ChunkAudio("c" * 64, said, "en", 22050, 22050)
+    return Checker(22050, settings)._score(chunk, heard)[1]
+
+
+def test_a_line_of_misheard_names_passes_but_babbled_fails() -> None:
+    assert _verdict(NAMES, "Sapho, Ray Camier, Kitty O'Shay and the rest of them.") is None
+    babble = _verdict(NAMES, "So far we came here to show the rest of the bread.")
+    assert babble is not None and babble.startswith("qa: asr: WER 0.90 > 0.8 on all words"), babble
+    assert "excused as unknown to the model: sappho" in babble
+
+
+def test_misheard_common_words_fail_whatever_names_are_excused() -> None:
+    said = "The keeper climbed the stairs again, counting each step."
+    error = _verdict(said, "The sleeper climbed the stars a gain, counting its tap.")
+    assert error is not None and error.startswith("qa: asr: WER 0.44 > qa.max_wer 0.4 (heard '"), error
+    with_a_name = _verdict("Then Récamier climbed the stairs and counted each step.", "Then Ray Camier clam the stars.")
+    assert with_a_name is not None and "on known words > qa.max_wer" in with_a_name, with_a_name
+    assert "excused as unknown to the model: recamier" in with_a_name
