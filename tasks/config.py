@@ -246,6 +246,14 @@ class QASettings(_Section):
         description="Largest character error rate of a Chinese chunk's transcript (Whisper base on zh-baker: "
         "0-0.16 on good chunks).",
     )
+    asr_sample: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the chunks that look normal that are heard anyway (1: every chunk is heard). A chunk "
+        "looks normal when its speech rate is within 20% of the shard's typical rate so far; the others (and the "
+        "first chunks of a shard) are always heard. The summary says how many were heard and how many trusted.",
+    )
     asr_second_opinion: bool = Field(
         True,
         description="An English chunk that tiny.en fails is heard again by the multilingual Whisper base (when "

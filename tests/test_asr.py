@@ -162,3 +162,37 @@ def _screenshot_is_not_blank(page: Path, png: Path) -> None:
     assert rows_with_ink.size > 800, "content covers much of the page, top to bottom"
     # the histograms' bars: a run of the bar colour (#3b6ea8 is grey level ~105) somewhere on the page
     assert ((pixels > 95) & (pixels < 115)).mean() > 0.002
+
+
+def test_sampling_trusts_only_normal_looking_chunks_and_the_same_ones_every_time() -> None:
+    """qa.asr_sample < 1: the first chunks of a shard are heard, then a chunk whose speech rate is near the typical
+    one is trusted unless its id falls in the sample; a chunk that runs long (a loop) or short (a cut), or is too
+    short to judge, is always heard. Sample 1 hears everything."""
+    from tasks.shard.checker import WARM_UP, Checker
+    from tasks.shard.finish import ChunkAudio
+
+    said = "The keeper climbed the stairs again and lit the lamp."  # 54 characters
+    rate = 22050
+
+    def chunk(n: int, text: str = said) -> ChunkAudio:
+        return ChunkAudio(f"c{n:04d}", text, "en", rate, rate)
+
+    def seconds(s: float) -> np.ndarray:
+        return np.zeros(round(s * rate), np.float32)
+
+    def trusted(sample: float) -> list[bool]:
+        settings = validate_settings({"qa": {"asr": True, "asr_sample": sample}})
+        checker = Checker(rate, settings)
+        out = [checker._trusted(chunk(n), seconds(4.0 + 0.01 * (n % 7))) for n in range(WARM_UP + 200)]
+        assert checker._trusted(chunk(9000), seconds(8.0)) is False  # half the rate: runs long
+        assert checker._trusted(chunk(9001), seconds(2.5)) is False  # much faster: cut short
+        assert checker._trusted(chunk(9002, "Yes."), seconds(0.3)) is False  # too short to judge
+        return out
+
+    assert not any(trusted(1.0))
+    none_sampled = trusted(0.0)
+    assert not any(none_sampled[:WARM_UP]) and all(none_sampled[WARM_UP:])
+    half = trusted(0.5)
+    assert not any(half[:WARM_UP])
+    assert 60 < sum(half) < 140  # about half of the 200 normal-looking chunks trusted
+    assert half == trusted(0.5)  # chosen by chunk id: a rerun trusts the same ones

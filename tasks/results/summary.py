@@ -72,7 +72,8 @@ class RunSummary:
         if s.regenerations or s.asr_seconds:
             lines.append(
                 f"  checks: {s.regenerations} regeneration(s) of chunks that failed a check; "
-                f"listening (ASR) {s.asr_seconds:.1f} s"
+                f"listening (ASR) {s.asr_seconds:.1f} s, {s.asr_heard} heard"
+                + (f", {s.asr_trusted} trusted unheard (qa.asr_sample)" if s.asr_trusted else "")
             )
         lines += [
             f"  output {self.output}",

@@ -15,8 +15,10 @@ same text always gives the same audio) are not asked twice. The verdict is a `Ch
 from __future__ import annotations
 
 import hashlib
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +49,10 @@ IN_FLIGHT_POOLS = 2  # chunks being transcribed, in pools, while the next ones f
 # Past this WER over all its words a chunk fails even if its errors are on words the model does not know: garbled
 # chunks score 0.9-1.0 with tiny.en, the line of names that set this scored 0.41 (qa.max_wer, when higher, wins).
 BABBLE_WER = 0.8
+# Sampling (qa.asr_sample < 1): a chunk looks normal when its speech rate is within this share of the typical rate
+# of the shard's chunks so far (their median, once there are WARM_UP of them in its language).
+NORMAL_RATE_BAND = 0.2
+WARM_UP = 10
 
 
 def attempt_seed(chunk_id: str, attempt: int) -> int:
@@ -111,6 +117,9 @@ class Checker:
         self._garble = garble or (lambda chunk_id: False)
         self.asr_seconds = 0.0
         self.regenerations = 0
+        self.heard = 0  # first attempts transcribed
+        self.trusted = 0  # first attempts not transcribed: they looked normal and were not sampled
+        self._rates: dict[str, deque[float]] = {}  # recent speech rates (characters a second), per language
 
     def expect(self, chunks: int) -> None:
         """How many chunks will be offered before the next flush. When fewer are left than a pool holds, each batch
@@ -130,11 +139,32 @@ class Checker:
             return [(index, self._again(chunk, redo, (finished, None, None)))]
         if not self.qa.asr:
             return [(index, Checked(finished, None, 1, None))]
+        if self._trusted(chunk, finished.samples):
+            self.trusted += 1
+            return [(index, Checked(finished, None, 1, None))]
+        self.heard += 1
         self._queue.append(_Pending(index, chunk, finished, finished.samples, redo))
         pool, batch = self.qa.asr_batch_size * POOL_BATCHES, self.qa.asr_batch_size
         if len(self._queue) >= pool or (len(self._queue) + self._expected < pool and len(self._queue) >= batch):
             self._submit()
         return self._collect(keep=pool * IN_FLIGHT_POOLS)
+
+    def _trusted(self, chunk: ChunkAudio, samples: np.ndarray) -> bool:
+        """Whether this first attempt goes unheard (qa.asr_sample < 1): only when it looks normal (long enough to
+        judge, its speech rate close to the shard's typical rate: a loop or a babble runs long, a cut runs short)
+        and its chunk id does not fall in the sample. The same chunks are sampled on every rerun."""
+        rates = self._rates.setdefault(chunk.lang, deque(maxlen=200))
+        rate = len(chunk.said) / max(samples.size / self.rate_out, 1e-3)
+        typical = statistics.median(rates) if len(rates) >= WARM_UP else None
+        rates.append(rate)
+        if self.qa.asr_sample >= 1.0 or typical is None:
+            return False
+        if sum(ch.isalnum() for ch in chunk.said) < self.qa.min_chars_for_rate_check:
+            return False
+        if abs(rate / typical - 1.0) > NORMAL_RATE_BAND:
+            return False
+        draw = int.from_bytes(hashlib.sha256(f"{chunk.chunk_id}:asr".encode()).digest()[:4], "big") / 2**32
+        return draw >= self.qa.asr_sample
 
     def flush(self) -> list[Verdict]:
         """Listen to everything still queued or in flight: chunks that read back are ready; the others are made
