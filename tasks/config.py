@@ -247,12 +247,13 @@ class QASettings(_Section):
         "0-0.16 on good chunks).",
     )
     asr_sample: float = Field(
-        1.0,
+        0.1,
         ge=0.0,
         le=1.0,
-        description="Share of the chunks that look normal that are heard anyway (1: every chunk is heard). A chunk "
-        "looks normal when its speech rate is within 20% of the shard's typical rate so far; the others (and the "
-        "first chunks of a shard) are always heard. The summary says how many were heard and how many trusted.",
+        description="Share of the English chunks that look normal that are heard in full; the others get a spot "
+        "check: their opening 3 s are heard, and the whole chunk when that fails. A chunk looks normal when it is "
+        "6 s or longer and its speech rate is within 20% of the shard's typical rate (the first 10 of a shard are "
+        "always heard in full). 1: every chunk heard in full. The summary counts both.",
     )
     asr_second_opinion: bool = Field(
         True,

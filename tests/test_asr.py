@@ -164,35 +164,81 @@ def _screenshot_is_not_blank(page: Path, png: Path) -> None:
     assert ((pixels > 95) & (pixels < 115)).mean() > 0.002
 
 
-def test_sampling_trusts_only_normal_looking_chunks_and_the_same_ones_every_time() -> None:
-    """qa.asr_sample < 1: the first chunks of a shard are heard, then a chunk whose speech rate is near the typical
-    one is trusted unless its id falls in the sample; a chunk that runs long (a loop) or short (a cut), or is too
-    short to judge, is always heard. Sample 1 hears everything."""
-    from tasks.shard.checker import WARM_UP, Checker
+def test_spot_checks_go_to_normal_looking_english_chunks_only_and_the_same_ones_every_time() -> None:
+    """Past the first chunks of a shard, an English chunk of 6 s or more whose speech rate is near the typical one
+    gets a spot check (its opening 2.5-3.5 s), unless its id falls in qa.asr_sample's share heard in full; one that
+    runs long (a loop) or short (a cut), a short one and a Chinese one are heard in full. Sample 1: all in full."""
+    from tasks.shard.checker import SPOT_CUT, WARM_UP, Checker
     from tasks.shard.finish import ChunkAudio
 
-    said = "The keeper climbed the stairs again and lit the lamp."  # 54 characters
+    said = "The keeper climbed the stairs again and lit the lamp. " * 2  # 108 characters
     rate = 22050
 
-    def chunk(n: int, text: str = said) -> ChunkAudio:
-        return ChunkAudio(f"c{n:04d}", text, "en", rate, rate)
+    def chunk(n: int, text: str = said, lang: str = "en") -> ChunkAudio:
+        return ChunkAudio(f"c{n:04d}", text, lang, rate, rate)
 
     def seconds(s: float) -> np.ndarray:
-        return np.zeros(round(s * rate), np.float32)
+        return np.random.default_rng(0).normal(0, 0.1, round(s * rate)).astype(np.float32)
 
-    def trusted(sample: float) -> list[bool]:
-        settings = validate_settings({"qa": {"asr": True, "asr_sample": sample}})
-        checker = Checker(rate, settings)
-        out = [checker._trusted(chunk(n), seconds(4.0 + 0.01 * (n % 7))) for n in range(WARM_UP + 200)]
-        assert checker._trusted(chunk(9000), seconds(8.0)) is False  # half the rate: runs long
-        assert checker._trusted(chunk(9001), seconds(2.5)) is False  # much faster: cut short
-        assert checker._trusted(chunk(9002, "Yes."), seconds(0.3)) is False  # too short to judge
+    def spots(sample: float) -> list[bool]:
+        checker = Checker(rate, validate_settings({"qa": {"asr": True, "asr_sample": sample}}))
+        out = []
+        for n in range(WARM_UP + 200):
+            spot = checker._spot(chunk(n), seconds(8.0 + 0.05 * (n % 7)))
+            assert spot is None or SPOT_CUT[0] * rate <= spot.size <= SPOT_CUT[1] * rate
+            out.append(spot is not None)
+        assert checker._spot(chunk(9000), seconds(16.0)) is None  # half the rate: runs long
+        assert checker._spot(chunk(9001), seconds(6.0)) is None  # much faster: cut short
+        assert checker._spot(chunk(9002, said[:54]), seconds(4.0)) is None  # under 6 s: heard in full
+        assert checker._spot(chunk(9003, lang="zh"), seconds(8.0)) is None  # the multilingual model's 30 s window
         return out
 
-    assert not any(trusted(1.0))
-    none_sampled = trusted(0.0)
-    assert not any(none_sampled[:WARM_UP]) and all(none_sampled[WARM_UP:])
-    half = trusted(0.5)
+    assert not any(spots(1.0))
+    all_spot = spots(0.0)
+    assert not any(all_spot[:WARM_UP]) and all(all_spot[WARM_UP:])
+    half = spots(0.5)
     assert not any(half[:WARM_UP])
-    assert 60 < sum(half) < 140  # about half of the 200 normal-looking chunks trusted
-    assert half == trusted(0.5)  # chosen by chunk id: a rerun trusts the same ones
+    assert 60 < sum(half) < 140  # about half of the 200 normal-looking chunks spot-checked
+    assert half == spots(0.5)  # chosen by chunk id: a rerun checks the same ones
+
+
+def test_a_spot_check_is_scored_against_the_opening_that_fits_it() -> None:
+    from tasks.audio.scoring import score_opening
+
+    said = "The storm arrived in late October, earlier than anyone in the village expected, and it stayed a week."
+    good = score_opening(said, "The storm arrived in late October, earlier than", "en", 0.4)
+    assert good.wer is not None and good.wer < 0.15
+    babble = score_opening(said, "and they'll be here with the item on the", "en", 0.4)
+    assert babble.wer is not None and babble.wer > 0.8
+
+
+@pytest.mark.slow
+def test_spot_checks_pass_good_speech_and_send_garbled_speech_to_a_full_listen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real speech through a Checker with spot checks (qa.asr_sample 0, two chunks of warm-up): good chunks pass on
+    their opening alone, a garbled one fails its spot check, is heard in full and fails."""
+    from tasks.shard import checker as checker_module
+    from tasks.shard.finish import ChunkAudio
+
+    text = TEXT + " She wrote the hour in her notebook, closed it, and watched the sea until the light came back."
+    s = voice_settings(validate_settings({}).synthesis, "joe")
+    joe = get_backend("piper").load(get_backend("piper").resolve(s), s)
+    raw, rate = joe.synthesize([text], SynthOptions(seed=1))[0], joe.info.sample_rate
+    monkeypatch.setattr(checker_module, "WARM_UP", 2)
+    settings = validate_settings({"qa": {"asr": True, "asr_sample": 0.0}})
+    checker = checker_module.Checker(rate, settings)
+    verdicts = []
+    for n in range(5):
+        chunk = ChunkAudio(f"spot{n}", text, "en", rate, rate)
+        verdicts += checker.offer(n, chunk, _garbled(raw) if n == 4 else raw, None)
+    verdicts += checker.flush()
+    checker.close()
+    by_index = dict(verdicts)
+    assert sorted(by_index) == [0, 1, 2, 3, 4]
+    for n in (2, 3):  # spot-checked: their transcripts are of the opening
+        heard = by_index[n].heard
+        assert by_index[n].error is None and heard is not None and heard.transcript.endswith("…"), heard
+    assert all(by_index[n].error is None for n in (0, 1))
+    assert by_index[4].error is not None and "WER" in by_index[4].error
+    assert checker.spot_checked == 2 and checker.heard == 3  # two of warm-up, the garbled one in full

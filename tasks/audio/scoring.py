@@ -99,6 +99,17 @@ def score(reference: str, hypothesis: str, lang: str) -> Score:
     return Score(wer, cer, wer - edits / len(ref.split()), excused)
 
 
+def score_opening(reference: str, hypothesis: str, lang: str, share: float) -> Score:
+    """The score of a transcript of a chunk's opening seconds (`share` of its audio): against the opening of the
+    reference that fits it best, among those of about that share of its words (speech is not read at an even
+    pace, and the cut falls between words)."""
+    ref = reference.split()
+    expected = len(ref) * share
+    low, high = max(1, int(expected * 0.6)), min(len(ref), int(expected * 1.4) + 2)
+    scores = [score(" ".join(ref[:k]), hypothesis, lang) for k in range(low, max(low, high) + 1)]
+    return min(scores, key=lambda s: (s.wer_known if s.wer_known is not None else s.cer, s.wer or 0.0))
+
+
 def words(text: str) -> str:
     """English text as the words a voice says, normalized: the module's rules, then Whisper's normalizer."""
     text = _BRACKETS.sub(" , ", text)

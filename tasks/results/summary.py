@@ -72,8 +72,8 @@ class RunSummary:
         if s.regenerations or s.asr_seconds:
             lines.append(
                 f"  checks: {s.regenerations} regeneration(s) of chunks that failed a check; "
-                f"listening (ASR) {s.asr_seconds:.1f} s, {s.asr_heard} heard"
-                + (f", {s.asr_trusted} trusted unheard (qa.asr_sample)" if s.asr_trusted else "")
+                f"listening (ASR) {s.asr_seconds:.1f} s, {s.asr_heard} chunk(s) heard in full"
+                + (f", {s.asr_spot_checked} spot-checked (qa.asr_sample)" if s.asr_spot_checked else "")
             )
         lines += [
             f"  output {self.output}",

@@ -49,10 +49,13 @@ IN_FLIGHT_POOLS = 2  # chunks being transcribed, in pools, while the next ones f
 # Past this WER over all its words a chunk fails even if its errors are on words the model does not know: garbled
 # chunks score 0.9-1.0 with tiny.en, the line of names that set this scored 0.41 (qa.max_wer, when higher, wins).
 BABBLE_WER = 0.8
-# Sampling (qa.asr_sample < 1): a chunk looks normal when its speech rate is within this share of the typical rate
-# of the shard's chunks so far (their median, once there are WARM_UP of them in its language).
+# Spot checks: an English chunk looks normal when its speech rate is within this share of the typical rate of the
+# shard's chunks so far (their median, once there are WARM_UP of them); then only its opening seconds are heard,
+# cut at the quietest 20 ms between SPOT_CUT seconds, unless it is shorter than SPOT_MIN_SECONDS.
 NORMAL_RATE_BAND = 0.2
 WARM_UP = 10
+SPOT_CUT = (2.5, 3.5)
+SPOT_MIN_SECONDS = 6.0
 
 
 def attempt_seed(chunk_id: str, attempt: int) -> int:
@@ -91,8 +94,9 @@ class _Pending:
     index: int
     chunk: ChunkAudio
     finished: Finished
-    samples: np.ndarray  # the finished audio, to listen to
+    samples: np.ndarray  # the finished audio, to listen to (a spot check: its opening seconds)
     redo: Redo | None
+    opening: float | None = None  # a spot check: the share of the chunk's audio in `samples`
 
 
 class Checker:
@@ -117,8 +121,8 @@ class Checker:
         self._garble = garble or (lambda chunk_id: False)
         self.asr_seconds = 0.0
         self.regenerations = 0
-        self.heard = 0  # first attempts transcribed
-        self.trusted = 0  # first attempts not transcribed: they looked normal and were not sampled
+        self.heard = 0  # first attempts heard in full
+        self.spot_checked = 0  # first attempts that looked normal: their opening seconds heard (and passed)
         self._rates: dict[str, deque[float]] = {}  # recent speech rates (characters a second), per language
 
     def expect(self, chunks: int) -> None:
@@ -139,32 +143,35 @@ class Checker:
             return [(index, self._again(chunk, redo, (finished, None, None)))]
         if not self.qa.asr:
             return [(index, Checked(finished, None, 1, None))]
-        if self._trusted(chunk, finished.samples):
-            self.trusted += 1
-            return [(index, Checked(finished, None, 1, None))]
-        self.heard += 1
-        self._queue.append(_Pending(index, chunk, finished, finished.samples, redo))
+        spot = self._spot(chunk, finished.samples)
+        if spot is None:
+            self._queue.append(_Pending(index, chunk, finished, finished.samples, redo))
+        else:
+            self._queue.append(_Pending(index, chunk, finished, spot, redo, spot.size / finished.samples.size))
         pool, batch = self.qa.asr_batch_size * POOL_BATCHES, self.qa.asr_batch_size
         if len(self._queue) >= pool or (len(self._queue) + self._expected < pool and len(self._queue) >= batch):
             self._submit()
         return self._collect(keep=pool * IN_FLIGHT_POOLS)
 
-    def _trusted(self, chunk: ChunkAudio, samples: np.ndarray) -> bool:
-        """Whether this first attempt goes unheard (qa.asr_sample < 1): only when it looks normal (long enough to
-        judge, its speech rate close to the shard's typical rate: a loop or a babble runs long, a cut runs short)
-        and its chunk id does not fall in the sample. The same chunks are sampled on every rerun."""
+    def _spot(self, chunk: ChunkAudio, samples: np.ndarray) -> np.ndarray | None:
+        """The opening seconds to hear of a first attempt that looks normal (English, long enough, its speech rate
+        close to the shard's typical rate: a loop or babble runs long, a cut runs short), or None: hear it all.
+        Garbled or babbled speech is garbled from its start, so a spot check that fails is followed by a full
+        listen, which decides; a share of normal chunks (qa.asr_sample, chosen by chunk id, the same on every
+        rerun) is heard in full anyway."""
         rates = self._rates.setdefault(chunk.lang, deque(maxlen=200))
-        rate = len(chunk.said) / max(samples.size / self.rate_out, 1e-3)
+        seconds = samples.size / self.rate_out
+        rate = len(chunk.said) / max(seconds, 1e-3)
         typical = statistics.median(rates) if len(rates) >= WARM_UP else None
         rates.append(rate)
-        if self.qa.asr_sample >= 1.0 or typical is None:
-            return False
-        if sum(ch.isalnum() for ch in chunk.said) < self.qa.min_chars_for_rate_check:
-            return False
+        if self.qa.asr_sample >= 1.0 or typical is None or chunk.lang == "zh" or seconds < SPOT_MIN_SECONDS:
+            return None  # the multilingual model hears a fixed 30 s window: an opening would cost as much
         if abs(rate / typical - 1.0) > NORMAL_RATE_BAND:
-            return False
+            return None
         draw = int.from_bytes(hashlib.sha256(f"{chunk.chunk_id}:asr".encode()).digest()[:4], "big") / 2**32
-        return draw >= self.qa.asr_sample
+        if draw < self.qa.asr_sample:
+            return None
+        return samples[: _quietest(samples, self.rate_out, *SPOT_CUT)]
 
     def flush(self) -> list[Verdict]:
         """Listen to everything still queued or in flight: chunks that read back are ready; the others are made
@@ -199,9 +206,13 @@ class Checker:
         ):
             items, transcripts = self._in_flight.pop(0)
             for p, text in zip(items, transcripts.result(), strict=True):
-                heard, error = self._score(p.chunk, text)
-                if error is not None and self._listener(p.chunk.lang).fitted:  # the full window decides
-                    heard, error = self._hear_fully(p.chunk, p.finished)
+                heard, error = self._score(p.chunk, text, p.opening)
+                if p.opening is not None and error is None:
+                    self.spot_checked += 1
+                else:
+                    self.heard += 1
+                    if error is not None and self._listener(p.chunk.lang).fitted:  # the full window decides
+                        heard, error = self._hear_fully(p.chunk, p.finished)
                 if error is None:
                     out.append((p.index, Checked(p.finished, heard, 1, None)))
                 else:
@@ -277,13 +288,19 @@ class Checker:
 
         return self.qa.asr_second_opinion and has_multilingual()
 
-    def _score(self, chunk: ChunkAudio, transcript: str) -> tuple[Heard, str | None]:
+    def _score(self, chunk: ChunkAudio, transcript: str, opening: float | None = None) -> tuple[Heard, str | None]:
         """What was heard with its error rates, and the reason it fails (None: it passes). English fails on its
         errors on words the model knows (`wer_known`): a misheard name alone never fails a chunk; but past
-        `BABBLE_WER` over all its words it fails whatever they are (a line of names babbled)."""
-        from tasks.audio.scoring import score
+        `BABBLE_WER` over all its words it fails whatever they are (a line of names babbled). A spot check
+        (`opening`: the share of the audio heard) is scored against the opening of the text that fits it best,
+        and its transcript ends in "…"."""
+        from tasks.audio.scoring import score, score_opening
 
-        s = score(chunk.said, transcript, chunk.lang)
+        if opening is None:
+            s = score(chunk.said, transcript, chunk.lang)
+        else:
+            s = score_opening(chunk.said, transcript, chunk.lang, opening)
+            transcript = transcript.rstrip() + " …"
         heard = Heard(transcript[:TRANSCRIPT_CHARS], s.wer, s.cer)
         if sum(ch.isalnum() for ch in chunk.said) < self.qa.min_chars_for_asr_check:
             return heard, None  # recorded, not judged
@@ -319,3 +336,13 @@ def _garbled(raw: np.ndarray, block: int = 4410) -> np.ndarray:
     for start in range(0, raw.size, block):
         out[start : start + block] = raw[start : start + block][::-1]
     return out
+
+
+def _quietest(samples: np.ndarray, rate: int, start_s: float, end_s: float) -> int:
+    """The sample index of the quietest 20 ms frame between two times: where to cut speech between words."""
+    frame = max(1, rate // 50)
+    first, last = int(start_s * rate) // frame, min(int(end_s * rate), samples.size) // frame
+    if last <= first:
+        return min(samples.size, int(end_s * rate))
+    frames = samples[first * frame : last * frame].reshape(-1, frame)
+    return (first + int(np.argmin((frames.astype(np.float64) ** 2).mean(axis=1)))) * frame + frame // 2

@@ -95,7 +95,7 @@ class _ShardPass:
         started = time.perf_counter()
         todo = self._without_synthesis(previous or [])
         fatal: DeviceFatal | None = None
-        asr_seconds, regenerations, heard, trusted = 0.0, 0, 0, 0
+        asr_seconds, regenerations, heard, spot_checked = 0.0, 0, 0, 0
         if todo:
             checker = Checker(self.plan.sample_rate, self.settings, garble=faults.from_env().garbles)
             try:
@@ -107,7 +107,7 @@ class _ShardPass:
                     self._finished(i, row)
                 checker.close()
                 asr_seconds, regenerations = checker.asr_seconds, checker.regenerations
-                heard, trusted = checker.heard, checker.trusted
+                heard, spot_checked = checker.heard, checker.spot_checked
             if self.uploads.errors:
                 raise self.uploads.errors[0]  # the output location is broken: the checkpoint keeps what was stored
         indices = sorted(self.rows) if fatal else range(len(self.chunks))
@@ -120,7 +120,7 @@ class _ShardPass:
             asr_seconds=asr_seconds,
             regenerations=regenerations,
             asr_heard=heard,
-            asr_trusted=trusted,
+            asr_spot_checked=spot_checked,
             checkpoints=self.checkpoints,
         )
         return ShardResult(ordered, stats, fatal)

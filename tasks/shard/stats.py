@@ -39,8 +39,8 @@ class ShardStats:
     storage_wait_seconds: float = 0.0  # time synthesis stood still waiting for storage writes
     asr_seconds: float = 0.0  # time spent transcribing chunks (qa.asr)
     regenerations: int = 0  # chunk syntheses made again after a failed check
-    asr_heard: int = 0  # first attempts the listening check transcribed (qa.asr)
-    asr_trusted: int = 0  # first attempts it trusted unheard: they looked normal and were not sampled (qa.asr_sample)
+    asr_heard: int = 0  # first attempts the listening check heard in full (qa.asr)
+    asr_spot_checked: int = 0  # first attempts that looked normal and passed a spot check of their opening seconds
     checkpoints: int = 0
     batches: int = 0
     oom_backoffs: int = 0  # batches that ran out of memory and were made smaller

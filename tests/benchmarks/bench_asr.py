@@ -5,7 +5,7 @@ A corpus of about KB kilobytes is made from the English sample's sentences in se
 is new), then `voxbatch run` runs on it without --asr and with it at each qa.asr_sample share, in turn (the order
 reversed every other round), each into a fresh output folder. Prints the command's wall time and the run's own
 (planning to summary) for each, their ratios to the run without, and the ASR figures of the --asr runs (mean WER,
-chunks heard and trusted unheard, regenerations).
+chunks heard in full and spot-checked, regenerations).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def one_run(text_file: Path, out: Path, sample: float | None) -> dict[str, float
     wall = time.perf_counter() - started
     summary = json.loads(next(out.glob("runs/*/summary.json")).read_text())
     result = {"wall": wall, "run": summary["wall_seconds"], "audio": summary["audio_seconds"]}
-    result |= {"heard": summary.get("asr_heard", 0), "trusted": summary.get("asr_trusted", 0)}
+    result |= {"heard": summary.get("asr_heard", 0), "spot": summary.get("asr_spot_checked", 0)}
     if sample is not None:
         rows = pd.read_parquet(next(out.glob("runs/*/manifest.parquet")))
         result["wer"] = float(rows.asr_wer.mean())
@@ -78,12 +78,12 @@ def main() -> None:
     plain = best[None]
     first = best[args.sample[0]]
     print(f"corpus {args.kb} KB, {first['chunks']} chunks, {plain['audio']:.0f} s of audio; best of {args.rounds}")
-    print(f"{'':22}{'command wall s':>16}{'run wall s':>12}{'ratio':>8}{'run ratio':>10}  heard/trusted, WER")
+    print(f"{'':22}{'command wall s':>16}{'run wall s':>12}{'ratio':>8}{'run ratio':>10}  full/spot, WER")
     print(f"{'without --asr':22}{plain['wall']:16.1f}{plain['run']:12.1f}")
     for v in args.sample:
         b = best[v]
         ratios = f"{b['wall'] / plain['wall']:8.2f}{b['run'] / plain['run']:10.2f}"
-        figures = f"{b['heard']:.0f}/{b['trusted']:.0f}, mean {b['wer']:.3f}, regenerated {b['regenerated']:.0f}"
+        figures = f"{b['heard']:.0f}/{b['spot']:.0f}, mean {b['wer']:.3f}, regenerated {b['regenerated']:.0f}"
         print(f"{f'--asr, asr_sample {v:g}':22}{b['wall']:16.1f}{b['run']:12.1f}{ratios}  {figures}")
     print("goal: ratio at most 1.25")
 
