@@ -103,11 +103,24 @@ def score_opening(reference: str, hypothesis: str, lang: str, share: float) -> S
     """The score of a transcript of a chunk's opening seconds (`share` of its audio): against the opening of the
     reference that fits it best, among those of about that share of its words (speech is not read at an even
     pace, and the cut falls between words)."""
+    hypothesis = without_repeats(hypothesis)
     ref = reference.split()
     expected = len(ref) * share
     low, high = max(1, int(expected * 0.6)), min(len(ref), int(expected * 1.4) + 2)
     scores = [score(" ".join(ref[:k]), hypothesis, lang) for k in range(low, max(low, high) + 1)]
     return min(scores, key=lambda s: (s.wer_known if s.wer_known is not None else s.cer, s.wer or 0.0))
+
+
+def without_repeats(transcript: str) -> str:
+    """A transcript cut where it starts over: Whisper hearing a few seconds in a longer window repeats what it
+    heard ("The notebook held a record. The notebook held a record. The…"; measured: 23 of 85 spot checks)."""
+    tokens = transcript.split()
+    for period in range(3, len(tokens) - 2):
+        head = [t.strip(".,;:!?\"'").lower() for t in tokens[:period]]
+        again = [t.strip(".,;:!?\"'").lower() for t in tokens[period : 2 * period]]
+        if len(again) >= 3 and head[: len(again)] == again:  # the repeat may be cut short by the window
+            return " ".join(tokens[:period])
+    return transcript
 
 
 def words(text: str) -> str:
