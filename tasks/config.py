@@ -252,7 +252,7 @@ class QASettings(_Section):
         le=1.0,
         description="Share of the English chunks that look normal that are heard in full; the others get a spot "
         "check: their opening 3 s are heard, and the whole chunk when that fails. A chunk looks normal when it is "
-        "6 s or longer and its speech rate is within 20% of the shard's typical rate (the first 10 of a shard are "
+        "6 s or longer and its speech rate is within 20% of the shard's typical rate (the first 5 of a shard are "
         "always heard in full). 1: every chunk heard in full. The summary counts both.",
     )
     asr_second_opinion: bool = Field(

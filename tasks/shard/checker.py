@@ -53,7 +53,7 @@ BABBLE_WER = 0.8
 # shard's chunks so far (their median, once there are WARM_UP of them); then only its opening seconds are heard,
 # cut at the quietest 20 ms between SPOT_CUT seconds, unless it is shorter than SPOT_MIN_SECONDS.
 NORMAL_RATE_BAND = 0.2
-WARM_UP = 10
+WARM_UP = 5
 SPOT_CUT = (2.5, 3.5)
 SPOT_MIN_SECONDS = 6.0
 
