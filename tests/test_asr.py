@@ -248,3 +248,12 @@ def test_spot_checks_pass_good_speech_and_send_garbled_speech_to_a_full_listen(
     assert all(by_index[n].error is None for n in (0, 1))
     assert by_index[4].error is not None and "WER" in by_index[4].error
     assert checker.spot_checked == 2 and checker.heard == 3  # two of warm-up, the garbled one in full
+
+
+def test_the_words_not_heard_at_the_end_are_counted() -> None:
+    """A chunk cut short is heard as its opening: the run of reference words at the end with nothing heard for them
+    (the checker fails a chunk on it, whatever the WER: a truncated line of names scored under qa.max_wer)."""
+    said = "The guests that evening were Sappho, Madame Récamier and Kitty O'Shea, or so the host claimed."
+    assert score(said, "The guests that evening were saffal, and Adam right", "en").unheard_tail >= 6
+    assert score(said, said, "en").unheard_tail == 0
+    assert score(said, said.replace("claimed", "claims"), "en").unheard_tail == 0  # misheard, not missing

@@ -74,6 +74,7 @@ class Score:
     cer: float
     wer_known: float | None = None  # English: `wer` less the errors on `excused` words
     excused: tuple[str, ...] = field(default=())  # reference words unknown to the model that were misheard
+    unheard_tail: int = 0  # English: the reference's last words none of which was heard (audio cut short)
 
 
 def score(reference: str, hypothesis: str, lang: str) -> Score:
@@ -96,7 +97,9 @@ def score(reference: str, hypothesis: str, lang: str) -> Score:
     wer = float(out.wer)
     cer = float(jiwer.cer(ref, hyp or " "))
     excused, edits = _excused(out, _proper_nouns(reference))
-    return Score(wer, cer, wer - edits / len(ref.split()), excused)
+    last = out.alignments[0][-1]
+    tail = last.ref_end_idx - last.ref_start_idx if last.type == "delete" else 0
+    return Score(wer, cer, wer - edits / len(ref.split()), excused, tail)
 
 
 def score_opening(reference: str, hypothesis: str, lang: str, share: float) -> Score:

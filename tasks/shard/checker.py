@@ -49,6 +49,9 @@ IN_FLIGHT_POOLS = 2  # chunks being transcribed, in pools, while the next ones f
 # Past this WER over all its words a chunk fails even if its errors are on words the model does not know: garbled
 # chunks score 0.9-1.0 with tiny.en, the line of names that set this scored 0.41 (qa.max_wer, when higher, wins).
 BABBLE_WER = 0.8
+# A chunk whose last words were not heard at all, this many and at least this share of its words, was cut short
+# (whatever the WER: a truncated line of names scored under qa.max_wer on the words the model knows).
+CUT_SHORT_WORDS, CUT_SHORT_SHARE = 3, 0.2
 # Spot checks: an English chunk looks normal when its speech rate is within this share of the typical rate of the
 # shard's chunks so far (their median, once there are WARM_UP of them); then only its opening seconds are heard,
 # cut at the quietest 20 ms between SPOT_CUT seconds, unless it is shorter than SPOT_MIN_SECONDS.
@@ -317,6 +320,9 @@ class Checker:
                 return heard, f"qa: asr: WER {known:.2f}{on} > qa.max_wer {self.qa.max_wer} ({said})"
             if s.wer > max(self.qa.max_wer, BABBLE_WER):
                 return heard, f"qa: asr: WER {s.wer:.2f} > {max(self.qa.max_wer, BABBLE_WER)} on all words ({said})"
+            words = len(chunk.said.split())
+            if opening is None and s.unheard_tail >= max(CUT_SHORT_WORDS, CUT_SHORT_SHARE * words):
+                return heard, f"qa: asr: WER {s.wer:.2f}, last {s.unheard_tail} words not heard: cut short? ({said})"
         return heard, None
 
 
