@@ -198,3 +198,44 @@ def test_wrong_credentials_exit_4_before_any_synthesis_and_show_no_secret(tmp_pa
         assert right.list_objects_v2(Bucket="locked").get("KeyCount", 0) == 0  # nothing was written
     finally:
         server.stop()
+
+
+def test_a_flagged_chunk_on_s3_is_reviewed_accepted_and_assembled(s3_server: str, tmp_path: Path, api_url: str) -> None:
+    """The review flow on a real S3 server: a garbled chunk's audio kept under review/ in the bucket, listed by
+    `voxbatch review` as an s3:// URI, copied to its audio/ key by `voxbatch accept` (same bytes), the run manifest
+    then showing it ok, and a plain `voxbatch assemble` working."""
+    import io
+
+    import pyarrow.parquet as pq
+    import soundfile as sf
+
+    bucket = new_bucket(s3_server)
+    c = client(s3_server)
+    config = tmp_path / "qa.toml"
+    config.write_text("[qa]\nregenerate = 0\n")
+    env = s3_env(s3_server, PREFECT_API_URL=api_url, VOXBATCH_FAULTS="garble_rate=0.3,seed=4")
+    out = f"s3://{bucket}/out"
+    done = voxbatch(env, "run", str(SAMPLE_EN), "--out", out, "--asr", "--config", str(config))
+    assert done.returncode == EXIT_OK, done.stderr
+    review_keys = [k for k in objects(s3_server, bucket) if k.startswith("out/review/")]
+    assert review_keys, objects(s3_server, bucket)
+    for key in review_keys:
+        samples, _ = sf.read(io.BytesIO(c.get_object(Bucket=bucket, Key=key)["Body"].read()), dtype="float32")
+        assert samples.size and float((samples**2).mean()) ** 0.5 > 0.01  # decodes, not silent
+    review = voxbatch(env, "review", out)
+    assert review.returncode == EXIT_OK and all(f"s3://{bucket}/{k}" in review.stdout for k in review_keys)
+    assert voxbatch(env, "assemble", out).returncode != EXIT_OK  # flagged chunks: not without --include-flagged
+    accepted = voxbatch(env, "accept", out, "--all")
+    assert accepted.returncode == EXIT_OK, accepted.stderr
+    for key in review_keys:
+        audio_key = key.replace("out/review/", "out/audio/")
+        same = c.get_object(Bucket=bucket, Key=audio_key)["Body"].read()
+        assert same == c.get_object(Bucket=bucket, Key=key)["Body"].read()
+    manifest_key = next(k for k in objects(s3_server, bucket) if k.endswith("/manifest.parquet") and "/runs/" in k)
+    table = pq.read_table(io.BytesIO(c.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()))
+    assert set(table.column("status").to_pylist()) == {"ok"} and sum(table.column("accepted").to_pylist()) == len(
+        review_keys
+    )
+    assembled = voxbatch(env, "assemble", out)
+    assert assembled.returncode == EXIT_OK, assembled.stderr
+    assert any(k.startswith("out/assembled/") and k.endswith(".flac") for k in objects(s3_server, bucket))
