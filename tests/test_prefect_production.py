@@ -143,7 +143,7 @@ def test_a_dispatched_run_fans_shards_out_to_the_served_workers(production: Prod
         logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[parent.id])))
         assert any(f"run {run_id}: 30 chunks in 5 shard(s)" in log.message for log in logs)
         shard_logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[shard_runs[0].id])))
-        assert any("6 ok, 0 failed" in log.message for log in shard_logs)
+        assert any("6 ok, 0 flagged, 0 failed" in log.message for log in shard_logs)
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
         keys = [f"voxbatch-{run_id}-summary", f"voxbatch-{run_id}-report"]
