@@ -60,7 +60,7 @@ _DOTTED_NAME = re.compile(r"(?<=[A-Za-z]{2})\.(?=[A-Za-z]{2})")
 _INITIALS = re.compile(r"\b(?:[A-Za-z]\.){2,}")
 _ROMAN = re.compile(r"\b(?:(?i:roman)\s+)?([IVXL]{2,})\b")
 _PENCE = re.compile(r"£(\d+) and (\d{1,2}) pence\b")  # the normalizer joins dollars and cents, not these
-_ROMAN_WORD = re.compile(r"\broman\s+(?=\d)")
+_ROMAN_WORD = re.compile(r"\bromans?\s+(?=\d)")
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50}
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _SENTENCE_END = re.compile(r"[.!?:;\"“”\[(]$")
