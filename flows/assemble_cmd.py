@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
-PickRun = Callable[[Any, str | None], str]  # (store, --run-id) -> the run id
+from flows import run_choice
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,8 +13,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     from tasks.results.assemble import Pauses
 
     p = sub.add_parser("assemble", help="join a finished run's chunks into a file per document and chapter")
-    p.add_argument("out", metavar="OUT", help="output folder or URI of the run")
-    p.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
+    run_choice.add_arguments(p)
     p.add_argument("--format", choices=list(BOOK_FORMATS), default="flac", dest="assemble_format")
     p.add_argument(
         "--include-flagged",
@@ -33,13 +31,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         )
 
 
-def cmd_assemble(args: argparse.Namespace, pick_run: PickRun) -> int:
+def cmd_assemble(args: argparse.Namespace) -> int:
     from tasks.results.assemble import Pauses
     from tasks.storage import open_store
 
     store = open_store(args.out)
     pauses = Pauses(args.sentence_pause, args.paragraph_pause, args.chapter_pause)
-    assemble_and_print(store, pick_run(store, args.run_id), args.assemble_format, pauses, args.include_flagged)
+    run_id = run_choice.pick_run(store, args.run_id)
+    assemble_and_print(store, run_id, args.assemble_format, pauses, args.include_flagged)
     return 0
 
 

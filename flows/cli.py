@@ -300,10 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         "export": results_cmd.cmd_export,
         "worker": cmd_worker,
         "voices": voices_cmd.cmd_voices,
-        "assemble": lambda a: assemble_cmd.cmd_assemble(a, results_cmd.pick_run),
-        "report": lambda a: report_cmd.cmd_report(a, results_cmd.pick_run),
-        "review": lambda a: review_cmd.cmd_review(a, results_cmd.pick_run),
-        "accept": lambda a: review_cmd.cmd_accept(a, results_cmd.pick_run),
+        "assemble": assemble_cmd.cmd_assemble,
+        "report": report_cmd.cmd_report,
+        "review": review_cmd.cmd_review,
+        "accept": review_cmd.cmd_accept,
         "bench": bench_cmd.cmd_bench,
     }
     try:

@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from flows import run_choice
 from tasks.errors import EXIT_CHUNKS_FAILED, EXIT_OK
 from tasks.storage.layout import EXPORT_FORMATS
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = sub.add_parser("status", help="a run's progress from storage alone: shards, chunks, failures")
-    status.add_argument("out", metavar="OUT", help="output folder or URI of the run")
-    status.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
+    run_choice.add_arguments(status)
     export = sub.add_parser("export", help="export a finished run as a Hugging Face or NeMo dataset")
-    export.add_argument("out", metavar="OUT", help="output folder or URI of the run")
+    run_choice.add_arguments(export)
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="export_format")
-    export.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
     export.add_argument("--to", metavar="DEST", help="where to write it (default: OUT/exports/<run_id>/<format>/)")
-
-
-def pick_run(store: Any, run_id: str | None) -> str:
-    from tasks.errors import ConfigError, StorageError
-    from tasks.plan.store import list_runs
-
-    if run_id:
-        return run_id
-    runs = list_runs(store)
-    if not runs:
-        raise StorageError(f"{store.uri('')}: no voxbatch run here (no runs/<run_id>/plan.parquet)")
-    if len(runs) > 1:
-        raise ConfigError(f"{store.uri('')}: {len(runs)} runs here: {', '.join(runs)}", hint="pick one with --run-id")
-    return runs[0]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -41,7 +25,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from tasks.storage import open_store
 
     store = open_store(args.out)
-    state = load_run_state(store, pick_run(store, args.run_id))
+    state = load_run_state(store, run_choice.pick_run(store, args.run_id))
     plan, stats = state.plan, state.stats()
     done = len(state.committed)
     print(f"run {plan.run_id}: {plan.num_chunks} chunks in {plan.num_shards} shard(s) at {store.uri('')}")
@@ -69,6 +53,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tasks.storage import open_store
 
     store = open_store(args.out)
-    written = export_run(store, pick_run(store, args.run_id), args.export_format, args.to)
+    written = export_run(store, run_choice.pick_run(store, args.run_id), args.export_format, args.to)
     print(f"exported {written.rows} chunk(s) as {args.export_format} to {written.location}")
     return EXIT_OK

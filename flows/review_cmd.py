@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
 
-PickRun = Callable[[Any, str | None], str]  # (store, --run-id) -> the run id
+from flows import run_choice
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     review = sub.add_parser("review", help="list a run's chunks flagged for review: text, what was heard, audio")
-    review.add_argument("out", metavar="OUT", help="output folder or URI of the run")
-    review.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
+    run_choice.add_arguments(review)
     accept = sub.add_parser("accept", help="accept flagged chunks as they are: their audio becomes ok")
-    accept.add_argument("out", metavar="OUT", help="output folder or URI of the run")
+    run_choice.add_arguments(accept)
     accept.add_argument("chunk_ids", nargs="*", metavar="CHUNK_ID", help="flagged chunks (ids or unique prefixes)")
     accept.add_argument("--all", action="store_true", dest="accept_all", help="every flagged chunk of the run")
-    accept.add_argument("--run-id", help="which run (needed when OUT holds more than one)")
 
 
-def cmd_review(args: argparse.Namespace, pick_run: PickRun) -> int:
+def cmd_review(args: argparse.Namespace) -> int:
     from tasks.results.review import flagged_rows, heard_line, playable
     from tasks.results.run_state import load_run_state
     from tasks.storage import open_store
 
     store = open_store(args.out)
-    state = load_run_state(store, pick_run(store, args.run_id))
+    state = load_run_state(store, run_choice.pick_run(store, args.run_id))
     count = 0
     for _, r in flagged_rows(state):
         count += 1
@@ -43,7 +39,7 @@ def cmd_review(args: argparse.Namespace, pick_run: PickRun) -> int:
     return 0
 
 
-def cmd_accept(args: argparse.Namespace, pick_run: PickRun) -> int:
+def cmd_accept(args: argparse.Namespace) -> int:
     from tasks.errors import ConfigError
     from tasks.results.review import accept
     from tasks.storage import open_store
@@ -51,7 +47,7 @@ def cmd_accept(args: argparse.Namespace, pick_run: PickRun) -> int:
     if bool(args.chunk_ids) == args.accept_all:
         raise ConfigError("accept: give the chunk ids to accept, or --all (not both)")
     store = open_store(args.out)
-    done = accept(store, pick_run(store, args.run_id), None if args.accept_all else args.chunk_ids)
+    done = accept(store, run_choice.pick_run(store, args.run_id), None if args.accept_all else args.chunk_ids)
     for chunk_id in done.chunk_ids:
         print(f"  accepted {chunk_id}")
     for chunk_id in done.before:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.audio import dsp
@@ -31,10 +32,14 @@ MIN_PREFIX = 6  # a chunk id may be given by a unique prefix this long or longer
 def flagged_rows(state: RunState) -> Iterator[tuple[int, ManifestRow]]:
     """(shard, row) of every flagged row of the committed shards, a shard at a time (counting them as it goes)."""
     for n, table in state.tables():
-        flagged = table.filter(pc.equal(table.column("status"), "flagged"))
-        if flagged.num_rows:
-            for row in rows_from_table(flagged, state.run_id):
-                yield n, row
+        for row in _flagged(table, state.run_id):
+            yield n, row
+
+
+def _flagged(table: pa.Table, run_id: str) -> list[ManifestRow]:
+    """A shard manifest's flagged rows (only those become Python objects)."""
+    flagged = table.filter(pc.equal(table.column("status"), "flagged"))
+    return rows_from_table(flagged, run_id) if flagged.num_rows else []
 
 
 def playable(store: ObjectStore, key: str) -> str:
@@ -76,12 +81,9 @@ class _Found:
 def _find(state: RunState) -> _Found:
     found = _Found()
     for _, table in state.tables():
-        status = table.column("status")
-        flagged = table.filter(pc.equal(status, "flagged"))
-        if flagged.num_rows:
-            for row in rows_from_table(flagged, state.run_id):
-                found.by_shard.setdefault(row.shard, []).append(row)
-        accepted = table.filter(pc.and_(pc.equal(status, "ok"), table.column("accepted")))
+        for row in _flagged(table, state.run_id):
+            found.by_shard.setdefault(row.shard, []).append(row)
+        accepted = table.filter(pc.and_(pc.equal(table.column("status"), "ok"), table.column("accepted")))
         found.accepted.update(accepted.column("chunk_id").to_pylist())
     return found
 

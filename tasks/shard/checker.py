@@ -61,8 +61,9 @@ SPOT_CUT = (2.5, 3.5)
 SPOT_MIN_SECONDS = 6.0
 
 
-def attempt_seed(chunk_id: str, attempt: int) -> int:
-    """The noise seed of a chunk's attempt (1 is the first regeneration): the same on every rerun."""
+def attempt_seed(chunk_id: str, attempt: int | str) -> int:
+    """The noise seed of a chunk's attempt (1 is the first regeneration), or another draw of 32 bits keyed by the
+    chunk id ("asr": whether a spot check goes to a full listen): the same on every rerun."""
     return int.from_bytes(hashlib.sha256(f"{chunk_id}:{attempt}".encode()).digest()[:4], "big")
 
 
@@ -171,8 +172,7 @@ class Checker:
             return None  # the multilingual model hears a fixed 30 s window: an opening would cost as much
         if abs(rate / typical - 1.0) > NORMAL_RATE_BAND:
             return None
-        draw = int.from_bytes(hashlib.sha256(f"{chunk.chunk_id}:asr".encode()).digest()[:4], "big") / 2**32
-        if draw < self.qa.asr_sample:
+        if attempt_seed(chunk.chunk_id, "asr") / 2**32 < self.qa.asr_sample:
             return None
         return samples[: _quietest(samples, self.rate_out, *SPOT_CUT)]
 
