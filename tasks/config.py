@@ -264,8 +264,9 @@ class QASettings(_Section):
     min_chars_for_asr_check: int = Field(
         8,
         ge=0,
-        description="Chunks with fewer letters and digits than this are transcribed and scored but never failed by "
-        "the ASR check: a short title or a name is where Whisper guesses homophones (小刚 heard as 效果).",
+        description="Chunks with fewer letters and digits than this, and English chunks of one word, are transcribed "
+        "and scored but never failed by the ASR check: a short title or a name is where Whisper guesses homophones "
+        "(小刚 heard as 效果, Preamble as Pre-gamble).",
     )
     regenerate: int = Field(
         2,

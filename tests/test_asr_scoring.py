@@ -72,3 +72,10 @@ def test_misheard_common_words_fail_whatever_names_are_excused() -> None:
     with_a_name = _verdict("Then Récamier climbed the stairs and counted each step.", "Then Ray Camier clam the stars.")
     assert with_a_name is not None and "on known words > qa.max_wer" in with_a_name, with_a_name
     assert "excused as unknown to the model: recamier" in with_a_name
+
+
+def test_a_lone_word_is_scored_but_never_judged() -> None:
+    # The GPL's heading "Preamble" (0.7 s) was heard "Pre-dumble" and "Pre-gamble": WER 2.0, a false flag.
+    assert _verdict("Preamble", "Pre-gamble.") is None
+    assert _verdict("Preamble.", "Something else entirely was heard.") is None
+    assert _verdict("The preamble", "Something else entirely was heard.") is not None  # two words are judged

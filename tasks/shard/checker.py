@@ -305,8 +305,10 @@ class Checker:
             s = score_opening(chunk.said, transcript, chunk.lang, opening)
             transcript = transcript.rstrip() + " …"
         heard = Heard(transcript[:TRANSCRIPT_CHARS], s.wer, s.cer)
-        if sum(ch.isalnum() for ch in chunk.said) < self.qa.min_chars_for_asr_check:
-            return heard, None  # recorded, not judged
+        if sum(ch.isalnum() for ch in chunk.said) < self.qa.min_chars_for_asr_check or (
+            chunk.lang != "zh" and len(_words(chunk.said)) < 2
+        ):
+            return heard, None  # recorded, not judged: a lone word ("Preamble" heard "Pre-gamble") is a guess
         said = f"heard {transcript[:80]!r}"
         if s.excused:
             said += f"; excused as unknown to the model: {', '.join(s.excused[:6])}"
@@ -324,6 +326,10 @@ class Checker:
             if opening is None and s.unheard_tail >= max(CUT_SHORT_WORDS, CUT_SHORT_SHARE * words):
                 return heard, f"qa: asr: WER {s.wer:.2f}, last {s.unheard_tail} words not heard: cut short? ({said})"
         return heard, None
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in text.split() if any(ch.isalnum() for ch in w)]
 
 
 def _badness(attempt: Attempt, lang: str) -> tuple[int, float]:
