@@ -204,7 +204,7 @@ def corpus_flow(
     summary = RunSummary(
         run_id=plan.run_id,
         output=store.uri(""),
-        voice=voice,
+        voice=", ".join(dict.fromkeys(f"{v.backend}:{v.name}" for v in plan.voices.values())),
         sample_rate=plan.sample_rate,
         format=run_settings.audio.format,
         documents=len(plan.inputs),
