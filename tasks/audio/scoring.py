@@ -30,6 +30,7 @@ words (and insertions beside them) over the same reference length: misheard name
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class Score:
     wer_known: float | None = None  # English: `wer` less the errors on `excused` words
     excused: tuple[str, ...] = field(default=())  # reference words unknown to the model that were misheard
     unheard_tail: int = 0  # English: the reference's last words none of which was heard (audio cut short)
+    ser: float | None = None  # Chinese: syllable error rate, pinyin without tones (homophones alike; needs pypinyin)
 
 
 def score(reference: str, hypothesis: str, lang: str) -> Score:
@@ -87,7 +89,8 @@ def score(reference: str, hypothesis: str, lang: str) -> Score:
             return Score(None, 0.0 if not hyp_units else 1.0)
         if not hyp_units:
             return Score(None, 1.0)
-        return Score(None, float(jiwer.wer(ref_units, hyp_units)))
+        ser = _syllable_errors(ref_units, hyp_units)
+        return Score(None, float(jiwer.wer(ref_units, hyp_units)), ser=ser)
     hypothesis = _without_sound_tags(hypothesis, reference)
     ref, hyp = _joined_compounds(words(reference), words(hypothesis))
     if not ref:
@@ -190,6 +193,25 @@ def _units(text: str) -> list[str]:
 
         text = opencc.OpenCC("t2s").convert(text)
     return re.findall(r"[a-z]+|\d+|[^\W_a-z\d]", _plain(chinese(text)).lower())
+
+
+def _syllable_errors(ref_units: str, hyp_units: str) -> float | None:
+    """The error rate over syllables: each hanzi as its pinyin without tone (read in context, so polyphones follow
+    the phrase), so that a homophone the listener wrote is no error; None without pypinyin."""
+    import jiwer
+
+    try:
+        from pypinyin import lazy_pinyin
+    except ImportError:
+        return None
+
+    def syllables(units: str) -> str:
+        out: list[str] = []
+        for is_hanzi, run in itertools.groupby(units.split(), key=lambda u: len(u) == 1 and "\u4e00" <= u <= "\u9fff"):
+            out += lazy_pinyin("".join(run)) if is_hanzi else list(run)
+        return " ".join(out)
+
+    return float(jiwer.wer(syllables(ref_units), syllables(hyp_units)))
 
 
 def _plain(text: str) -> str:
