@@ -28,10 +28,13 @@ lint: setup
 	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/mypy
 
+# First the system tools the tests use (tests/system_tools.py: installed as root with apt-get, else the command to
+# run is printed and the tests that need them are skipped, by name; under CI=true they fail).
 # The image check (tests/test_container_build.py, minutes of building) starts first, beside the install, where it
 # can run (root, buildah, debootstrap); its test then waits for it. The suite runs on every core, whole modules
 # to each worker, the longest first (tests/conftest.py orders them; xdist keeps that order); the slowest printed.
 test:
+	@$(PYTHON) tests/system_tools.py --install
 	@docker/buildah-check.sh --background $(CURDIR)/.image-check
 	@$(MAKE) --no-print-directory lint
 	@# Bytecode of what every test process imports, written once before the workers and their servers start

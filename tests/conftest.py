@@ -29,6 +29,9 @@ os.environ["VOXBATCH_TEST_SESSION"] = _SESSION_MARK.split("=", 1)[1]
 import pytest  # noqa: E402
 
 from tasks.config import Settings, validate_settings  # noqa: E402
+from tests.system_tools import install_command, missing  # noqa: E402
+
+_NEEDS = "needs system tools"  # the start of a skip's reason when a tool is missing (listed at the end)
 
 
 def _cuda_available() -> bool:
@@ -91,6 +94,30 @@ def _leftover_processes() -> list[str]:
         except OSError:  # gone meanwhile, or not ours
             continue
     return found
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.needs("ffmpeg", ...)`: skipped when a tool is missing (`make test` installs them where it can:
+    tests/system_tools.py), a failure under CI=true, where everything must be tested."""
+    for marker in item.iter_markers("needs"):
+        absent = missing(marker.args)
+        if absent:
+            reason = f"{_NEEDS} {', '.join(absent)} (install: {install_command(absent)})"
+            if os.environ.get("CI", "").lower() in ("true", "1"):
+                pytest.fail(f"CI=true: {reason}", pytrace=False)
+            pytest.skip(reason)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The tests skipped for a missing system tool, by name, and the command that installs what they need."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if _NEEDS in str(getattr(r, "longrepr", ""))]
+    if not skipped:
+        return
+    tools = sorted({t.strip() for r in skipped for t in str(r.longrepr).split(_NEEDS, 1)[1].split(" (")[0].split(",")})
+    terminalreporter.section("skipped: system tools missing", sep="=", yellow=True)
+    for report in skipped:
+        terminalreporter.line(f"  {report.nodeid}")
+    terminalreporter.line(f"{len(skipped)} tests need {', '.join(tools)}: {install_command(tools)}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -115,13 +115,14 @@ def test_run_then_assemble_from_the_command_line(tmp_path: Path, api_url: str) -
     assert longer == pytest.approx((paragraphs - 1) * (1.5 - 0.75), abs=0.01)
 
 
+@pytest.mark.needs("ffmpeg", "ffprobe")
 def test_an_epub_becomes_an_m4b_with_chapters_and_an_opus_file(prefect_api: None, tmp_path: Path) -> None:
     import json
     import shutil
     import subprocess
 
     ffprobe = shutil.which("ffprobe")
-    assert ffprobe and shutil.which("ffmpeg"), "M4B needs ffmpeg (apt-get install ffmpeg; .ci/run installs it)"
+    assert ffprobe, "marked needs('ffmpeg', 'ffprobe')"
     book = make_epub(tmp_path / "harbour.epub")
     out = tmp_path / "out"
     summary = run([str(book)], str(out))  # the real voice

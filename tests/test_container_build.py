@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -23,14 +22,7 @@ TAG = "localhost/voxbatch:check-cpu"
 BACKGROUND = "VOXBATCH_IMAGE_CHECK"  # set by `make test` to the folder of the check it started
 
 
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (buildah with chroot isolation)"
-    tools = [tool for tool in ("buildah", "debootstrap") if shutil.which(tool) is None]
-    return f"needs {' and '.join(tools)} (apt-get install {' '.join(tools)})" if tools else None
-
-
-pytestmark = [pytest.mark.slow, pytest.mark.container]
+pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.needs("buildah", "debootstrap")]
 
 
 def _check() -> tuple[int, str]:
@@ -49,7 +41,7 @@ def _check() -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (buildah with chroot isolation)")
 def test_the_cpu_image_builds_and_runs_the_sample_as_its_own_user() -> None:
     returncode, output = _check()
     assert returncode == 0, output[-4000:]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flows.server_database import database_of, sqlite_advice
-from tests.postgres_servers import postgres_bin, start_postgres
+from tests.postgres_servers import start_postgres
 from tests.prefect_servers import BIN, PrefectServer, spawn, start_prefect_server
 
 
@@ -54,8 +54,6 @@ def test_the_advice_names_the_fix_and_the_cost() -> None:
 
 @pytest.fixture
 def postgres_prefect(tmp_path: Path) -> Iterator[PrefectServer]:
-    if not postgres_bin("initdb"):
-        pytest.fail("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)")
     database = start_postgres()
     try:
         server = start_prefect_server(tmp_path / "prefect-home", database_url=database.url(), timeout=240)
@@ -81,6 +79,7 @@ def _worker_says_database(server: PrefectServer, log: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.needs("initdb")
 def test_a_worker_tells_a_postgresql_server_from_a_sqlite_one(postgres_prefect: PrefectServer, tmp_path: Path) -> None:
     said = _worker_says_database(postgres_prefect, tmp_path / "worker-pg.log")
     assert "the Prefect server's database is postgresql" in said, said
