@@ -3,6 +3,8 @@
 # inside the built image. Needs root, Debian's buildah and debootstrap, and PyPI.
 #
 #   sudo docker/buildah-check.sh            # from the repository root
+#   sudo TARGET=cpu-zh docker/buildah-check.sh   # the Mandarin image: runs the Chinese sample with zh-baker
+#   sudo TARGET=cuda docker/buildah-check.sh     # the CUDA image: built, then doctor says whether a GPU is visible
 #
 # What differs from `docker build --target cpu`, and why:
 #   - The base is Debian bookworm's own Python (3.11) from debootstrap, not python:3.12-slim: no image registry is
@@ -18,7 +20,8 @@
 set -euo pipefail
 
 WORK=${WORK:-/var/tmp/voxbatch-buildah}
-TAG=${TAG:-localhost/voxbatch:check-cpu}
+TARGET=${TARGET:-cpu}
+TAG=${TAG:-localhost/voxbatch:check-$TARGET}
 BASE=localhost/voxbatch-base:bookworm
 TORCH_INDEX=${TORCH_INDEX:-}
 STORE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver "${STORAGE_DRIVER:-overlay}")
@@ -78,10 +81,12 @@ if ! buildah "${STORE[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
   buildah "${STORE[@]}" commit --rm "$ctr" "$BASE" >/dev/null
 fi
 
-# 2. The Dockerfile's cpu target, as written, on that base.
+# 2. The Dockerfile's target, as written, on that base.
 torch_pin=$(sed -n 's/^torch==//p' constraints.txt)
 torch_args=()
-if [[ -z $TORCH_INDEX ]]; then
+if [[ $TARGET == cuda ]]; then
+  : # torch's CUDA build from PyPI, as the Dockerfile says
+elif [[ -z $TORCH_INDEX ]]; then
   if getent hosts download.pytorch.org >/dev/null; then
     TORCH_INDEX=https://download.pytorch.org/whl/cpu
   else
@@ -101,11 +106,11 @@ if [[ -z $TORCH_INDEX ]]; then
     fi
   fi
 fi
-torch_args+=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
-log "buildah build --target cpu"
+[[ -n $TORCH_INDEX ]] && torch_args+=(--build-arg "TORCH_INDEX=$TORCH_INDEX")
+log "buildah build --target $TARGET"
 buildah "${STORE[@]}" build --isolation chroot --format docker --layers \
   --build-arg "PYTHON_IMAGE=$BASE" "${torch_args[@]}" \
-  -f docker/Dockerfile --target cpu -t "$TAG" . >"$WORK/build.log" 2>&1 \
+  -f docker/Dockerfile --target "$TARGET" -t "$TAG" . >"$WORK/build.log" 2>&1 \
   || { tail -30 "$WORK/build.log" >&2; exit 1; }
 buildah "${STORE[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$TAG" >&2
 # Layers of earlier builds that no tagged image uses any more: without this the store grows by gigabytes a build.
@@ -115,12 +120,24 @@ buildah "${STORE[@]}" rmi --prune >/dev/null 2>&1 || true
 ctr=$(buildah "${STORE[@]}" from "$TAG")
 trap 'buildah "${STORE[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
 in_image() { buildah "${STORE[@]}" run --isolation chroot --user 10001:10001 "$ctr" -- "$@"; }
+if [[ $TARGET == cuda ]]; then
+  # No GPU here: doctor must say so plainly (and fail), the CPU checks pass.
+  log "voxbatch doctor --device cuda (no GPU on this machine)"
+  if in_image voxbatch doctor --out /data --device cuda; then
+    echo "buildah-check: doctor --device cuda passed on a machine without a GPU" >&2; exit 1
+  fi
+  in_image python -c 'import torch; print(f"torch {torch.__version__}, CUDA build {torch.version.cuda}")'
+  log "done"
+  exit 0
+fi
+sample=en voice=()
+[[ $TARGET == cpu-zh ]] && sample=zh voice=(--voice zh-baker)
 log "voxbatch doctor"
-in_image voxbatch doctor --out /data
-log "voxbatch run on the baked-in English sample"
-in_image voxbatch run /opt/voxbatch-data/sample/en --out /data/out
+in_image voxbatch doctor --out /data "${voice[@]}"
+log "voxbatch run on the baked-in sample ($sample)"
+in_image voxbatch run "/opt/voxbatch-data/sample/$sample" --out /data/out "${voice[@]}"
 log "rerun (nothing to synthesize)"
-in_image voxbatch run /opt/voxbatch-data/sample/en --out /data/out
+in_image voxbatch run "/opt/voxbatch-data/sample/$sample" --out /data/out "${voice[@]}"
 in_image python -c '
 import glob, pyarrow.parquet as pq
 rows = pq.read_table(glob.glob("/data/out/runs/*/manifest.parquet")[0]).to_pylist()
