@@ -13,6 +13,7 @@ from tasks.errors import VoxbatchError
 
 PINNED_PYTHON = ((3, 11), (3, 13))
 REQUIRED_PACKAGES = ("prefect", "pydantic", "numpy", "onnxruntime", "sentencex", "soxr", "soundfile", "pyarrow")
+ALTERNATIVES = {"onnxruntime": ("onnxruntime-gpu",)}  # distributions that provide the same module
 MIN_FREE_BYTES = 1 << 30
 
 
@@ -47,6 +48,8 @@ def check_packages() -> list[Check]:
     checks = []
     for dist in REQUIRED_PACKAGES:
         version = _version(dist)
+        if version is None and dist in ALTERNATIVES:  # the CUDA image's onnxruntime-gpu stands for onnxruntime
+            dist, version = next(((d, v) for d in ALTERNATIVES[dist] if (v := _version(d))), (dist, None))
         checks.append(
             Check(dist, "ok" if version else "fail", version or "not installed", "" if version else "pip install -e .")
         )

@@ -223,3 +223,17 @@ def test_every_exit_code_is_in_the_readme_table() -> None:
     constants = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
     raised = {cls.exit_code for cls in vars(errors).values() if isinstance(cls, type) and hasattr(cls, "exit_code")}
     assert constants | raised | {130, 141} == listed
+
+
+def test_doctor_takes_onnxruntime_gpu_for_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CUDA image swaps onnxruntime for onnxruntime-gpu (the same module): its doctor said "not installed".
+    from tasks import doctor
+
+    versions = {"onnxruntime": None, "onnxruntime-gpu": "1.31.1"}
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda dist: versions[dist] if dist in versions else real(dist))
+    (check,) = [c for c in doctor.check_packages() if c.name.startswith("onnxruntime")]
+    assert (check.name, check.status, check.detail) == ("onnxruntime-gpu", "ok", "1.31.1")
+    versions["onnxruntime-gpu"] = None
+    (check,) = [c for c in doctor.check_packages() if c.name.startswith("onnxruntime")]
+    assert (check.name, check.status) == ("onnxruntime", "fail")
