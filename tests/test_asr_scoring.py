@@ -79,3 +79,17 @@ def test_a_lone_word_is_scored_but_never_judged() -> None:
     assert _verdict("Preamble", "Pre-gamble.") is None
     assert _verdict("Preamble.", "Something else entirely was heard.") is None
     assert _verdict("The preamble", "Something else entirely was heard.") is not None  # two words are judged
+
+
+def test_chinese_is_judged_by_syllables_so_homophones_pass_and_wrong_sounds_fail() -> None:
+    settings = validate_settings({"qa": {"asr": True}})
+    poem = "碧阑干外绣帘垂，猩色屏风画折枝。八尺龙须方锦褥，已凉天气未寒时。"
+
+    def verdict(heard: str) -> str | None:
+        return Checker(22050, settings)._score(ChunkAudio("c" * 64, poem, "zh", 22050, 22050), heard)[1]
+
+    # Whisper base heard zh-baker read it so: CER 0.57, but syllable error rate 0.07 ("xin" for "xing", ...).
+    assert score(poem, "比蘭甘外秀連錘,新色平風畫折針,八尺龍虛方進入,以兩天氣位含時。", "zh").cer > 0.5
+    assert verdict("比蘭甘外秀連錘,新色平風畫折針,八尺龍虛方進入,以兩天氣位含時。") is None
+    wrong = verdict("今天我们去公园散步，天气很好，大家都很开心，然后一起吃饭。")
+    assert wrong is not None and wrong.startswith("qa: asr: syllable error rate"), wrong

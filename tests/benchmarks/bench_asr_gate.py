@@ -132,15 +132,16 @@ def thresholds(items: list[Item], cache: Transcripts) -> None:
         good = [n for n, i in enumerate(chosen) if i.kind == "good"]
         broken = [n for n, i in enumerate(chosen) if i.kind != "good"]
         print(f"\n{lang}: {len(good)} good, {len(broken)} broken chunks; first {first}, second opinion {second}")
-        print(f"{'threshold':>10}{'false (first)':>15}{'false (both)':>14}{'caught':>9}" + ("  syllables" * (not second)))
+        header = f"{'threshold':>10}{'false (first)':>15}{'false (both)':>14}{'caught':>9}"
+        print(header + ("  syllables" * (not second)))
         for t in THRESHOLDS:
             false_one = sum(one[n] > t for n in good)
             false_two = sum(one[n] > t and two[n] > t for n in good)
             caught = sum(one[n] > t and two[n] > t for n in broken)
             line = f"{t:10.2f}{false_one / len(good):15.1%}{false_two / len(good):14.1%}{caught / len(broken):9.1%}"
             if not second:
-                false_syl = sum(syl[n] > t for n in good)
-                line += f"  false {false_syl / len(good):.1%}, caught {sum(syl[n] > t for n in broken) / len(broken):.1%}"
+                false_syl = sum(syl[n] > t for n in good) / len(good)
+                line += f"  false {false_syl:.1%}, caught {sum(syl[n] > t for n in broken) / len(broken):.1%}"
             print(line)
         worst = sorted(good, key=lambda n: -two[n])[:5]
         for n in worst:
