@@ -207,8 +207,11 @@ def _syllable_errors(ref_units: str, hyp_units: str) -> float | None:
 
     def syllables(units: str) -> str:
         out: list[str] = []
-        for is_hanzi, run in itertools.groupby(units.split(), key=lambda u: len(u) == 1 and "\u4e00" <= u <= "\u9fff"):
-            out += lazy_pinyin("".join(run)) if is_hanzi else list(run)
+        for is_hanzi, group in itertools.groupby(
+            units.split(), key=lambda u: len(u) == 1 and "\u4e00" <= u <= "\u9fff"
+        ):
+            run = list(group)
+            out += lazy_pinyin("".join(run)) if is_hanzi else run
         return " ".join(out)
 
     return float(jiwer.wer(syllables(ref_units), syllables(hyp_units)))

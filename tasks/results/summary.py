@@ -67,7 +67,8 @@ class RunSummary:
             f"(synthesized now {s.synthesized}, already done {s.chunks - s.synthesized - s.skipped})",
             f"  audio {hms(s.audio_seconds)} in {hms(self.wall_seconds)} wall: real-time factor "
             f"{self.realtime_factor:.3f} ({speed})",
-            f"  {'voices' if ', ' in self.voice else 'voice'} {self.voice}, {self.format} at {self.sample_rate} Hz; out-of-memory backoffs {s.oom_backoffs}",
+            f"  {'voices' if ', ' in self.voice else 'voice'} {self.voice}, "
+            f"{self.format} at {self.sample_rate} Hz; out-of-memory backoffs {s.oom_backoffs}",
         ]
         if s.regenerations or s.asr_seconds:
             lines.append(
