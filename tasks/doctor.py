@@ -71,7 +71,7 @@ def check_packages() -> list[Check]:
     return checks
 
 
-def check_devices() -> list[Check]:
+def check_devices(requested: str = "auto") -> list[Check]:
     checks = []
     try:
         import onnxruntime as ort
@@ -84,16 +84,34 @@ def check_devices() -> list[Check]:
         checks.append(Check("onnxruntime providers", "fail", "onnxruntime not installed", "pip install -e ."))
     torch_version = _version("torch")
     if torch_version is None:
-        checks.append(Check("torch", "fail", "not installed", "pip install -e . (torch==2.14.1)"))
+        checks.append(Check("torch", "fail", "not installed", "pip install -c constraints.txt -e . (the torch pin)"))
         return checks
     try:
         import torch
     except Exception as exc:
-        checks.append(Check("torch", "fail", f"{torch_version} does not import: {exc}", "reinstall torch==2.14.1"))
+        checks.append(
+            Check(
+                "torch",
+                "fail",
+                f"{torch_version} does not import: {exc}",
+                "reinstall torch at the pin of constraints.txt",
+            )
+        )
         return checks
     built_for = torch.version.cuda
     if not torch.cuda.is_available():
         detail = f"{torch_version} (built for CUDA {built_for or 'none'}), no CUDA device: synthesis runs on the CPU"
+        if requested.startswith("cuda"):  # asked for a GPU (the CUDA image's healthcheck): none is no pass
+            detail = f"synthesis.device is {requested!r}, but no GPU is visible: torch {torch_version} "
+            detail += f"(built for CUDA {built_for or 'none'}) sees no CUDA device"
+            hint = (
+                "in a container, pass the GPU in (NVIDIA container toolkit: --gpus all, or the compose file's gpu "
+                "profile); check nvidia-smi; or run on the CPU with --device cpu"
+                if built_for
+                else "this torch is a CPU build: install torch's CUDA build, or run with --device cpu"
+            )
+            checks.append(Check("torch", "fail", detail, hint))
+            return checks
         checks.append(Check("torch", "ok", detail))
         return checks
     checks.append(Check("torch", "ok", f"{torch_version}, built for CUDA {built_for}"))
@@ -217,5 +235,11 @@ def check_asr(settings: Settings) -> list[Check]:
 
 
 def run_checks(settings: Settings, out: str) -> list[Check]:
-    checks = [check_python(), *check_packages(), *check_devices(), *check_voice(settings), *check_asr(settings)]
+    checks = [
+        check_python(),
+        *check_packages(),
+        *check_devices(settings.synthesis.device),
+        *check_voice(settings),
+        *check_asr(settings),
+    ]
     return [*checks, check_output(out)]

@@ -237,3 +237,18 @@ def test_doctor_takes_onnxruntime_gpu_for_onnxruntime(monkeypatch: pytest.Monkey
     versions["onnxruntime-gpu"] = None
     (check,) = [c for c in doctor.check_packages() if c.name.startswith("onnxruntime")]
     assert (check.name, check.status) == ("onnxruntime", "fail")
+
+
+def test_doctor_asked_for_cuda_without_a_gpu_says_so_and_fails() -> None:
+    import torch
+
+    from tasks import doctor
+
+    (check,) = [c for c in doctor.check_devices("cuda") if c.name == "torch"]
+    if torch.cuda.is_available():
+        assert check.status == "ok", check
+    else:  # the CUDA image on a machine without a GPU: its healthcheck must not pass
+        assert check.status == "fail" and "no GPU is visible" in check.detail, check
+        assert "--device cpu" in check.hint
+        (auto,) = [c for c in doctor.check_devices("auto") if c.name == "torch"]
+        assert auto.status == "ok" and "synthesis runs on the CPU" in auto.detail

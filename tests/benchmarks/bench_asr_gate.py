@@ -90,9 +90,14 @@ def main() -> None:
     parser.add_argument("--verify", action="store_true", help="good only when the multilingual base hears it right")
     parser.add_argument("--verify-max", type=float, default=0.25)
     parser.add_argument("--no-gate", action="store_true", help="thresholds only, not the run's check")
+    parser.add_argument("--lang", choices=("en", "zh"), help="one language only (default: both)")
+    parser.add_argument("--max-wer", type=float, help="qa.max_wer for the run's check (default: the setting's)")
+    parser.add_argument("--max-cer-zh", type=float, help="qa.max_cer_zh for the run's check")
     args = parser.parse_args()
     rows = pd.read_parquet(glob.glob(str(args.out / "runs/*/manifest.parquet"))[0])
     rows = rows[rows.status == "ok"].drop_duplicates("chunk_id")
+    if args.lang:
+        rows = rows[rows.lang == args.lang]
     cache = Transcripts(args.out / "bench_asr_gate.json")
     good: list[Item] = []
     for r in rows.itertuples():
@@ -117,7 +122,8 @@ def main() -> None:
             items += [Item(kind, f"{kind}-{i.chunk_id}", i.lang, i.said, broken(i.audio), i.rate) for i in picked]
     thresholds(items, cache)
     if not args.no_gate:
-        gate(items, args.sample)
+        qa = {"max_wer": args.max_wer, "max_cer_zh": args.max_cer_zh}
+        gate(items, {"asr_sample": args.sample, **{k: v for k, v in qa.items() if v is not None}})
 
 
 def thresholds(items: list[Item], cache: Transcripts) -> None:
@@ -148,10 +154,10 @@ def thresholds(items: list[Item], cache: Transcripts) -> None:
             print(f"  worst good {two[n]:.2f}: {chosen[n].said[:60]!r}")
 
 
-def gate(items: list[Item], sample: float) -> None:
+def gate(items: list[Item], qa: dict[str, float]) -> None:
     """The check a run uses, over every item: its failures per kind and language."""
     rate = items[0].rate
-    settings = validate_settings({"qa": {"asr": True, "regenerate": 0, "asr_sample": sample}})
+    settings = validate_settings({"qa": {"asr": True, "regenerate": 0, **qa}})
     checker = Checker(rate, settings)
     verdicts = []
     for n, item in enumerate(items):
@@ -159,7 +165,8 @@ def gate(items: list[Item], sample: float) -> None:
     verdicts += checker.flush()
     checker.close()
     failed = {i: v.error for i, v in verdicts if v.error}
-    print(f"\nthe run's check (qa.asr_sample {sample})\n{'kind':10}{'lang':>5}{'chunks':>8}{'failed':>8}{'rate':>8}")
+    print(f"\nthe run's check ({', '.join(f'qa.{k} {v}' for k, v in qa.items())})")
+    print(f"{'kind':10}{'lang':>5}{'chunks':>8}{'failed':>8}{'rate':>8}")
     for kind in ("good", *BROKEN):
         for lang in ("en", "zh"):
             picked = [n for n, item in enumerate(items) if item.kind == kind and item.lang == lang]
