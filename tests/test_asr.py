@@ -181,17 +181,20 @@ def test_spot_checks_go_to_normal_looking_english_chunks_only_and_the_same_ones_
     def seconds(s: float) -> np.ndarray:
         return np.random.default_rng(0).normal(0, 0.1, round(s * rate)).astype(np.float32)
 
+    def spot_of(checker: Checker, c: ChunkAudio, audio: np.ndarray) -> np.ndarray | None:
+        return checker._spot(c, audio, checker._pace(c, audio, record=True))
+
     def spots(sample: float) -> list[bool]:
         checker = Checker(rate, validate_settings({"qa": {"asr": True, "asr_sample": sample}}))
         out = []
         for n in range(WARM_UP + 200):
-            spot = checker._spot(chunk(n), seconds(8.0 + 0.05 * (n % 7)))
+            spot = spot_of(checker, chunk(n), seconds(8.0 + 0.05 * (n % 7)))
             assert spot is None or SPOT_CUT[0] * rate <= spot.size <= SPOT_CUT[1] * rate
             out.append(spot is not None)
-        assert checker._spot(chunk(9000), seconds(16.0)) is None  # half the rate: runs long
-        assert checker._spot(chunk(9001), seconds(6.0)) is None  # much faster: cut short
-        assert checker._spot(chunk(9002, said[:54]), seconds(4.0)) is None  # under 6 s: heard in full
-        assert checker._spot(chunk(9003, lang="zh"), seconds(8.0)) is None  # the multilingual model's 30 s window
+        assert spot_of(checker, chunk(9000), seconds(16.0)) is None  # half the rate: runs long
+        assert spot_of(checker, chunk(9001), seconds(6.0)) is None  # much faster: cut short
+        assert spot_of(checker, chunk(9002, said[:54]), seconds(4.0)) is None  # under 6 s: heard in full
+        assert spot_of(checker, chunk(9003, lang="zh"), seconds(8.0)) is None  # the multilingual model's 30 s window
         return out
 
     assert not any(spots(1.0))

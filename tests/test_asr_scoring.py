@@ -93,3 +93,16 @@ def test_chinese_is_judged_by_syllables_so_homophones_pass_and_wrong_sounds_fail
     assert verdict("比蘭甘外秀連錘,新色平風畫折針,八尺龍虛方進入,以兩天氣位含時。") is None
     wrong = verdict("今天我们去公园散步，天气很好，大家都很开心，然后一起吃饭。")
     assert wrong is not None and wrong.startswith("qa: asr: syllable error rate"), wrong
+
+
+def test_a_chunk_far_faster_than_its_shard_of_which_little_was_heard_was_cut_short() -> None:
+    said = "There are more dead people than living, and their numbers are increasing. (Eugene Ionesco)"
+    heard = "There are more dead people than living, and there are no"  # tiny.en on its first half
+    settings = validate_settings({"qa": {"asr": True}})
+    checker = Checker(22050, settings)
+    chunk = ChunkAudio("c" * 64, said, "en", 22050, 22050)
+    assert checker._score(chunk, heard)[1] is None  # WER 0.29 on known words: under qa.max_wer alone
+    error = checker._score(chunk, heard, pace=2.0)[1]
+    assert error is not None and "2.0x the shard's typical speech rate and 62% of its letters heard" in error, error
+    assert checker._score(chunk, said, pace=2.0)[1] is None  # fast, but all of it heard
+    assert checker._score(chunk, heard, pace=1.2)[1] is None  # a little fast: within the normal spread

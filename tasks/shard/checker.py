@@ -52,6 +52,10 @@ BABBLE_WER = 0.8
 # A chunk whose last words were not heard at all, this many and at least this share of its words, was cut short
 # (whatever the WER: a truncated line of names scored under qa.max_wer on the words the model knows).
 CUT_SHORT_WORDS, CUT_SHORT_SHARE = 3, 0.2
+# A chunk far faster than its shard's typical speech (see below) of which Whisper heard under this share of the
+# letters was cut short too (Whisper completes a cut sentence with words of its own: "... and there are no"); one far
+# slower is heard over the full window, whatever its first transcript.
+FAST_PACE, HEARD_SHARE, SLOW_PACE = 1.4, 0.75, 0.6
 # Spot checks: an English chunk looks normal when its speech rate is within this share of the typical rate of the
 # shard's chunks so far (their median, once there are WARM_UP of them); then only its opening seconds are heard,
 # cut at the quietest 20 ms between SPOT_CUT seconds, unless it is shorter than SPOT_MIN_SECONDS.
@@ -101,6 +105,7 @@ class _Pending:
     samples: np.ndarray  # the finished audio, to listen to (a spot check: its opening seconds)
     redo: Redo | None
     opening: float | None = None  # a spot check: the share of the chunk's audio in `samples`
+    pace: float | None = None  # its speech rate over the shard's typical rate (None: not known yet)
 
 
 class Checker:
@@ -147,30 +152,38 @@ class Checker:
             return [(index, self._again(chunk, redo, (finished, None, None)))]
         if not self.qa.asr:
             return [(index, Checked(finished, None, 1, None))]
-        spot = self._spot(chunk, finished.samples)
+        pace = self._pace(chunk, finished.samples, record=True)
+        spot = self._spot(chunk, finished.samples, pace)
         if spot is None:
-            self._queue.append(_Pending(index, chunk, finished, finished.samples, redo))
+            self._queue.append(_Pending(index, chunk, finished, finished.samples, redo, pace=pace))
         else:
-            self._queue.append(_Pending(index, chunk, finished, spot, redo, spot.size / finished.samples.size))
+            opening = spot.size / finished.samples.size
+            self._queue.append(_Pending(index, chunk, finished, spot, redo, opening, pace))
         pool, batch = self.qa.asr_batch_size * POOL_BATCHES, self.qa.asr_batch_size
         if len(self._queue) >= pool or (len(self._queue) + self._expected < pool and len(self._queue) >= batch):
             self._submit()
         return self._collect(keep=pool * IN_FLIGHT_POOLS)
 
-    def _spot(self, chunk: ChunkAudio, samples: np.ndarray) -> np.ndarray | None:
+    def _pace(self, chunk: ChunkAudio, samples: np.ndarray, record: bool = False) -> float | None:
+        """The chunk's speech rate (characters a second) over the typical rate of its shard's chunks so far (their
+        median, once there are WARM_UP of them); `record`: a first attempt, whose rate joins them."""
+        rates = self._rates.setdefault(chunk.lang, deque(maxlen=200))
+        rate = len(chunk.said) / max(samples.size / self.rate_out, 1e-3)
+        typical = statistics.median(rates) if len(rates) >= WARM_UP else None
+        if record:
+            rates.append(rate)
+        return rate / typical if typical else None
+
+    def _spot(self, chunk: ChunkAudio, samples: np.ndarray, pace: float | None) -> np.ndarray | None:
         """The opening seconds to hear of a first attempt that looks normal (English, long enough, its speech rate
         close to the shard's typical rate: a loop or babble runs long, a cut runs short), or None: hear it all.
         Garbled or babbled speech is garbled from its start, so a spot check that fails is followed by a full
         listen, which decides; a share of normal chunks (qa.asr_sample, chosen by chunk id, the same on every
         rerun) is heard in full anyway."""
-        rates = self._rates.setdefault(chunk.lang, deque(maxlen=200))
         seconds = samples.size / self.rate_out
-        rate = len(chunk.said) / max(seconds, 1e-3)
-        typical = statistics.median(rates) if len(rates) >= WARM_UP else None
-        rates.append(rate)
-        if self.qa.asr_sample >= 1.0 or typical is None or chunk.lang == "zh" or seconds < SPOT_MIN_SECONDS:
+        if self.qa.asr_sample >= 1.0 or pace is None or chunk.lang == "zh" or seconds < SPOT_MIN_SECONDS:
             return None  # the multilingual model hears a fixed 30 s window: an opening would cost as much
-        if abs(rate / typical - 1.0) > NORMAL_RATE_BAND:
+        if abs(pace - 1.0) > NORMAL_RATE_BAND:
             return None
         if attempt_seed(chunk.chunk_id, "asr") / 2**32 < self.qa.asr_sample:
             return None
@@ -209,13 +222,16 @@ class Checker:
         ):
             items, transcripts = self._in_flight.pop(0)
             for p, text in zip(items, transcripts.result(), strict=True):
-                heard, error = self._score(p.chunk, text, p.opening)
+                heard, error = self._score(p.chunk, text, p.opening, p.pace)
                 if p.opening is not None and error is None:
                     self.spot_checked += 1
                 else:
                     self.heard += 1
-                    if error is not None and self._listener(p.chunk.lang).fitted:  # the full window decides
-                        heard, error = self._hear_fully(p.chunk, p.finished)
+                    # The full window decides a failure, and hears a chunk far slower than its shard's speech:
+                    # over a fitted window Whisper stops after the first pass of a loop.
+                    slow = p.pace is not None and p.pace < SLOW_PACE
+                    if (error is not None or slow) and self._listener(p.chunk.lang).fitted:
+                        heard, error = self._hear_fully(p.chunk, p.finished, p.pace)
                 if error is None:
                     out.append((p.index, Checked(p.finished, heard, 1, None)))
                 else:
@@ -236,7 +252,10 @@ class Checker:
                 attempts.append((Finished(error=reason), None, reason))
                 continue
             finished = finish(raw, chunk, self.settings.audio, self.qa)
-            heard, error = self._hear_fully(chunk, finished) if finished.ok and self.qa.asr else (None, None)
+            if finished.ok and self.qa.asr and finished.samples is not None:
+                heard, error = self._hear_fully(chunk, finished, self._pace(chunk, finished.samples))
+            else:
+                heard, error = None, None
             attempts.append((finished, heard, error))
             if finished.ok and error is None:
                 break
@@ -274,16 +293,16 @@ class Checker:
             with self._lock:
                 self.asr_seconds += time.perf_counter() - started
 
-    def _hear_fully(self, chunk: ChunkAudio, finished: Finished) -> tuple[Heard, str | None]:
+    def _hear_fully(self, chunk: ChunkAudio, finished: Finished, pace: float | None) -> tuple[Heard, str | None]:
         """Transcribe one chunk over Whisper's full window and score it; an English chunk that fails is heard
         again by the larger multilingual model (qa.asr_second_opinion), whose verdict stands when it passes: the
         small model mishears names and rare words that the voice said well."""
         if finished.samples is None:
             raise ValueError(f"chunk {chunk.chunk_id}: no audio to listen to")
-        heard, error = self._score(chunk, self._transcribe(chunk.lang, [finished.samples], full_window=True)[0])
+        heard, error = self._score(chunk, self._transcribe(chunk.lang, [finished.samples], True)[0], pace=pace)
         if error is None or chunk.lang == "zh" or not self._second_opinion():
             return heard, error
-        second, second_error = self._score(chunk, self._transcribe("en-base", [finished.samples])[0])
+        second, second_error = self._score(chunk, self._transcribe("en-base", [finished.samples])[0], pace=pace)
         return (second, None) if second_error is None else (heard, error)
 
     def _second_opinion(self) -> bool:
@@ -291,7 +310,9 @@ class Checker:
 
         return self.qa.asr_second_opinion and has_multilingual()
 
-    def _score(self, chunk: ChunkAudio, transcript: str, opening: float | None = None) -> tuple[Heard, str | None]:
+    def _score(
+        self, chunk: ChunkAudio, transcript: str, opening: float | None = None, pace: float | None = None
+    ) -> tuple[Heard, str | None]:
         """What was heard with its error rates, and the reason it fails (None: it passes). English fails on its
         errors on words the model knows (`wer_known`): a misheard name alone never fails a chunk; but past
         `BABBLE_WER` over all its words it fails whatever they are (a line of names babbled). A spot check
@@ -329,9 +350,15 @@ class Checker:
                 return heard, f"qa: asr: WER {known:.2f}{on} > qa.max_wer {self.qa.max_wer} ({said})"
             if s.wer > max(self.qa.max_wer, BABBLE_WER):
                 return heard, f"qa: asr: WER {s.wer:.2f} > {max(self.qa.max_wer, BABBLE_WER)} on all words ({said})"
-            words = len(chunk.said.split())
+            words = len(_words(chunk.said))
             if opening is None and s.unheard_tail >= max(CUT_SHORT_WORDS, CUT_SHORT_SHARE * words):
                 return heard, f"qa: asr: WER {s.wer:.2f}, last {s.unheard_tail} words not heard: cut short? ({said})"
+            share = sum(ch.isalnum() for ch in transcript) / max(1, sum(ch.isalnum() for ch in chunk.said))
+            if opening is None and pace is not None and pace > FAST_PACE and share < HEARD_SHARE:
+                return heard, (
+                    f"qa: asr: {pace:.1f}x the shard's typical speech rate and {share:.0%} of its letters heard: "
+                    f"cut short? ({said})"
+                )
         return heard, None
 
 
