@@ -48,7 +48,7 @@ def missing() -> str | None:
         return "needs root (podman runs the stack's containers as root; buildah builds its images)"
     tools = [tool for tool in ("podman", "runc", "buildah", "debootstrap") if shutil.which(tool) is None]
     if tools:
-        return f"needs {' and '.join(tools)} (apt-get install podman runc podman-compose buildah debootstrap)"
+        return f"needs {', '.join(tools)} (apt-get install {' '.join(tools)})"
     if not (BIN / "podman-compose").exists():
         return "needs podman-compose 1.6.0 in the venv (pip install -c constraints.txt -e '.[dev]')"
     return None
