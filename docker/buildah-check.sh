@@ -16,7 +16,9 @@
 # Everything lives under $WORK (default /var/tmp/voxbatch-buildah); `docker/buildah-check.sh --clean` removes it.
 # `--background DIR` starts the check and returns at once, where it can run (root, buildah, debootstrap): its
 # output goes to DIR/output and its exit code to DIR/exit-code when it ends (`make test` starts it so, beside the
-# install, and tests/test_container_build.py reads it there).
+# install, and tests/test_container_build.py reads it there). `--build-only` stops after the build (TAG made;
+# docker/local-images.sh builds the voxbatch image of the local compose stack so). One check or build at a time
+# per WORK: each waits for the lock ($WORK/lock) that the others hold.
 set -euo pipefail
 
 WORK=${WORK:-/var/tmp/voxbatch-buildah}
@@ -52,11 +54,17 @@ if [[ ${1:-} == --clean ]]; then
   exit 0
 fi
 
+build_only=
+[[ ${1:-} == --build-only ]] && build_only=1
+
 for tool in buildah debootstrap; do
   command -v "$tool" >/dev/null || { echo "buildah-check: $tool is missing (apt-get install $tool)" >&2; exit 2; }
 done
 [[ -f docker/Dockerfile ]] || { echo "buildah-check: run from the repository root" >&2; exit 2; }
 mkdir -p "$WORK"
+# Another check or build on this store (a `make test` beside a developer's, docker/local-images.sh): wait for it.
+exec 9>"$WORK/lock"
+flock 9
 # Working containers of an earlier check that was killed hold their layers: drop them.
 buildah "${STORE[@]}" rm --all >/dev/null 2>&1 || true
 
@@ -115,6 +123,7 @@ buildah "${STORE[@]}" build --isolation chroot --format docker --layers \
 buildah "${STORE[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$TAG" >&2
 # Layers of earlier builds that no tagged image uses any more: without this the store grows by gigabytes a build.
 buildah "${STORE[@]}" rmi --prune >/dev/null 2>&1 || true
+[[ -n $build_only ]] && exit 0
 
 # 3. voxbatch inside the image, as its own non-root user: doctor, then the sample run, then a rerun.
 ctr=$(buildah "${STORE[@]}" from "$TAG")

@@ -25,7 +25,6 @@ TOOLS: dict[str, tuple[str, str]] = {
     "debootstrap": ("debootstrap", "the Debian base of the images (no image registry is needed)"),
     "podman": ("podman", "running the container stack"),
     "runc": ("runc", "podman's runtime here (crun cannot set rlimits on this kernel's cgroups)"),
-    "podman-compose": ("podman-compose", "the compose file run with podman"),
 }
 _POSTGRES = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15")]
 
