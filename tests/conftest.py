@@ -29,9 +29,9 @@ os.environ["VOXBATCH_TEST_SESSION"] = _SESSION_MARK.split("=", 1)[1]
 import pytest  # noqa: E402
 
 from tasks.config import Settings, validate_settings  # noqa: E402
-from tests.system_tools import install_command, missing  # noqa: E402
 
-_NEEDS = "needs system tools"  # the start of a skip's reason when a tool is missing (listed at the end)
+# `@pytest.mark.needs("ffmpeg", ...)`: skipped without the tool and listed at the end, failed under CI=true.
+from tests.system_tools import pytest_configure, pytest_runtest_setup, pytest_terminal_summary  # noqa: E402, F401
 
 
 def _cuda_available() -> bool:
@@ -53,7 +53,7 @@ _MODULE_CPU_SECONDS = {
     "test_status_and_readers": 12, "test_s3_servers": 10, "test_quality": 9, "test_tables_and_voices": 11,
     "test_corpora": 9, "test_server_database": 30, "test_faults": 58, "test_faults_servers": 108, "test_fuzz": 18,
     "test_hostile_inputs": 14, "test_results_streaming": 45, "test_review": 65, "test_asr_scoring": 3,
-    "test_asr_books": 45, "test_container_stack": 150,
+    "test_asr_books": 45, "test_container_stack": 150, "test_system_tools": 5,
 }  # fmt: skip
 
 
@@ -94,30 +94,6 @@ def _leftover_processes() -> list[str]:
         except OSError:  # gone meanwhile, or not ours
             continue
     return found
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """`@pytest.mark.needs("ffmpeg", ...)`: skipped when a tool is missing (`make test` installs them where it can:
-    tests/system_tools.py), a failure under CI=true, where everything must be tested."""
-    for marker in item.iter_markers("needs"):
-        absent = missing(marker.args)
-        if absent:
-            reason = f"{_NEEDS} {', '.join(absent)} (install: {install_command(absent)})"
-            if os.environ.get("CI", "").lower() in ("true", "1"):
-                pytest.fail(f"CI=true: {reason}", pytrace=False)
-            pytest.skip(reason)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The tests skipped for a missing system tool, by name, and the command that installs what they need."""
-    skipped = [r for r in terminalreporter.stats.get("skipped", []) if _NEEDS in str(getattr(r, "longrepr", ""))]
-    if not skipped:
-        return
-    tools = sorted({t.strip() for r in skipped for t in str(r.longrepr).split(_NEEDS, 1)[1].split(" (")[0].split(",")})
-    terminalreporter.section("skipped: system tools missing", sep="=", yellow=True)
-    for report in skipped:
-        terminalreporter.line(f"  {report.nodeid}")
-    terminalreporter.line(f"{len(skipped)} tests need {', '.join(tools)}: {install_command(tools)}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

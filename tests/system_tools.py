@@ -14,6 +14,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # this file runs with the system's python3 before any venv exists: pytest only in the hooks
+    import pytest
 
 # tool -> the Debian package that brings it, and what it is for.
 TOOLS: dict[str, tuple[str, str]] = {
@@ -26,6 +30,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "podman": ("podman", "running the container stack"),
     "runc": ("runc", "podman's runtime here (crun cannot set rlimits on this kernel's cgroups)"),
 }
+_NEEDS = "needs system tools"  # the start of a skip's reason when a tool is missing (listed at the end)
 _POSTGRES = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15")]
 
 
@@ -69,6 +74,43 @@ def install() -> int:
     if not done or still:
         print(f"could not install {', '.join(still) or 'everything'}; those tests will be skipped", file=sys.stderr)
     return 0
+
+
+# The marker, as pytest hooks (tests/conftest.py imports them).
+
+MARKER = (
+    "needs(tool, ...): system tools the test runs (tests/system_tools.py): skipped without them, failed under CI=true"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.needs("ffmpeg", ...)`: skipped when a tool is missing (`make test` installs them where it can:
+    tests/system_tools.py), a failure under CI=true, where everything must be tested."""
+    import pytest
+
+    for marker in item.iter_markers("needs"):
+        absent = missing(marker.args)
+        if absent:
+            reason = f"{_NEEDS} {', '.join(absent)} (install: {install_command(absent)})"
+            if os.environ.get("CI", "").lower() in ("true", "1"):
+                pytest.fail(f"CI=true: {reason}", pytrace=False)
+            pytest.skip(reason)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The tests skipped for a missing system tool, by name, and the command that installs what they need."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if _NEEDS in str(getattr(r, "longrepr", ""))]
+    if not skipped:
+        return
+    tools = sorted({t.strip() for r in skipped for t in str(r.longrepr).split(_NEEDS, 1)[1].split(" (")[0].split(",")})
+    terminalreporter.section("skipped: system tools missing", sep="=", yellow=True)
+    for report in skipped:
+        terminalreporter.line(f"  {report.nodeid}")
+    terminalreporter.line(f"{len(skipped)} tests need {', '.join(tools)}: {install_command(tools)}")
 
 
 def main() -> None:
