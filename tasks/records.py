@@ -27,6 +27,17 @@ def int32(default: Any = dataclasses.MISSING) -> Any:
     return field(default=default, metadata={"arrow": pa.int32()})
 
 
+# Timed spans of a text: where each piece of it is heard in an audio clip (seconds) and which characters it is.
+SPAN_TYPE = pa.struct(
+    [("start_s", pa.float64()), ("end_s", pa.float64()), ("char_start", pa.int32()), ("char_end", pa.int32())]
+)
+
+
+def spans_field() -> Any:
+    """A nullable dataclass field stored as an Arrow list of SPAN_TYPE (None: not known)."""
+    return field(default=None, metadata={"arrow": pa.list_(SPAN_TYPE)})
+
+
 def arrow_schema(cls: type) -> pa.Schema:
     """The Arrow schema of a dataclass: field order, types from the annotations (X | None is nullable)."""
     hints = typing.get_type_hints(cls)

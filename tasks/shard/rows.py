@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tasks.plan.file import Plan, PlannedChunk
-from tasks.records import arrow_schema, int32
+from tasks.records import arrow_schema, int32, spans_field
 from tasks.shard.checker import Checked
 from tasks.shard.finish import Levels
 from tasks.shard.storing import StoredAudio
@@ -82,6 +82,10 @@ class ManifestRow:
     asr_transcript: str | None = None  # what Whisper heard (qa.asr)
     asr_wer: float | None = None  # word error rate of the transcript against spoken_text (English)
     asr_cer: float | None = None  # character error rate (both languages)
+    # Where each sentence of `text` is heard in the stored audio: {start_s, end_s, char_start, char_end} (offsets
+    # into `text`), in order; None where the voice gave no timings (tasks.shard.timing.spans_of falls back to one
+    # span over the whole chunk).
+    sentences: list[dict[str, Any]] | None = spans_field()  # noqa: RUF009 (a dataclasses.field)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_dict(self) -> dict[str, Any]:

@@ -80,6 +80,12 @@ def sentences_of(lang: str, text: str) -> list[str]:
     return out
 
 
+def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
+    """The text's sentences as (start, end) offsets, whitespace around each left out; [] for a blank text."""
+    spans = (_strip(text, a, b) for a, b in _sentence_spans(text, sentences_of(lang, text)))
+    return [(a, b) for a, b in spans if b > a]
+
+
 def _sentence_spans(text: str, sentences: list[str]) -> list[tuple[int, int]]:
     spans = []
     pos = 0
