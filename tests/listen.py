@@ -63,3 +63,29 @@ def hanzi(text: str) -> str:
 
 def char_error_rate(reference: str, hypothesis: str) -> float:
     return float(jiwer.cer(hanzi(reference), hanzi(hypothesis)))
+
+
+def timed_words(samples: np.ndarray, rate: int) -> list[tuple[str, float]]:
+    """The words Whisper tiny.en hears, each with the second it starts at (word timestamps), as `words` writes them."""
+    audio16k = soxr.resample(samples, rate, 16000).astype(np.float32)
+    segments, _ = _model().transcribe(audio16k, language="en", beam_size=1, word_timestamps=True)
+    return [(w, word.start) for s in segments for word in s.words or [] for w in words(word.word).split()]
+
+
+def first_word_gaps(text: str, clips: list[tuple[float, int, int]], heard: list[tuple[str, float]]) -> list[float]:
+    """For each clip (its start in seconds, its characters in `text`) whose first word Whisper heard: seconds
+    between the clip's start and where that word is heard. The text's words and the heard words are aligned as
+    sequences, so a misheard word elsewhere moves nothing."""
+    from difflib import SequenceMatcher
+
+    ref: list[tuple[str, int]] = []  # (word, the clip it belongs to)
+    for n, (_, start, end) in enumerate(clips):
+        ref += [(w, n) for w in words(text[start:end]).split()]
+    matcher = SequenceMatcher(None, [w for w, _ in ref], [w for w, _ in heard], autojunk=False)
+    heard_at = {a + k: heard[b + k][1] for a, b, size in matcher.get_matching_blocks() for k in range(size)}
+    gaps = []
+    for n, (clip_start, _, _) in enumerate(clips):
+        first = next((k for k, (_, clip) in enumerate(ref) if clip == n), None)
+        if first is not None and first in heard_at:
+            gaps.append(heard_at[first] - clip_start)
+    return gaps

@@ -21,14 +21,20 @@ def db(value: float) -> float:
 
 def trim_silence(audio: np.ndarray, sample_rate: int, pad_seconds: float) -> np.ndarray:
     """Cut leading and trailing audio quieter than the threshold, keeping `pad_seconds` at each end."""
+    start, end = trim_bounds(audio, sample_rate, pad_seconds)
+    return audio[start:end]
+
+
+def trim_bounds(audio: np.ndarray, sample_rate: int, pad_seconds: float) -> tuple[int, int]:
+    """The (start, end) samples `trim_silence` keeps."""
     if audio.size == 0:
-        return audio
+        return 0, 0
     peak = float(np.max(np.abs(audio)))
     if peak <= 0:
-        return audio
+        return 0, audio.size
     loud = np.flatnonzero(np.abs(audio) >= peak * 10 ** (_TRIM_THRESHOLD_DB / 20))
     pad = int(pad_seconds * sample_rate)
-    return audio[max(0, loud[0] - pad) : min(audio.size, loud[-1] + 1 + pad)]
+    return max(0, int(loud[0]) - pad), min(audio.size, int(loud[-1]) + 1 + pad)
 
 
 def resample(audio: np.ndarray, rate_in: int, rate_out: int, method: str) -> np.ndarray:
@@ -82,15 +88,26 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
 
 def join_parts(parts: list[tuple[np.ndarray, int]], rate: int, resampler: str) -> np.ndarray:
     """Parts (samples, their rate) as one waveform at `rate`: each trimmed and resampled, joined by crossfades."""
+    return join_parts_placed(parts, rate, resampler)[0]
+
+
+def join_parts_placed(
+    parts: list[tuple[np.ndarray, int]], rate: int, resampler: str
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """`join_parts`, and for each part where it went: (its first sample in the whole, the samples of its own
+    rate trimmed from its start)."""
     fade = int(CROSSFADE_SECONDS * rate)
     out = np.zeros(0, np.float32)
+    placed = []
     for samples, part_rate in parts:
-        piece = trim_silence(samples, part_rate, KEEP_SECONDS)
-        piece = resample(piece.astype(np.float32), part_rate, rate, resampler)
+        start, end = trim_bounds(samples, part_rate, KEEP_SECONDS)
+        piece = resample(samples[start:end].astype(np.float32), part_rate, rate, resampler)
         if out.size >= fade and piece.size >= fade and fade:
+            placed.append((out.size - fade, start))
             ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
             overlap = out[-fade:] * (1.0 - ramp) + piece[:fade] * ramp
             out = np.concatenate([out[:-fade], overlap, piece[fade:]])
         else:
+            placed.append((out.size, start))
             out = np.concatenate([out, piece])
-    return out.astype(np.float32)
+    return out.astype(np.float32), placed

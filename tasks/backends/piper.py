@@ -19,9 +19,10 @@ from tasks.backends import model_cache
 from tasks.backends.checksums import digest_of, sidecar_digest, verify_sha256
 from tasks.backends.devices import cuda_device, library_versions
 from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
-from tasks.backends.synthesizer import SynthOptions, VoiceInfo
+from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, VoiceInfo
 from tasks.config import SynthesisSettings
 from tasks.errors import ModelError
+from tasks.text.chunking import sentence_spans
 
 MAX_AUTO_LANES = 4  # measured on 2 cores only: more sessions cost memory for a gain not measured
 
@@ -204,11 +205,22 @@ def _available_gib() -> int:
     return 2  # not Linux: room for one more lane
 
 
-def _audio(voice: Any, sentences: list[list[int]], synth_config: Any) -> np.ndarray:
-    """A chunk's audio from its sentences' phoneme ids. Same steps as PiperVoice.synthesize with normalize_audio off
-    and volume 1: the model's output clipped to [-1, 1], sentences joined."""
-    parts = [np.clip(voice.phoneme_ids_to_audio(ids, synth_config), -1.0, 1.0).astype(np.float32) for ids in sentences]
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+Pieces = list[tuple[int, list[list[int]]]]  # per sentence of a text: (its first character, phoneme ids per sentence)
+
+
+def _audio(voice: Any, pieces: Pieces, synth_config: Any) -> TimedAudio:
+    """A chunk's audio from its pieces' phoneme ids, marked where each piece begins. Same steps as
+    PiperVoice.synthesize with normalize_audio off and volume 1: the model's output clipped to [-1, 1], joined."""
+    parts: list[np.ndarray] = []
+    marks: list[tuple[int, int]] = []
+    at = 0
+    for char, sentences in pieces:
+        marks.append((at, char))
+        for ids in sentences:
+            parts.append(np.clip(voice.phoneme_ids_to_audio(ids, synth_config), -1.0, 1.0).astype(np.float32))
+            at += parts[-1].size
+    audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return TimedAudio.of(audio, tuple(marks) or ONE_PIECE)
 
 
 def _alignment_model(model: Path) -> bytes:
@@ -249,7 +261,7 @@ class PiperSynthesizer:
     _more_voices: list[Any] = field(default_factory=list)  # the other lanes' sessions, opened when first needed
     _ooms_since_success: int = 0
     _shrink_next_run: bool = False
-    _phonemes: dict[str, list[list[int]]] = field(default_factory=dict)
+    _phonemes: dict[str, Pieces] = field(default_factory=dict)
     sampling: bool = True  # noise in the duration predictor and the flow
 
     @property
@@ -278,18 +290,25 @@ class PiperSynthesizer:
             ) from exc
         return PiperVoice(session=session, config=self.config)
 
-    def _ids(self, text: str) -> list[list[int]]:
-        """Phoneme ids per sentence, cached: the engine asks for the cost before it synthesizes."""
-        ids = self._phonemes.get(text)
-        if ids is None:
-            ids = [self.voice.phonemes_to_ids(p) for p in self.voice.phonemize(text) if p]
+    def _ids(self, text: str) -> Pieces:
+        """Phoneme ids per sentence of the text (espeak may split one further), cached: the engine asks for the
+        cost before it synthesizes. Sentence by sentence, so the audio is known to start a sentence where each
+        one's ids start (espeak, given the whole text, would split it at the same ends)."""
+        pieces = self._phonemes.get(text)
+        if pieces is None:
+            spans = sentence_spans(text, self.info.languages[0] if self.info.languages else "en") or [(0, len(text))]
+            pieces = []
+            for start, end in spans:
+                ids = [self.voice.phonemes_to_ids(p) for p in self.voice.phonemize(text[start:end]) if p]
+                if ids:
+                    pieces.append((start, ids))
             if len(self._phonemes) > 10_000:
                 self._phonemes.clear()
-            self._phonemes[text] = ids
-        return ids
+            self._phonemes[text] = pieces
+        return pieces
 
     def cost(self, text: str) -> int:
-        return sum(len(ids) for ids in self._ids(text))
+        return sum(len(ids) for _, sentences in self._ids(text) for ids in sentences)
 
     def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
         config = self.synth_config
@@ -348,15 +367,15 @@ class PiperSynthesizer:
         """All sentences of all texts in one padded ONNX run; each cut to its own length, texts reassembled."""
         import onnxruntime as ort
 
-        sentences = [(t, ids) for t, text in enumerate(texts) for ids in self._ids(text)]
-        out: list[list[np.ndarray]] = [[] for _ in texts]
+        pieces = [self._ids(text) for text in texts]
+        sentences = [(t, p, ids) for t, of in enumerate(pieces) for p, (_, ids_of) in enumerate(of) for ids in ids_of]
         if not sentences:
-            return [np.zeros(0, np.float32) for _ in texts]
-        width = max(len(ids) for _, ids in sentences)
+            return [TimedAudio.of(np.zeros(0, np.float32), ONE_PIECE) for _ in texts]
+        width = max(len(ids) for _, _, ids in sentences)
         batch = np.zeros((len(sentences), width), dtype=np.int64)
-        for row, (_, ids) in enumerate(sentences):
+        for row, (_, _, ids) in enumerate(sentences):
             batch[row, : len(ids)] = ids
-        lengths = np.array([len(ids) for _, ids in sentences], dtype=np.int64)
+        lengths = np.array([len(ids) for _, _, ids in sentences], dtype=np.int64)
         c = self.config
         scales = np.array(
             [
@@ -376,9 +395,19 @@ class PiperSynthesizer:
         audio, durations = self.voice.session.run(None, feeds, run_options)[:2]
         samples = (durations.reshape(len(sentences), -1).sum(axis=1) * c.hop_length).astype(np.int64)
         flat = audio.reshape(len(sentences), -1)
-        for row, (t, _) in enumerate(sentences):
+        out: list[list[np.ndarray]] = [[] for _ in texts]
+        marks: list[list[tuple[int, int]]] = [[] for _ in texts]
+        sizes, last_piece = [0] * len(texts), [-1] * len(texts)
+        for row, (t, p, _) in enumerate(sentences):
+            if p != last_piece[t]:  # the first sentence of a piece: the piece begins here
+                marks[t].append((sizes[t], pieces[t][p][0]))
+                last_piece[t] = p
             out[t].append(np.clip(flat[row, : samples[row]], -1.0, 1.0).astype(np.float32))
-        return [np.concatenate(parts) if parts else np.zeros(0, np.float32) for parts in out]
+            sizes[t] += out[t][-1].size
+        return [
+            TimedAudio.of(np.concatenate(parts) if parts else np.zeros(0, np.float32), tuple(m) or ONE_PIECE)
+            for parts, m in zip(out, marks, strict=True)
+        ]
 
     def release(self) -> None:
         self._ooms_since_success += 1

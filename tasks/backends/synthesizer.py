@@ -42,8 +42,48 @@ class SynthOptions:
         return cls(params.get("length_scale"), params.get("speaker") or "")
 
 
+Marks = tuple[tuple[int, int], ...]  # (sample, character of the text read) where each piece of it begins, in order
+ONE_PIECE: Marks = ((0, 0),)  # what a voice that gives no timings says: the whole text begins at the start
+
+
+class TimedAudio(np.ndarray):
+    """A text's raw audio that knows where each piece of the text (a sentence, a clause) begins in it: `marks`.
+
+    Voices that can tell return these from `synthesize`; the stages that make new audio from it (a split chunk
+    rejoined, the parts of a mixed chunk, trimming and resampling) carry the marks over themselves, since any
+    numpy operation returns a plain array. `marks_of` reads them from any array (ONE_PIECE where there are none).
+    """
+
+    marks: Marks
+
+    @classmethod
+    def of(cls, audio: np.ndarray, marks: Marks) -> TimedAudio:
+        timed = audio.view(cls)
+        timed.marks = marks
+        return timed
+
+
+def marks_of(audio: np.ndarray) -> Marks:
+    marks: Marks | None = getattr(audio, "marks", None)
+    return marks or ONE_PIECE
+
+
+def joined_marks(pieces: list[tuple[Marks, int, int]]) -> Marks:
+    """The marks of pieces laid end to end: (a piece's marks, the sample where it starts in the whole, the
+    character where its text starts in the whole text)."""
+    return tuple((sample + s, char + c) for marks, sample, char in pieces for s, c in marks)
+
+
+def moved_marks(marks: Marks, cut: int, rate_in: int, rate_out: int, length: int) -> Marks:
+    """Marks of audio that lost `cut` samples at its start and was resampled from `rate_in` to `rate_out`, where
+    it is now `length` samples long: each sample moved and scaled, kept within the audio."""
+    scale = rate_out / rate_in
+    return tuple((min(length, max(0, round((s - cut) * scale))), c) for s, c in marks)
+
+
 class Synthesizer(Protocol):
-    """A loaded voice. `synthesize` returns one float32 mono array in [-1, 1] per text."""
+    """A loaded voice. `synthesize` returns one float32 mono array in [-1, 1] per text (a TimedAudio where the
+    voice knows where the text's sentences or clauses begin)."""
 
     info: VoiceInfo
     supports_batching: bool  # padded batches: several texts in one model call

@@ -28,7 +28,7 @@ from tasks.backends import model_cache
 from tasks.backends.checksums import digest_of
 from tasks.backends.devices import cuda_device, library_versions
 from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
-from tasks.backends.synthesizer import SynthOptions, VoiceInfo
+from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, VoiceInfo
 from tasks.config import SynthesisSettings
 from tasks.errors import ModelError
 
@@ -224,20 +224,27 @@ class TwoStageSynthesizer:
         return out
 
     def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
+        """Each text's clauses joined by the clause pause, marked where each clause begins."""
         speaker = self._speaker(options)
         scale = options.length_scale if options else None
-        clauses = [[c.ids for c in self.frontend.clauses(t)] for t in texts]
-        mels = [self.mel(ids, speaker, scale) for items in clauses for ids in items]
+        clauses = [self.frontend.clauses(t) for t in texts]
+        mels = [self.mel(c.ids, speaker, scale) for items in clauses for c in items]
         waves = iter(self.vocode(mels)) if mels else iter(())
         pause = np.zeros(int(float(self.config.get("clause_pause_seconds", 0.2)) * self.info.sample_rate), np.float32)
-        out = []
+        out: list[np.ndarray] = []
         for items in clauses:
             parts: list[np.ndarray] = []
-            for _ in items:
+            marks: list[tuple[int, int]] = []
+            at = 0
+            for clause in items:
                 if parts:
                     parts.append(pause)
+                    at += pause.size
+                marks.append((at, clause.start))
                 parts.append(np.clip(next(waves), -1.0, 1.0).astype(np.float32))
-            out.append(np.concatenate(parts) if parts else np.zeros(0, np.float32))
+                at += parts[-1].size
+            audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            out.append(TimedAudio.of(audio, tuple(marks) or ONE_PIECE))
         return out
 
     def release(self) -> None:

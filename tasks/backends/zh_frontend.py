@@ -13,6 +13,7 @@ initial (`^` for none) and final with its tone (1-5, 5 neutral), `#0` between sy
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Clause:
 
     ids: list[int]
     syllables: int
+    start: int = 0  # where the clause begins in the text given (0 where that is not known)
 
 
 @dataclass
@@ -62,7 +64,17 @@ class BakerFrontend:
         """The clauses of a chunk as phoneme ids; clauses with nothing speakable are left out."""
         cached = self._cache.get(text)
         if cached is None:
-            cached = [c for part in CLAUSE_END.split(self.prepare(text)) for c in self._clause(part)]
+            parts = CLAUSE_END.split(self.prepare(text))
+            # Where each part begins in the text as given: after the same clause marks, unless preparing the text
+            # made or removed one ("3.5" read 三点五): then not known.
+            starts = [0, *(m.end() for m in CLAUSE_END.finditer(text))]
+            if len(starts) != len(parts):
+                starts = [0] * len(parts)
+            cached = [
+                dataclasses.replace(c, start=start)
+                for part, start in zip(parts, starts, strict=True)
+                for c in self._clause(part)
+            ]
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[text] = cached

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tasks.backends.synthesizer import Marks, TimedAudio, joined_marks, marks_of
 from tasks.errors import DeviceFatal, DeviceOutOfMemory, VoxbatchError
 from tasks.shard.faults import Faults
 from tasks.shard.oom import translate
@@ -286,7 +287,18 @@ class Engine:
             )
             return
         pieces: list[np.ndarray] = []
-        for r in results:
+        placed: list[tuple[Marks, int, int]] = []  # each part's marks, first sample and first character
+        at, char = 0, 0
+        for part, r in zip(parts, results, strict=True):
             if r.audio is not None:
-                pieces.extend([self.gap, r.audio] if pieces else [r.audio])
-        yield ItemResult(it.index, np.concatenate(pieces), None, 1, attempts, oom_retries, seconds)
+                if pieces:
+                    pieces.append(self.gap)
+                    at += self.gap.size
+                found = it.text.find(part, char)  # the parts are slices of the text, whitespace between them
+                char = found if found >= 0 else char
+                placed.append((marks_of(r.audio), at, char))
+                char += len(part)
+                pieces.append(r.audio)
+                at += r.audio.size
+        audio = TimedAudio.of(np.concatenate(pieces), joined_marks(placed))
+        yield ItemResult(it.index, audio, None, 1, attempts, oom_retries, seconds)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.audio import dsp
+from tasks.backends.synthesizer import ONE_PIECE, Marks, marks_of, moved_marks
 from tasks.config import AudioSettings, QASettings
 from tasks.shard import qa
 
@@ -50,6 +51,7 @@ class Finished:
     error: str | None = None
     duration_s: float | None = None
     levels: Levels | None = None
+    marks: Marks = ONE_PIECE  # where each piece of the spoken text begins in `samples`
 
     @property
     def ok(self) -> bool:
@@ -84,7 +86,8 @@ def _finish(raw: np.ndarray, chunk: ChunkAudio, a: AudioSettings, checks: QASett
     broken = qa.non_finite(raw)
     if broken:  # NaN would pass through every level measure below as NaN
         return Finished(error="qa: " + broken)
-    trimmed = dsp.trim_silence(raw, chunk.rate_in, a.pad_seconds) if a.trim_silence else raw
+    start, end = dsp.trim_bounds(raw, chunk.rate_in, a.pad_seconds) if a.trim_silence else (0, raw.size)
+    trimmed = raw[start:end]
     out = dsp.resample(trimmed, chunk.rate_in, chunk.rate_out, a.resampler)
     m = qa.measure(raw, out.size / chunk.rate_out, chunk.said, (trimmed, chunk.rate_in))  # before any gain
     found = qa.problems(m, chunk.said, chunk.lang, checks)
@@ -101,4 +104,5 @@ def _finish(raw: np.ndarray, chunk: ChunkAudio, a: AudioSettings, checks: QASett
         final = dsp.set_loudness(out, measured, a.loudness_lufs, a.peak_dbfs)
     else:  # peak normalization, also for a chunk under 0.4 s (too short for a loudness measure)
         final = dsp.set_peak(out, a.peak_dbfs)
-    return Finished(samples=final, data=dsp.encode(final, chunk.rate_out, a.format))
+    marks = moved_marks(marks_of(raw), start, chunk.rate_in, chunk.rate_out, final.size)
+    return Finished(samples=final, data=dsp.encode(final, chunk.rate_out, a.format), marks=marks)

@@ -19,6 +19,7 @@ from tasks.shard.checker import Checked
 from tasks.shard.finish import Levels
 from tasks.shard.storing import StoredAudio
 from tasks.shard.synthesis import Synthesized
+from tasks.shard.timing import spans_from_marks
 
 STATUSES = ("ok", "flagged", "failed", "skipped")
 # A chunk in one of these is never synthesized again. A flagged chunk (it failed only the listening check; its best
@@ -82,9 +83,9 @@ class ManifestRow:
     asr_transcript: str | None = None  # what Whisper heard (qa.asr)
     asr_wer: float | None = None  # word error rate of the transcript against spoken_text (English)
     asr_cer: float | None = None  # character error rate (both languages)
-    # Where each sentence of `text` is heard in the stored audio: {start_s, end_s, char_start, char_end} (offsets
-    # into `text`), in order; None where the voice gave no timings (tasks.shard.timing.spans_of falls back to one
-    # span over the whole chunk).
+    # Where each sentence (or clause, or part) of `text` is heard in the stored audio, as finely as its voice
+    # tells: {start_s, end_s, char_start, char_end} (offsets into `text`), in order; None where not known (audio
+    # found stored, made before timings were kept): tasks.shard.timing.spans_of then gives one span.
     sentences: list[dict[str, Any]] | None = spans_field()  # noqa: RUF009 (a dataclasses.field)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -182,7 +183,10 @@ def skipped_row(place: Place) -> ManifestRow:
 def carried_row(place: Place, prior: ManifestRow) -> ManifestRow:
     """A finished row for another occurrence of the same chunk id (a rerun, a repeated sentence, two table rows
     with the same text): the audio and facts of `prior`, the place in the plan of this one."""
-    return ManifestRow(**{**prior.to_dict(), **{name: getattr(place, name) for name in _PLACE_ONLY}})
+    fields = {**prior.to_dict(), **{name: getattr(place, name) for name in _PLACE_ONLY}}
+    if prior.text != place.text:  # one spoken text written two ways ("Dr." and "Doctor"): offsets of the other
+        fields["sentences"] = None
+    return ManifestRow(**fields)
 
 
 def _audio_fields(stored: StoredAudio) -> dict[str, Any]:
@@ -238,6 +242,11 @@ def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAu
         }
     if stored is not None:
         fields |= _audio_fields(stored)
+        if not stored.other_audio and checked.finished is not None and stored.num_samples is not None:
+            spans = spans_from_marks(
+                checked.finished.marks, stored.num_samples, stored.sample_rate, place.said, place.text
+            )
+            fields["sentences"] = [span.record() for span in spans]
     elif checked.finished is not None and checked.finished.levels is not None:  # it failed a signal check
         fields |= {"duration_s": checked.finished.duration_s, **_level_fields(checked.finished.levels)}
     return ManifestRow(**fields)

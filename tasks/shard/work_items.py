@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks.audio.dsp import join_parts
-from tasks.backends.synthesizer import Synthesizer
+from tasks.audio.dsp import join_parts_placed
+from tasks.backends.synthesizer import Synthesizer, TimedAudio, joined_marks, marks_of, moved_marks
 from tasks.config import Settings
 from tasks.plan.file import Plan, PlannedChunk
 from tasks.shard.engine import ItemResult
@@ -24,6 +24,7 @@ class ShardWork:
     def __init__(self, chunks: list[PlannedChunk], todo: list[int]) -> None:
         self._chunks = chunks
         self._items: dict[int, tuple[int, str, str]] = {}  # item id -> (chunk index, voice key, text)
+        self._starts: dict[int, int] = {}  # part item id -> where its text starts in its chunk's spoken text
         self._parts: dict[int, list[int]] = {}  # mixed chunk index -> its part item ids, in order
         self._made: dict[int, tuple[ItemResult, Synthesizer]] = {}  # part item id -> its result
         next_id = len(chunks)
@@ -36,6 +37,7 @@ class ShardWork:
             ids = []
             for start, end, key in json.loads(c.parts_json):
                 self._items[next_id] = (i, key, said[start:end])
+                self._starts[next_id] = start
                 ids.append(next_id)
                 next_id += 1
             self._parts[i] = ids
@@ -74,23 +76,30 @@ class ShardWork:
         made = [self._made.pop(n) for n in ids]
         chunk_voice = self._chunks[i].voice
         own = next((s for n, (_, s) in zip(ids, made, strict=True) if self.voice(n) == chunk_voice), made[-1][1])
-        parts = [(r, self.voice(n)) for n, (r, _) in zip(ids, made, strict=True)]
+        parts = [(r, self.voice(n), self._starts[n]) for n, (r, _) in zip(ids, made, strict=True)]
         joined = _joined(i, parts, plan.voices[chunk_voice].sample_rate, plan, settings)
         return joined, own
 
 
-def _joined(i: int, parts: list[tuple[ItemResult, str]], rate: int, plan: Plan, settings: Settings) -> ItemResult:
-    """One chunk's result from its parts' results: its audio at `rate` (its own voice's), or the first failure."""
-    failed = [(r, key) for r, key in parts if r.audio is None]
+def _joined(i: int, parts: list[tuple[ItemResult, str, int]], rate: int, plan: Plan, settings: Settings) -> ItemResult:
+    """One chunk's result from its parts' results (each with its voice and where its text starts): its audio at
+    `rate` (its own voice's), marked where each part's pieces begin, or the first failure."""
+    failed = [(r, key) for r, key, _ in parts if r.audio is None]
     stats: dict[str, Any] = {
-        "batch_size": max(r.batch_size for r, _ in parts),
-        "attempts": max(r.attempts for r, _ in parts),
-        "oom_retries": sum(r.oom_retries for r, _ in parts),
-        "seconds": sum(r.seconds for r, _ in parts),
+        "batch_size": max(r.batch_size for r, _, _ in parts),
+        "attempts": max(r.attempts for r, _, _ in parts),
+        "oom_retries": sum(r.oom_retries for r, _, _ in parts),
+        "seconds": sum(r.seconds for r, _, _ in parts),
     }
     if failed:
         r, key = failed[0]
         return ItemResult(i, None, f"mixed chunk: the part spoken by {key!r} failed: {r.error}", **stats)
-    made = [(r.audio, plan.voices[key].sample_rate) for r, key in parts if r.audio is not None]
-    audio = join_parts(made, rate, settings.audio.resampler)
-    return ItemResult(i, audio, None, **stats)
+    made = [(r.audio, plan.voices[key].sample_rate, char) for r, key, char in parts if r.audio is not None]
+    audio, placed = join_parts_placed([(a, part_rate) for a, part_rate, _ in made], rate, settings.audio.resampler)
+    marks = joined_marks(
+        [
+            (moved_marks(marks_of(a), cut, part_rate, rate, audio.size - at), at, char)
+            for (a, part_rate, char), (at, cut) in zip(made, placed, strict=True)
+        ]
+    )
+    return ItemResult(i, TimedAudio.of(audio, marks), None, **stats)

@@ -1,0 +1,132 @@
+"""Sentence timings from synthesis: marks carried through joins, trimming and resampling onto the written text,
+and a real run whose sentence starts are checked against where an offline Whisper hears each first word."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.audio import dsp
+from tasks.backends.synthesizer import ONE_PIECE, TimedAudio, joined_marks, marks_of, moved_marks
+from tasks.shard.rows import ManifestRow
+from tasks.shard.timing import Span, spans_from_marks, spans_of
+from tasks.text.chunking import sentence_spans
+from tests.helpers import voxbatch
+
+# Held out: written for this test, not for the code (abbreviations, numbers, quotes, a question, a long sentence).
+PASSAGE = """\
+The ferry left at 6:15 on a grey Tuesday. Nobody on the quay waved, and the gulls did not follow it for long.
+
+Dr. Okafor had packed two notebooks and a tin of biscuits. "Will the weather hold?" she asked the mate. He \
+shrugged, pointed at the low clouds to the west, and went back to coiling the ropes without a word.
+
+By noon the island was a dark line on the water, perhaps 12 km away. The engine coughed twice; then it settled \
+into a steady beat that made the cups rattle in the galley. She opened the first notebook and began to write.
+"""
+
+
+def test_marks_survive_trimming_resampling_and_joins() -> None:
+    audio = TimedAudio.of(np.ones(1000, np.float32), ((0, 0), (400, 10), (800, 25)))
+    assert marks_of(audio) == ((0, 0), (400, 10), (800, 25))
+    assert marks_of(audio[10:]) == ONE_PIECE  # any numpy operation drops them: the stages carry them over
+    # 100 samples trimmed from the start, 16 kHz to 48 kHz, 2700 samples long: moved, scaled and kept inside
+    assert moved_marks(((0, 0), (400, 10), (1000, 25)), 100, 16000, 48000, 2700) == ((0, 0), (900, 10), (2700, 25))
+    assert joined_marks([(((0, 0), (50, 4)), 0, 0), (ONE_PIECE, 120, 9)]) == ((0, 0), (50, 4), (120, 9))
+
+
+def test_spans_map_spoken_pieces_back_onto_the_written_text() -> None:
+    text = 'Dr. Smith left at 6:15. "Why?" he asked.  Then 3 more came.'
+    said = 'Doctor Smith left at six fifteen. "Why?" he asked.  Then three more came.'
+    marks = ((0, 0), (3000, said.index('"Why')), (5000, said.index("Then")))
+    spans = spans_from_marks(marks, 8000, 1000, said, text)
+    assert [text[s.char_start : s.char_end] for s in spans] == [
+        "Dr. Smith left at 6:15.",
+        '"Why?" he asked.',
+        "Then 3 more came.",
+    ]
+    assert [(s.start_s, s.end_s) for s in spans] == [(0.0, 3.0), (3.0, 5.0), (5.0, 8.0)]
+
+
+def test_a_closing_quote_ends_the_piece_before_and_empty_pieces_join_it() -> None:
+    text = "他说：“海是有脾气的。”每天出海之前，他都要看看天。"
+    marks = ((0, 0), (100, text.index("“")), (300, text.index("”")), (310, text.index("”") + 1))
+    spans = spans_from_marks(marks, 600, 100, text, text)
+    assert [text[s.char_start : s.char_end] for s in spans] == [
+        "他说：",
+        "“海是有脾气的。”",
+        "每天出海之前，他都要看看天。",
+    ]
+    assert [s.start_s for s in spans] == [0.0, 1.0, 3.1]  # the closing quote's own piece (3.0 s) ran on
+
+
+def test_a_voice_without_timings_gives_one_span() -> None:
+    text = "One. Two. Three."
+    assert spans_from_marks(ONE_PIECE, 300, 100, text, text) == [Span(0.0, 3.0, 0, len(text))]
+    row = ManifestRow(run_id="r", shard=0, text=text, duration_s=2.5)
+    assert spans_of(row) == [Span(0.0, 2.5, 0, len(text))]
+
+
+def test_marks_beyond_the_audio_stay_inside_it() -> None:
+    text = "One. Two."
+    spans = spans_from_marks(((0, 0), (900, 5)), 300, 100, text, text)
+    assert spans[-1].start_s <= spans[-1].end_s == 3.0
+
+
+def test_piper_marks_a_sentence_where_its_audio_begins() -> None:
+    """Each mark of the bundled voice falls where one sentence's audio ends and the next begins: in a pause."""
+    from tasks.backends.registry import load_cached, resolve_voice
+    from tasks.config import Settings
+
+    synthesis = Settings().synthesis
+    synth = load_cached(resolve_voice(synthesis), synthesis)
+    text = "The tide came in slowly. Boats rocked at their moorings! Would the storm reach the harbour tonight?"
+    (audio,) = synth.synthesize([text])
+    marks = marks_of(audio)
+    assert [c for _, c in marks] == [a for a, _ in sentence_spans(text, "en")]
+    assert len(marks) == 3
+    rate = synth.info.sample_rate
+    peak = float(np.max(np.abs(audio)))
+    for sample, _ in marks[1:]:
+        around = audio[max(0, sample - rate // 50) : sample + rate // 50]  # 20 ms either side
+        assert float(np.sqrt(np.mean(around**2))) < peak * 0.05, f"mark at {sample / rate:.2f} s is not in a pause"
+
+
+@pytest.mark.slow
+def test_a_real_runs_sentences_start_where_whisper_hears_their_first_words(tmp_path: Path) -> None:
+    from tests.listen import first_word_gaps, timed_words
+
+    source = tmp_path / "ferry.txt"
+    source.write_text(PASSAGE, encoding="utf-8")
+    out = tmp_path / "out"
+    done = voxbatch("run", str(source), "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (manifest,) = out.glob("runs/*/manifest.parquet")
+    rows = [r for r in pq.read_table(manifest).to_pylist() if r["status"] == "ok"]
+    assert rows
+    gaps: list[float] = []
+    sentences = 0
+    for r in rows:
+        spans = r["sentences"]
+        assert spans, f"{r['chunk_id']}: no sentence timings"
+        starts = [s["start_s"] for s in spans]
+        assert starts == sorted(starts) and starts[0] == 0.0
+        assert all(s["start_s"] <= s["end_s"] <= r["duration_s"] + 1e-9 for s in spans)
+        chars = [(s["char_start"], s["char_end"]) for s in spans]
+        assert all(a < b for a, b in chars) and all(b1 <= a2 for (_, b1), (a2, _) in itertools.pairwise(chars))
+        # Every written sentence of the chunk starts a span (the bundled voice marks each one)
+        assert [a for a, _ in chars] == [a for a, _ in sentence_spans(r["text"], "en")]
+        sentences += len(spans)
+        samples, rate = dsp.decode((out / r["audio_key"]).read_bytes())
+        clips = [(s["start_s"], s["char_start"], s["char_end"]) for s in spans]
+        gaps += first_word_gaps(r["text"], clips, timed_words(samples, rate))
+    assert sentences >= 8
+    assert len(gaps) >= 0.8 * sentences, f"Whisper's words matched only {len(gaps)} of {sentences} sentence starts"
+    off = sorted(abs(g) for g in gaps)
+    print(f"\nsentence starts vs Whisper's first words: median {statistics.median(off):.3f} s, worst {off[-1]:.3f} s")
+    assert statistics.median(off) <= 0.15
+    assert off[-1] <= 0.5
