@@ -59,6 +59,10 @@ def test_hf_export_loads_with_the_audio_feature(tmp_path: Path, text_file, tone_
         samples, rate = dsp.decode(item["audio"]["bytes"])
         assert rate == plan.sample_rate and samples.size / rate == pytest.approx(duration)
         assert item["audio"]["path"] == f"{item['id']}.flac"
+    # The manifest's sentence timings (the tone voice gives none: one span over each chunk, its whole audio)
+    for text, duration, spans in zip(ds["text"], ds["duration"], ds["sentences"], strict=True):
+        assert spans and spans[0]["start_s"] == 0.0 and spans[-1]["end_s"] == pytest.approx(duration)
+        assert text[spans[0]["char_start"] : spans[-1]["char_end"]] == text.strip()
 
 
 def test_nemo_export_lines_point_at_readable_audio(tmp_path: Path, text_file, tone_settings: Settings) -> None:  # type: ignore[no-untyped-def]
@@ -73,6 +77,7 @@ def test_nemo_export_lines_point_at_readable_audio(tmp_path: Path, text_file, to
         samples, rate = dsp.decode(Path(entry["audio_filepath"]).read_bytes())
         assert samples.size / rate == pytest.approx(entry["duration"])
         assert entry["lang"] == "en" and entry["voice"] == "tone"
+        assert entry["alignment"] == [{"start": 0.0, "end": round(entry["duration"], 3), "text": entry["text"]}]
 
 
 def test_export_from_s3_and_refusal_while_shards_are_pending(  # type: ignore[no-untyped-def]

@@ -39,6 +39,34 @@ def test_marks_survive_trimming_resampling_and_joins() -> None:
     assert joined_marks([(((0, 0), (50, 4)), 0, 0), (ONE_PIECE, 120, 9)]) == ((0, 0), (50, 4), (120, 9))
 
 
+def test_a_chunk_split_after_running_out_of_memory_keeps_its_marks() -> None:
+    """The engine splits a chunk that runs out of memory alone and rejoins its halves with a gap: each half's
+    marks move to where the half lies in the whole, in samples and in characters."""
+    from tasks.shard.engine import BudgetState, Engine, EngineConfig
+
+    def synthesize(texts: list[str]) -> list[np.ndarray]:
+        if any(len(t) > 30 for t in texts):
+            raise RuntimeError("CUDA error: out of memory (simulated)")
+        # 10 samples a character; a mark at each sentence ("X. ") of the text
+        return [
+            TimedAudio.of(np.ones(10 * len(t), np.float32), tuple((10 * a, a) for a, _ in _sentences(t))) for t in texts
+        ]
+
+    text = "One two. Three four five. Six seven. Eight nine ten."
+    engine = Engine(
+        synthesize, len, BudgetState(1000.0), EngineConfig(item_oom_tries=1),
+        split=lambda t: [t[:25], t[26:]], gap_samples=7, collect=lambda: 0,
+    )  # fmt: skip
+    (result,) = engine.run([(0, text)])
+    assert result.error is None and result.audio is not None
+    second = text.index("Six")
+    assert marks_of(result.audio) == ((0, 0), (90, 9), (250 + 7, second), (250 + 7 + 110, text.index("Eight")))
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    return sentence_spans(text, "en")
+
+
 def test_spans_map_spoken_pieces_back_onto_the_written_text() -> None:
     text = 'Dr. Smith left at 6:15. "Why?" he asked.  Then 3 more came.'
     said = 'Doctor Smith left at six fifteen. "Why?" he asked.  Then three more came.'

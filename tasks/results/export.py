@@ -4,7 +4,8 @@
           `text`, `id` and the chunk's metadata; the schema carries the `datasets` features, so
           `load_dataset("parquet", data_files=...)` returns an `Audio` column at the run's sample rate.
     nemo: manifest.jsonl: one line per chunk with audio_filepath (a local path, or the s3:// URI), duration,
-          text, lang and voice.
+          text, lang, voice and `alignment`: where each sentence of the text is heard (start, end, text).
+    Both carry the chunk's sentence timings (the hf `sentences` column is the manifest's).
 
 Only `ok` chunks are exported: never a flagged one (it failed the listening check) unless accepted (then ok).
 Written under OUT/exports/<run_id>/<format>/ unless a destination is given (a folder or URI). The manifests
@@ -28,10 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.errors import RunIncomplete
-from tasks.records import to_parquet_bytes
+from tasks.records import SPAN_TYPE, to_parquet_bytes
 from tasks.results.run_state import RunState, load_run_state
 from tasks.shard.manifest import rows_from_table
 from tasks.shard.rows import ManifestRow
+from tasks.shard.timing import spans_of
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import EXPORT_FORMATS, content_type, export_prefix
 from tasks.storage.s3_client import UPLOAD_THREADS
@@ -50,6 +52,7 @@ _HF_SCHEMA = pa.schema(
         ("doc_id", pa.string()),
         ("chunk_index", pa.int32()),
         ("source", pa.string()),
+        ("sentences", pa.list_(SPAN_TYPE)),
     ]
 )
 
@@ -75,6 +78,15 @@ def _hf_features(sample_rate: int) -> bytes:
         "doc_id": {**value, "dtype": "string"},
         "chunk_index": {**value, "dtype": "int32"},
         "source": {**value, "dtype": "string"},
+        "sentences": {
+            "_type": "List",
+            "feature": {
+                "start_s": {**value, "dtype": "float64"},
+                "end_s": {**value, "dtype": "float64"},
+                "char_start": {**value, "dtype": "int32"},
+                "char_end": {**value, "dtype": "int32"},
+            },
+        },
     }
     return json.dumps({"info": {"features": features}}).encode()
 
@@ -100,6 +112,7 @@ def _hf_table(ok: pa.Table, audio: list[bytes], sample_rate: int) -> pa.Table:
         "doc_id": ok.column("doc_id"),
         "chunk_index": ok.column("chunk_index"),
         "source": ok.column("source"),
+        "sentences": ok.column("sentences"),
     }
     table = pa.Table.from_pydict(columns, schema=_HF_SCHEMA)
     return table.replace_schema_metadata({b"huggingface": _hf_features(sample_rate)})
@@ -122,6 +135,11 @@ def _nemo_line(r: ManifestRow) -> str:
             "id": r.chunk_id,
             **({"utterance_id": r.utterance_id} if r.utterance_id else {}),
             **({"speaker": r.speaker} if r.speaker else {}),
+            # Where each sentence of `text` is heard (seconds into the audio), as NeMo's alignments give words
+            "alignment": [
+                {"start": round(s.start_s, 3), "end": round(s.end_s, 3), "text": r.text[s.char_start : s.char_end]}
+                for s in spans_of(r)
+            ],
         },
         ensure_ascii=False,
     )
