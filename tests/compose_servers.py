@@ -267,8 +267,12 @@ class Stack:
         )
 
     def keys(self, prefix: str) -> list[str]:
+        return list(self.etags(prefix))
+
+    def etags(self, prefix: str) -> dict[str, str]:
+        """Every object under `prefix` with its ETag (a rewritten object gets a new one)."""
         pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket="voxbatch", Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
 
     def api(self, path: str, body: dict[str, Any] | None = None) -> Any:
         """The Prefect server's REST API: GET, or POST with a JSON body."""

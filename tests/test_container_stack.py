@@ -82,6 +82,13 @@ def _every_chunk_once(stack: Stack, prefix: str, run_id: str) -> list[dict[str, 
     return rows
 
 
+def _not_rewritten(before: dict[str, str], after: dict[str, str]) -> None:
+    """Every object of `before` is still there with the same ETag: nothing stored was written again."""
+    assert before, "nothing was stored to compare"
+    changed = [key for key, etag in before.items() if after.get(key) != etag]
+    assert not changed, f"written again or lost: {changed}"
+
+
 def _mid_shard(stack: Stack, prefix: str, run: subprocess.Popen[str], output: Path, timeout: float = 240) -> None:
     """Wait until a shard has stored some chunks (its progress record exists) but not committed its manifest."""
     deadline = time.monotonic() + timeout
@@ -129,6 +136,7 @@ def test_a_worker_container_killed_mid_shard_the_shard_is_dispatched_again_and_e
     try:
         _mid_shard(stack, "kill/", run, output)
         stack.podman("kill", "-s", "KILL", stack.container("worker"))
+        stored = stack.etags("kill/audio/")  # what the killed worker had stored: never written again
         # podman applies no restart policy to a container `podman kill` stopped (it counts as stopped by the
         # user): started again here, as an operator or an orchestrator would.
         stack.podman("start", stack.container("worker"))
@@ -138,6 +146,7 @@ def test_a_worker_container_killed_mid_shard_the_shard_is_dispatched_again_and_e
             run.kill()
             run.wait()
     _every_chunk_once(stack, "kill/", "container-kill")
+    _not_rewritten(stored, stack.etags("kill/audio/"))
     shard_runs = stack.flow_runs(tags={"all_": ["run-id:container-kill"]})
     crashed = [r for r in shard_runs if r["state_type"] == "CRASHED"]
     assert len(crashed) == 1 and "lease" in crashed[0]["state"]["message"], shard_runs
@@ -152,6 +161,7 @@ def test_a_prefect_server_restarted_mid_run_the_run_completes(stack: Stack) -> N
     run, output = stack.start_voxbatch("restart", *args, mounts=config)
     try:
         _mid_shard(stack, "restart/", run, output)
+        stored = stack.etags("restart/audio/")
         stack.podman("restart", stack.container("prefect-server"), timeout=180)
         code = run.wait(timeout=400)
     finally:
@@ -164,6 +174,7 @@ def test_a_prefect_server_restarted_mid_run_the_run_completes(stack: Stack) -> N
         again = stack.voxbatch(*args, mounts=config)
         assert again.returncode == 0, again.stdout + again.stderr
     _every_chunk_once(stack, "restart/", "container-restart")
+    _not_rewritten(stored, stack.etags("restart/audio/"))
     stack.wait_healthy()
 
 
@@ -172,12 +183,14 @@ def test_down_and_up_keeps_the_output_and_the_ui_history(stack: Stack, tmp_path:
     (killed_parent,) = [i for i, name in before.items() if name == "en-container-kill"]
     assert len(before) >= 6, before  # three parents, their shards, the crashed one
 
+    kept = stack.etags("demo/audio/") | stack.etags("demo/manifests/")
     stack.down()
     assert stack.containers() == []
     stack.up()
     again = stack.voxbatch("run", SAMPLE, "--out", "s3://voxbatch/demo", "--dispatch", SHARD)
     assert again.returncode == 0, again.stdout + again.stderr
     assert _summary(again.stdout)[1:] == (0, CHUNKS)  # synthesized now 0: the volumes kept the audio
+    _not_rewritten(kept, stack.etags("demo/"))  # nor were the audio and the shard manifests written again
 
     # The history is on PostgreSQL's volume: every earlier flow run is still there, and the UI answers.
     after = {r["id"]: r["name"] for r in stack.flow_runs()}
