@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks.audio import dsp
 from tasks.backends.synthesizer import ONE_PIECE, TimedAudio, joined_marks, marks_of, moved_marks
@@ -158,3 +160,29 @@ def test_a_real_runs_sentences_start_where_whisper_hears_their_first_words(tmp_p
     print(f"\nsentence starts vs Whisper's first words: median {statistics.median(off):.3f} s, worst {off[-1]:.3f} s")
     assert statistics.median(off) <= 0.15
     assert off[-1] <= 0.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(st.sampled_from(list('ab .,!?"”“\n3é中。')), max_size=60),
+    edits=st.lists(st.tuples(st.integers(0, 60), st.text(st.sampled_from(list("xy .")), max_size=4)), max_size=4),
+    cuts=st.lists(st.tuples(st.integers(0, 80), st.integers(0, 500)), max_size=6),
+)
+def test_spans_are_ordered_inside_the_text_and_the_audio_whatever_the_marks(
+    text: str, edits: list[tuple[int, str]], cuts: list[tuple[int, int]]
+) -> None:
+    said = text
+    for at, insert in edits:  # a spoken text that differs from the written one here and there
+        at = min(at, len(said))
+        said = said[:at] + insert + said[at + 1 :]
+    marks = tuple(sorted({(0, 0), *((s, min(c, len(said))) for c, s in cuts)}))
+    spans = spans_from_marks(marks, 400, 100, said, text)
+    assert spans
+    for span in spans:
+        assert 0 <= span.char_start <= span.char_end <= len(text)
+        assert 0.0 <= span.start_s <= span.end_s <= 4.0
+    for before, after in itertools.pairwise(spans):
+        assert before.char_end <= after.char_start and before.start_s <= after.start_s
+    if text.strip():  # every written character but whitespace is in a span
+        covered = {i for s in spans for i in range(s.char_start, s.char_end)}
+        assert {i for i, ch in enumerate(text) if not ch.isspace()} <= covered

@@ -53,7 +53,10 @@ def spans_from_marks(marks: Marks, samples: int, rate: int, said: str, text: str
     piece of the spoken text that runs to the next one; each piece is mapped back onto the written text (they
     differ where the text was made speakable: "Dr." read "Doctor"), whitespace left out. A piece with no written
     text of its own joins the one before it."""
-    ordered = sorted({c: s for s, c in sorted(marks)}.items())  # by character; the first sample of each
+    earliest = {c: s for s, c in sorted(marks, reverse=True)}  # each character's first sample
+    ordered: list[tuple[int, int]] = []
+    for char, sample in sorted(earliest.items()):  # by character, samples never going back
+        ordered.append((char, max(sample, ordered[-1][1]) if ordered else sample))
     to_text = _position_map(said, text)
     spans: list[Span] = []
     for k, (char, sample) in enumerate(ordered):
@@ -103,9 +106,11 @@ def _position_map(said: str, text: str) -> Callable[[int], int]:
     blocks = SequenceMatcher(None, said, text, autojunk=False).get_opcodes()
 
     def to_text(p: int) -> int:
-        for tag, i1, i2, j1, j2 in blocks:
-            if i1 <= p < i2 or (p == i2 == len(said)):
-                return j1 + (p - i1) if tag == "equal" else (j2 if p == i2 else j1)
+        if p >= len(said):
+            return len(text)
+        for tag, i1, i2, j1, _ in blocks:
+            if i1 <= p < i2:
+                return j1 + (p - i1) if tag == "equal" else j1
         return len(text)
 
     return to_text
