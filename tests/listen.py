@@ -66,26 +66,40 @@ def char_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def timed_words(samples: np.ndarray, rate: int) -> list[tuple[str, float]]:
-    """The words Whisper tiny.en hears, each with the second it starts at (word timestamps), as `words` writes them."""
+    """The words Whisper tiny.en hears, each with the second it starts at (word timestamps), normalized as the
+    listening check compares them."""
     audio16k = soxr.resample(samples, rate, 16000).astype(np.float32)
     segments, _ = _model().transcribe(audio16k, language="en", beam_size=1, word_timestamps=True)
-    return [(w, word.start) for s in segments for word in s.words or [] for w in words(word.word).split()]
+    from tasks.audio.scoring import words as spoken_words  # the listening check's: "Dr." and "dr" alike
+
+    return [(w, word.start) for s in segments for word in s.words or [] for w in spoken_words(word.word).split()]
 
 
 def first_word_gaps(text: str, clips: list[tuple[float, int, int]], heard: list[tuple[str, float]]) -> list[float]:
-    """For each clip (its start in seconds, its characters in `text`) whose first word Whisper heard: seconds
-    between the clip's start and where that word is heard. The text's words and the heard words are aligned as
-    sequences, so a misheard word elsewhere moves nothing."""
+    """For each clip (its start in seconds, its characters in `text`): seconds between the clip's start and where
+    Whisper hears its first word. The text's words and the heard words are aligned as sequences; a first word
+    Whisper misheard ("By noon" heard "I knew") is the heard word right after the previous clip's last word (or
+    the first heard, for the first clip) when that one was heard right. Clips with neither are left out."""
     from difflib import SequenceMatcher
 
-    ref: list[tuple[str, int]] = []  # (word, the clip it belongs to)
+    from tasks.audio.scoring import words as spoken_words
+
+    ref: list[tuple[str, int]] = []  # (word as said, the clip it belongs to), written as `timed_words` writes them
     for n, (_, start, end) in enumerate(clips):
-        ref += [(w, n) for w in words(text[start:end]).split()]
+        ref += [(w, n) for w in spoken_words(text[start:end]).split()]
     matcher = SequenceMatcher(None, [w for w, _ in ref], [w for w, _ in heard], autojunk=False)
-    heard_at = {a + k: heard[b + k][1] for a, b, size in matcher.get_matching_blocks() for k in range(size)}
+    heard_as = {a + k: b + k for a, b, size in matcher.get_matching_blocks() for k in range(size)}
     gaps = []
     for n, (clip_start, _, _) in enumerate(clips):
         first = next((k for k, (_, clip) in enumerate(ref) if clip == n), None)
-        if first is not None and first in heard_at:
-            gaps.append(heard_at[first] - clip_start)
+        if first is None:
+            continue
+        if first in heard_as:
+            at: int | None = heard_as[first]
+        elif first == 0:
+            at = 0 if heard else None
+        else:
+            at = heard_as[first - 1] + 1 if first - 1 in heard_as else None
+        if at is not None and at < len(heard):
+            gaps.append(heard[at][1] - clip_start)
     return gaps

@@ -69,6 +69,28 @@ def _sentences(text: str) -> list[tuple[int, int]]:
     return sentence_spans(text, "en")
 
 
+def test_audio_found_stored_keeps_its_timings_in_its_tag(tmp_path: Path) -> None:
+    """A chunk's marks go into its file's comment tag: audio found stored later (a rerun, another shard with the
+    same chunk) gets its sentences from there; audio stored without the tag (before timings) gets none."""
+    from tasks.shard.rows import reused_row
+    from tasks.shard.storing import stored_audio
+    from tasks.shard.timing import marks_from_tag, marks_tag
+    from tasks.storage import open_store
+    from tests.helpers import place, speechlike
+
+    marks = ((0, 0), (16000, 10))
+    assert marks_from_tag(marks_tag(marks)) == marks
+    assert marks_from_tag("encoded by another program") is None and marks_from_tag("voxbatch-marks 1:x") is None
+    store = open_store(str(tmp_path))
+    text = "First one. Second one."
+    for fmt in ("flac", "wav", "ogg", "mp3"):
+        store.put(f"a.{fmt}", dsp.encode(speechlike(2.0), 16000, fmt, comment=marks_tag(marks)))
+        row = reused_row(place(text=text, format=fmt), stored_audio(store, f"a.{fmt}", text))
+        assert [(s["char_start"], s["start_s"]) for s in row.sentences or []] == [(0, 0.0), (11, 1.0)], fmt
+    store.put("old.flac", dsp.encode(speechlike(2.0), 16000, "flac"))
+    assert reused_row(place(text=text), stored_audio(store, "old.flac", text)).sentences is None
+
+
 def test_spans_map_spoken_pieces_back_onto_the_written_text() -> None:
     text = 'Dr. Smith left at 6:15. "Why?" he asked.  Then 3 more came.'
     said = 'Doctor Smith left at six fifteen. "Why?" he asked.  Then three more came.'

@@ -68,11 +68,21 @@ def set_loudness(audio: np.ndarray, measured_lufs: float, target_lufs: float, pe
     return (audio * 10 ** (gain_db / 20)).astype(np.float32)
 
 
-def encode(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
+def encode(audio: np.ndarray, sample_rate: int, fmt: str, comment: str = "") -> bytes:
+    """The audio in a chunk format; `comment`: a text kept in the file's comment tag (every chunk format has one)."""
     container, subtype = FORMATS[fmt].container, FORMATS[fmt].subtype
     buf = io.BytesIO()
-    sf.write(buf, np.clip(audio, -1.0, 1.0), sample_rate, format=container, subtype=subtype)
+    with sf.SoundFile(buf, "w", sample_rate, 1, format=container, subtype=subtype) as out:
+        if comment:
+            out.comment = comment  # before any audio: libsndfile takes tags only then
+        out.write(np.clip(audio, -1.0, 1.0))
     return buf.getvalue()
+
+
+def comment_of(data: bytes) -> str:
+    """The comment tag of encoded audio ("" where it has none)."""
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        return str(f.comment or "")
 
 
 def probe(data: bytes) -> tuple[int, int]:

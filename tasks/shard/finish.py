@@ -14,6 +14,7 @@ from tasks.audio import dsp
 from tasks.backends.synthesizer import ONE_PIECE, Marks, marks_of, moved_marks
 from tasks.config import AudioSettings, QASettings
 from tasks.shard import qa
+from tasks.shard.timing import marks_tag
 
 
 @dataclass(frozen=True)
@@ -105,4 +106,5 @@ def _finish(raw: np.ndarray, chunk: ChunkAudio, a: AudioSettings, checks: QASett
     else:  # peak normalization, also for a chunk under 0.4 s (too short for a loudness measure)
         final = dsp.set_peak(out, a.peak_dbfs)
     marks = moved_marks(marks_of(raw), start, chunk.rate_in, chunk.rate_out, final.size)
-    return Finished(samples=final, data=dsp.encode(final, chunk.rate_out, a.format), marks=marks)
+    data = dsp.encode(final, chunk.rate_out, a.format, comment=marks_tag(marks))
+    return Finished(samples=final, data=data, marks=marks)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tasks.backends.synthesizer import Marks
 from tasks.plan.file import Plan, PlannedChunk
 from tasks.records import arrow_schema, int32, spans_field
 from tasks.shard.checker import Checked
@@ -209,7 +210,16 @@ def _level_fields(levels: Levels | None) -> dict[str, Any]:
 
 def reused_row(place: Place, stored: StoredAudio) -> ManifestRow:
     """A chunk whose audio was found stored (a killed run's object, or another run's with the same settings)."""
-    return ManifestRow(**{**place.fields(), **_audio_fields(stored)})
+    return ManifestRow(**{**place.fields(), **_audio_fields(stored), "sentences": _sentences(place, stored, None)})
+
+
+def _sentences(place: Place, stored: StoredAudio, marks: Marks | None) -> list[dict[str, Any]] | None:
+    """The sentence spans of stored audio from its marks (those it was made with, else its tag's); None: none."""
+    marks = marks or stored.marks
+    if marks is None:
+        return None
+    spans = spans_from_marks(marks, stored.num_samples, stored.sample_rate, place.said, place.text)
+    return [span.record() for span in spans]
 
 
 def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAudio | None = None) -> ManifestRow:
@@ -242,11 +252,8 @@ def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAu
         }
     if stored is not None:
         fields |= _audio_fields(stored)
-        if not stored.other_audio and checked.finished is not None and stored.num_samples is not None:
-            spans = spans_from_marks(
-                checked.finished.marks, stored.num_samples, stored.sample_rate, place.said, place.text
-            )
-            fields["sentences"] = [span.record() for span in spans]
+        mine = checked.finished.marks if checked.finished is not None and not stored.other_audio else None
+        fields["sentences"] = _sentences(place, stored, mine)
     elif checked.finished is not None and checked.finished.levels is not None:  # it failed a signal check
         fields |= {"duration_s": checked.finished.duration_s, **_level_fields(checked.finished.levels)}
     return ManifestRow(**fields)

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.audio import dsp
+from tasks.backends.synthesizer import Marks
 from tasks.shard import faults
 from tasks.shard.finish import Levels, measure_levels
+from tasks.shard.timing import marks_from_tag
 from tasks.storage import ObjectStore
 from tasks.storage.layout import content_type
 
@@ -37,6 +39,7 @@ class StoredAudio:
     reused: bool
     levels: Levels
     other_audio: bool = False
+    marks: Marks | None = None  # where each piece of the spoken text begins, from the file's tag (None: none)
 
 
 def _describe(
@@ -55,6 +58,7 @@ def _describe(
         checksum="sha256:" + hashlib.sha256(data).hexdigest(),
         reused=reused,
         levels=measure_levels(samples, rate or header_rate, duration, said),
+        marks=marks_from_tag(dsp.comment_of(data)),
     )
 
 

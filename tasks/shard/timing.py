@@ -48,6 +48,26 @@ def spans_of(row: TimedRow) -> list[Span]:
     return [Span(0.0, float(row.duration_s or 0.0), 0, len(row.text))]
 
 
+MARKS_TAG = "voxbatch-marks "  # starts the comment tag of a chunk's audio that holds its marks
+
+
+def marks_tag(marks: Marks) -> str:
+    """The marks as the comment tag of the chunk's stored audio, so audio found stored later (a rerun, another
+    shard with the same chunk) still has its sentence timings."""
+    return MARKS_TAG + ",".join(f"{s}:{c}" for s, c in marks)
+
+
+def marks_from_tag(comment: str) -> Marks | None:
+    """The marks a comment tag holds, or None (audio stored without them, or another program's comment)."""
+    if not comment.startswith(MARKS_TAG):
+        return None
+    try:
+        marks = tuple((int(s), int(c)) for s, c in (pair.split(":") for pair in comment[len(MARKS_TAG) :].split(",")))
+    except ValueError:
+        return None
+    return marks or None
+
+
 def spans_from_marks(marks: Marks, samples: int, rate: int, said: str, text: str) -> list[Span]:
     """The spans of a chunk's text from the marks of its stored audio (`samples` long at `rate`): each mark begins a
     piece of the spoken text that runs to the next one; each piece is mapped back onto the written text (they
