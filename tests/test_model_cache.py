@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from tasks.backends.model_cache import ModelCache
-from tasks.backends.piper import BUNDLED_VOICES, voice_files
+from tasks.backends.piper_voices import BUNDLED_VOICES, voice_files
 from tasks.backends.registry import get_backend
 from tasks.config import validate_settings
 from tasks.errors import ModelError

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.backends.piper import BUNDLED_VOICES, voice_files
+from tasks.backends.piper_voices import BUNDLED_VOICES, voice_files
 from tasks.backends.registry import get_backend, load_cached
 from tasks.config import Settings, validate_settings
 from tasks.errors import ModelError

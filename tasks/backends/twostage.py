@@ -28,7 +28,7 @@ from tasks.backends import model_cache
 from tasks.backends.checksums import digest_of
 from tasks.backends.devices import cuda_device, library_versions
 from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
-from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, VoiceInfo
+from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, Timing, VoiceInfo
 from tasks.config import SynthesisSettings
 from tasks.errors import ModelError
 
@@ -244,7 +244,7 @@ class TwoStageSynthesizer:
                 parts.append(np.clip(next(waves), -1.0, 1.0).astype(np.float32))
                 at += parts[-1].size
             audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-            out.append(TimedAudio.of(audio, tuple(marks) or ONE_PIECE))
+            out.append(TimedAudio.of(audio, Timing(tuple(marks) or ONE_PIECE)))
         return out
 
     def release(self) -> None:

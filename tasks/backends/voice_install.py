@@ -211,7 +211,7 @@ onnx.save(m, dst)
 
 def describe_named_voices() -> list[tuple[str, str, str]]:
     """(name, state here, licence) for each named voice: bundled with a package, or installed by voxbatch."""
-    from tasks.backends.piper import BUNDLED_VOICES, voice_licence
+    from tasks.backends.piper_voices import BUNDLED_VOICES, voice_licence
 
     out = []
     for name, spec in BUNDLED_VOICES.items():

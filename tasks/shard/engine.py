@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tasks.backends.synthesizer import Marks, TimedAudio, joined_marks, marks_of
+from tasks.backends.synthesizer import TimedAudio, Timing, timing_of
 from tasks.errors import DeviceFatal, DeviceOutOfMemory, VoxbatchError
 from tasks.shard.faults import Faults
 from tasks.shard.oom import translate
@@ -287,7 +287,7 @@ class Engine:
             )
             return
         pieces: list[np.ndarray] = []
-        placed: list[tuple[Marks, int, int]] = []  # each part's marks, first sample and first character
+        placed: list[tuple[Timing, int, int]] = []  # each part's timing, first sample and first character
         at, char = 0, 0
         for part, r in zip(parts, results, strict=True):
             if r.audio is not None:
@@ -296,9 +296,9 @@ class Engine:
                     at += self.gap.size
                 found = it.text.find(part, char)  # the parts are slices of the text, whitespace between them
                 char = found if found >= 0 else char
-                placed.append((marks_of(r.audio), at, char))
+                placed.append((timing_of(r.audio), at, char))
                 char += len(part)
                 pieces.append(r.audio)
                 at += r.audio.size
-        audio = TimedAudio.of(np.concatenate(pieces), joined_marks(placed))
+        audio = TimedAudio.of(np.concatenate(pieces), Timing.joined(placed))
         yield ItemResult(it.index, audio, None, 1, attempts, oom_retries, seconds)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.audio import dsp
-from tasks.backends.synthesizer import ONE_PIECE, Marks, marks_of, moved_marks
+from tasks.backends.synthesizer import UNTIMED, Timing, timing_of
 from tasks.config import AudioSettings, QASettings
 from tasks.shard import qa
-from tasks.shard.timing import marks_tag
+from tasks.shard.timing import timing_tag
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Finished:
     error: str | None = None
     duration_s: float | None = None
     levels: Levels | None = None
-    marks: Marks = ONE_PIECE  # where each piece of the spoken text begins in `samples`
+    timing: Timing = UNTIMED  # where the pieces (and words) of the spoken text begin in `samples`
 
     @property
     def ok(self) -> bool:
@@ -105,6 +105,6 @@ def _finish(raw: np.ndarray, chunk: ChunkAudio, a: AudioSettings, checks: QASett
         final = dsp.set_loudness(out, measured, a.loudness_lufs, a.peak_dbfs)
     else:  # peak normalization, also for a chunk under 0.4 s (too short for a loudness measure)
         final = dsp.set_peak(out, a.peak_dbfs)
-    marks = moved_marks(marks_of(raw), start, chunk.rate_in, chunk.rate_out, final.size)
-    data = dsp.encode(final, chunk.rate_out, a.format, comment=marks_tag(marks))
-    return Finished(samples=final, data=data, marks=marks)
+    timing = timing_of(raw).moved(start, chunk.rate_in, chunk.rate_out, final.size)
+    data = dsp.encode(final, chunk.rate_out, a.format, comment=timing_tag(timing))
+    return Finished(samples=final, data=data, timing=timing)

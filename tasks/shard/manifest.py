@@ -37,7 +37,7 @@ def rows_table(rows: list[ManifestRow]) -> pa.Table:
 
 # Columns added after manifests were first written: an older manifest (a run resumed after an upgrade) lacks them
 # and its rows take their defaults.
-_ADDED_LATER = {"mixed", "voices", "silence_ratio", "longest_pause_s", "accepted", "sentences"}
+_ADDED_LATER = {"mixed", "voices", "silence_ratio", "longest_pause_s", "accepted", "sentences", "words"}
 
 
 def _check_columns(table: pa.Table, source: str) -> None:

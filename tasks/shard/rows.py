@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.backends.synthesizer import Marks
+from tasks.backends.synthesizer import Marks, Timing
 from tasks.plan.file import Plan, PlannedChunk
 from tasks.records import arrow_schema, int32, spans_field
 from tasks.shard.checker import Checked
@@ -88,6 +88,7 @@ class ManifestRow:
     # tells: {start_s, end_s, char_start, char_end} (offsets into `text`), in order; None where not known (audio
     # found stored, made before timings were kept): tasks.shard.timing.spans_of then gives one span.
     sentences: list[dict[str, Any]] | None = spans_field()  # noqa: RUF009 (a dataclasses.field)
+    words: list[dict[str, Any]] | None = spans_field()  # noqa: RUF009 the same per word, where the voice tells
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,7 +187,7 @@ def carried_row(place: Place, prior: ManifestRow) -> ManifestRow:
     with the same text): the audio and facts of `prior`, the place in the plan of this one."""
     fields = {**prior.to_dict(), **{name: getattr(place, name) for name in _PLACE_ONLY}}
     if prior.text != place.text:  # one spoken text written two ways ("Dr." and "Doctor"): offsets of the other
-        fields["sentences"] = None
+        fields["sentences"] = fields["words"] = None
     return ManifestRow(**fields)
 
 
@@ -210,16 +211,21 @@ def _level_fields(levels: Levels | None) -> dict[str, Any]:
 
 def reused_row(place: Place, stored: StoredAudio) -> ManifestRow:
     """A chunk whose audio was found stored (a killed run's object, or another run's with the same settings)."""
-    return ManifestRow(**{**place.fields(), **_audio_fields(stored), "sentences": _sentences(place, stored, None)})
+    return ManifestRow(**{**place.fields(), **_audio_fields(stored), **_timings(place, stored, None)})
 
 
-def _sentences(place: Place, stored: StoredAudio, marks: Marks | None) -> list[dict[str, Any]] | None:
-    """The sentence spans of stored audio from its marks (those it was made with, else its tag's); None: none."""
-    marks = marks or stored.marks
-    if marks is None:
-        return None
-    spans = spans_from_marks(marks, stored.num_samples, stored.sample_rate, place.said, place.text)
-    return [span.record() for span in spans]
+def _timings(place: Place, stored: StoredAudio, timing: Timing | None) -> dict[str, Any]:
+    """The `sentences` and `words` of stored audio from its timing (the one it was made with, else its tag's):
+    None where not known."""
+    timing = timing or stored.timing
+
+    def spans(marks: Marks) -> list[dict[str, Any]] | None:
+        if not marks:
+            return None
+        found = spans_from_marks(marks, stored.num_samples, stored.sample_rate, place.said, place.text)
+        return [span.record() for span in found]
+
+    return {"sentences": spans(timing.pieces), "words": spans(timing.words)} if timing else {}
 
 
 def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAudio | None = None) -> ManifestRow:
@@ -252,8 +258,8 @@ def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAu
         }
     if stored is not None:
         fields |= _audio_fields(stored)
-        mine = checked.finished.marks if checked.finished is not None and not stored.other_audio else None
-        fields["sentences"] = _sentences(place, stored, mine)
+        mine = checked.finished.timing if checked.finished is not None and not stored.other_audio else None
+        fields |= _timings(place, stored, mine)
     elif checked.finished is not None and checked.finished.levels is not None:  # it failed a signal check
         fields |= {"duration_s": checked.finished.duration_s, **_level_fields(checked.finished.levels)}
     return ManifestRow(**fields)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.audio import dsp
-from tasks.backends.synthesizer import Marks
+from tasks.backends.synthesizer import Timing
 from tasks.shard import faults
 from tasks.shard.finish import Levels, measure_levels
-from tasks.shard.timing import marks_from_tag
+from tasks.shard.timing import timing_from_tag
 from tasks.storage import ObjectStore
 from tasks.storage.layout import content_type
 
@@ -39,7 +39,7 @@ class StoredAudio:
     reused: bool
     levels: Levels
     other_audio: bool = False
-    marks: Marks | None = None  # where each piece of the spoken text begins, from the file's tag (None: none)
+    timing: Timing | None = None  # where the spoken text's pieces (and words) begin, from the file's tag
 
 
 def _describe(
@@ -58,7 +58,7 @@ def _describe(
         checksum="sha256:" + hashlib.sha256(data).hexdigest(),
         reused=reused,
         levels=measure_levels(samples, rate or header_rate, duration, said),
-        marks=marks_from_tag(dsp.comment_of(data)),
+        timing=timing_from_tag(dsp.comment_of(data)),
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any, Protocol
 
-from tasks.backends.synthesizer import Marks
+from tasks.backends.synthesizer import Marks, Timing
 
 CLOSING = set("”’」』）)]》〉")  # marks that end the piece before when a piece begins with them
 
@@ -48,24 +48,32 @@ def spans_of(row: TimedRow) -> list[Span]:
     return [Span(0.0, float(row.duration_s or 0.0), 0, len(row.text))]
 
 
-MARKS_TAG = "voxbatch-marks "  # starts the comment tag of a chunk's audio that holds its marks
+TIMING_TAG = "voxbatch-marks "  # starts the comment tag of a chunk's audio that holds its timing
 
 
-def marks_tag(marks: Marks) -> str:
-    """The marks as the comment tag of the chunk's stored audio, so audio found stored later (a rerun, another
-    shard with the same chunk) still has its sentence timings."""
-    return MARKS_TAG + ",".join(f"{s}:{c}" for s, c in marks)
+def timing_tag(timing: Timing) -> str:
+    """The timing as the comment tag of the chunk's stored audio, so audio found stored later (a rerun, another
+    shard with the same chunk) still has it: pieces, then "|" and words where known ("0:0,29952:24|0:0,5120:6")."""
+
+    def pairs(marks: Marks) -> str:
+        return ",".join(f"{s}:{c}" for s, c in marks)
+
+    return TIMING_TAG + pairs(timing.pieces) + (f"|{pairs(timing.words)}" if timing.words else "")
 
 
-def marks_from_tag(comment: str) -> Marks | None:
-    """The marks a comment tag holds, or None (audio stored without them, or another program's comment)."""
-    if not comment.startswith(MARKS_TAG):
+def timing_from_tag(comment: str) -> Timing | None:
+    """The timing a comment tag holds, or None (audio stored without one, or another program's comment)."""
+    if not comment.startswith(TIMING_TAG):
         return None
     try:
-        marks = tuple((int(s), int(c)) for s, c in (pair.split(":") for pair in comment[len(MARKS_TAG) :].split(",")))
+        pieces, _, words = comment[len(TIMING_TAG) :].partition("|")
+        parsed = [
+            tuple((int(s), int(c)) for s, c in (pair.split(":") for pair in part.split(","))) if part else ()
+            for part in (pieces, words)
+        ]
     except ValueError:
         return None
-    return marks or None
+    return Timing(parsed[0], parsed[1]) if parsed[0] else None
 
 
 def spans_from_marks(marks: Marks, samples: int, rate: int, said: str, text: str) -> list[Span]:

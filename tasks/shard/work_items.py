@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from tasks.audio.dsp import join_parts_placed
-from tasks.backends.synthesizer import Synthesizer, TimedAudio, joined_marks, marks_of, moved_marks
+from tasks.backends.synthesizer import Synthesizer, TimedAudio, Timing, timing_of
 from tasks.config import Settings
 from tasks.plan.file import Plan, PlannedChunk
 from tasks.shard.engine import ItemResult
@@ -96,10 +96,10 @@ def _joined(i: int, parts: list[tuple[ItemResult, str, int]], rate: int, plan: P
         return ItemResult(i, None, f"mixed chunk: the part spoken by {key!r} failed: {r.error}", **stats)
     made = [(r.audio, plan.voices[key].sample_rate, char) for r, key, char in parts if r.audio is not None]
     audio, placed = join_parts_placed([(a, part_rate) for a, part_rate, _ in made], rate, settings.audio.resampler)
-    marks = joined_marks(
+    timing = Timing.joined(
         [
-            (moved_marks(marks_of(a), cut, part_rate, rate, audio.size - at), at, char)
+            (timing_of(a).moved(cut, part_rate, rate, audio.size - at), at, char)
             for (a, part_rate, char), (at, cut) in zip(made, placed, strict=True)
         ]
     )
-    return ItemResult(i, TimedAudio.of(audio, marks), None, **stats)
+    return ItemResult(i, TimedAudio.of(audio, timing), None, **stats)
