@@ -5,7 +5,7 @@
           `load_dataset("parquet", data_files=...)` returns an `Audio` column at the run's sample rate.
     nemo: manifest.jsonl: one line per chunk with audio_filepath (a local path, or the s3:// URI), duration,
           text, lang, voice and `alignment`: where each sentence of the text is heard (start, end, text).
-    Both carry the chunk's sentence timings (the hf `sentences` column is the manifest's).
+    Both carry the chunk's sentence timings (the hf `sentences` and `words` columns are the manifest's).
 
 Only `ok` chunks are exported: never a flagged one (it failed the listening check) unless accepted (then ok).
 Written under OUT/exports/<run_id>/<format>/ unless a destination is given (a folder or URI). The manifests
@@ -53,6 +53,7 @@ _HF_SCHEMA = pa.schema(
         ("chunk_index", pa.int32()),
         ("source", pa.string()),
         ("sentences", pa.list_(SPAN_TYPE)),
+        ("words", pa.list_(SPAN_TYPE)),
     ]
 )
 
@@ -61,6 +62,20 @@ _HF_SCHEMA = pa.schema(
 class Exported:
     rows: int
     location: str
+
+
+_SPANS_FEATURE = {
+    "_type": "List",
+    "feature": {
+        name: {"_type": "Value", "dtype": dtype}
+        for name, dtype in (
+            ("start_s", "float64"),
+            ("end_s", "float64"),
+            ("char_start", "int32"),
+            ("char_end", "int32"),
+        )
+    },
+}
 
 
 def _hf_features(sample_rate: int) -> bytes:
@@ -78,15 +93,8 @@ def _hf_features(sample_rate: int) -> bytes:
         "doc_id": {**value, "dtype": "string"},
         "chunk_index": {**value, "dtype": "int32"},
         "source": {**value, "dtype": "string"},
-        "sentences": {
-            "_type": "List",
-            "feature": {
-                "start_s": {**value, "dtype": "float64"},
-                "end_s": {**value, "dtype": "float64"},
-                "char_start": {**value, "dtype": "int32"},
-                "char_end": {**value, "dtype": "int32"},
-            },
-        },
+        "sentences": _SPANS_FEATURE,
+        "words": _SPANS_FEATURE,
     }
     return json.dumps({"info": {"features": features}}).encode()
 
@@ -113,6 +121,7 @@ def _hf_table(ok: pa.Table, audio: list[bytes], sample_rate: int) -> pa.Table:
         "chunk_index": ok.column("chunk_index"),
         "source": ok.column("source"),
         "sentences": ok.column("sentences"),
+        "words": ok.column("words"),
     }
     table = pa.Table.from_pydict(columns, schema=_HF_SCHEMA)
     return table.replace_schema_metadata({b"huggingface": _hf_features(sample_rate)})
