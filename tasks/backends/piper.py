@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.backends import piper_timing
+from tasks.backends import model_cache, piper_timing
 from tasks.backends.checksums import digest_of, verify_sha256
 from tasks.backends.devices import cuda_device, library_versions
 from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
@@ -142,6 +143,19 @@ def _alignment_model(model: Path) -> bytes:
     return data
 
 
+def _kept(path: Path, data: bytes) -> str | None:
+    """`data` written to `path` whole (another process may write it at the same moment: each writes its own
+    temporary file and renames it); its path, or None where it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as f:
+            f.write(data)
+        os.replace(f.name, path)
+    except OSError:
+        return None
+    return str(path)
+
+
 def _seeded_model(model: Path, seed: int) -> bytes:
     """The model with its noise generators (RandomNormalLike) seeded: a new session from it makes the same audio
     for the same text every time. ONNX Runtime seeds a generator once per session, so this is how one attempt of
@@ -172,7 +186,7 @@ class PiperSynthesizer:
     _ooms_since_success: int = 0
     _shrink_next_run: bool = False
     _phonemes: dict[str, list[Piece]] = field(default_factory=dict)
-    _aligned_model: bytes = b""  # the model with its durations exposed, made once (each lane's session reads it)
+    _aligned_model: str | bytes = ""  # the model with its durations exposed: its cached file, else its bytes
     sampling: bool = True  # noise in the duration predictor and the flow
 
     @property
@@ -183,20 +197,28 @@ class PiperSynthesizer:
         """Create the ONNX Runtime session (again, after repeated OOMs)."""
         self.voice = self._voice(self._aligned())
 
-    def _aligned(self) -> bytes:
+    def _aligned(self) -> str | bytes:
+        """The model with its phoneme durations exposed, for every session: made once per model and kept in the
+        model cache (a session reads it from there as from the voice's own file: no copy held in memory, and
+        no patching on the next load); in memory where the cache cannot be written."""
         if not self._aligned_model:
             model = Path(self.info.model_path)
+            cached = model_cache.default_dir() / "piper-aligned" / f"{self.info.model_sha256}-{piper_version()}.onnx"
+            if cached.exists():
+                self._aligned_model = str(cached)
+                return self._aligned_model
             try:
-                self._aligned_model = _alignment_model(model)
+                data = _alignment_model(model)
             except Exception as exc:  # onnx raises protobuf's DecodeError and its own checker errors
                 why = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
                 raise ModelError(
                     f"{model}: cannot load the voice model (not a readable ONNX file): {why}",
                     hint="the file is probably truncated or not a Piper model; copy it again",
                 ) from exc
+            self._aligned_model = _kept(cached, data) or data
         return self._aligned_model
 
-    def _voice(self, source: bytes | None, threads: int | None = None) -> Any:
+    def _voice(self, source: str | bytes | None, threads: int | None = None) -> Any:
         """A PiperVoice on a new session of the model (`source`: modified model bytes; None: the file)."""
         import onnxruntime as ort
         from piper import PiperVoice
@@ -364,4 +386,4 @@ class PiperSynthesizer:
     def close(self) -> None:
         self.voice = None
         self._more_voices.clear()
-        self._aligned_model = b""
+        self._aligned_model = ""
