@@ -56,6 +56,7 @@ def piece(
     phonemize: Callable[[str], list[list[str]]],
     to_ids: Callable[[list[str]], list[int]],
     id_map: dict[str, list[int]],
+    phonemize_word: Callable[[str], list[list[str]]] | None = None,
 ) -> Piece | None:
     """The sentence `text[start:end]` phonemized (its ids by the voice's `to_ids`), and where each of its written
     words begins; None: nothing to say. No words where the ids are not made as `_ids` makes them (a voice whose
@@ -77,7 +78,7 @@ def piece(
     alone = [
         (ph, k)
         for k, token in enumerate(tokens)
-        for phonemes in phonemize(token.group())
+        for phonemes in (phonemize_word or phonemize)(token.group())
         for ph in phonemes
         if ph not in SILENT and ph not in STRESS
     ]
