@@ -4,7 +4,9 @@
 fanned-out run. Chunks are read one at a time and written straight into the output file, so a ten-hour book is
 never held in memory: the file is written to a local temporary file and copied to storage streamed. Between
 chunks of one paragraph comes the sentence pause, between paragraphs the paragraph pause, between chapters the
-chapter pause. Beside each audio file, SRT and WebVTT subtitles with each chunk's text at its place.
+chapter pause. Beside each audio file, SRT and WebVTT subtitles: a cue per sentence by default (the row's
+sentence timings, `tasks.shard.timing.spans_of`, split to reading length and speed by `tasks.results.cues`), or
+one per chunk (`cues="chunk"`).
 
 Opus is written at 48 kHz (the rates Opus knows; chunks are resampled as they are read). M4B, the audiobook
 container, is one file per document with a chapter marker per chapter and the title in its metadata; it is made
@@ -33,6 +35,7 @@ import soundfile as sf
 from tasks.audio import dsp
 from tasks.errors import ConfigError, InputError, RunIncomplete
 from tasks.formats import FORMATS
+from tasks.results.cues import Cue, fit_reading_speed, row_sentences, sentence_cues
 from tasks.results.run_state import load_run_state
 from tasks.shard.rows import ManifestRow
 from tasks.storage import ObjectStore
@@ -40,6 +43,7 @@ from tasks.storage.layout import content_type
 
 M4B_BITRATE = "64k"  # AAC, mono speech
 FLAGGED_MARK = "[flagged] "  # starts the subtitle cue of a flagged chunk in an assembled book
+CUE_MODES = ("sentence", "chunk")  # `assemble --cues`: a cue per sentence (split to reading length), or per chunk
 
 
 @dataclass(frozen=True)
@@ -86,13 +90,32 @@ def subtitles(cues: list[tuple[float, float, str]]) -> tuple[str, str]:
     return "\n".join(srt), "WEBVTT\n\n" + "\n".join(vtt)
 
 
+def _row_cues(row: ManifestRow, offset: float, seconds: float, mark: str) -> list[Cue]:
+    """A row's sentence cues, its audio starting at `offset` in the file and lasting `seconds`: each sentence's times
+    are seconds into the chunk's audio, so resampling to the file's rate leaves them as they are."""
+    cues: list[Cue] = []
+    for span in row_sentences(row):
+        text = row.text[span.char_start : span.char_end]
+        start, end = (min(max(t, 0.0), seconds) for t in (span.start_s, span.end_s))
+        if text.strip():
+            cues += sentence_cues(text, offset + start, offset + max(start, end), mark)
+    return cues
+
+
 def _write(
-    store: ObjectStore, rows: list[ManifestRow], key: str, rate: int, fmt: str, pauses: Pauses, title: str = ""
+    store: ObjectStore,
+    rows: list[ManifestRow],
+    key: str,
+    rate: int,
+    fmt: str,
+    pauses: Pauses,
+    title: str = "",
+    cue_mode: str = "sentence",
 ) -> Assembled:
     """One audio file of these rows in order, with its subtitles; chunk by chunk into a temporary file."""
     made = FORMATS[fmt]
     out_rate = made.rate or rate
-    cues: list[tuple[float, float, str]] = []
+    cues: list[Cue] = []
     chapters: list[tuple[int, str, int]] = []  # (first sample, title, flagged chunks) per chapter, for M4B
     position = 0  # samples written so far: the timings are exact, not summed floats
     flagged_total = sum(r.status == "flagged" for r in rows)
@@ -120,13 +143,18 @@ def _write(
                 if out_rate != rate:
                     samples = dsp.resample(samples, rate, out_rate, "soxr")
                 out.write(samples)
-                text = FLAGGED_MARK + row.text if flagged else row.text
-                cues.append((position / out_rate, (position + samples.size) / out_rate, text))
+                at, seconds, mark = position / out_rate, samples.size / out_rate, FLAGGED_MARK if flagged else ""
+                if cue_mode == "chunk":
+                    cues.append(Cue(at, at + seconds, mark + row.text))
+                else:
+                    cues += _row_cues(row, at, seconds, mark)
                 position += samples.size
         if made.via_ffmpeg:
             path = _m4b(path, chapters, position, out_rate, title)
         store.put_file(key, path, overwrite=True, content_type=content_type(key))
-    srt, vtt = subtitles(cues)
+    if cue_mode != "chunk":
+        cues = fit_reading_speed(cues, position / out_rate)
+    srt, vtt = subtitles([(c.start, c.end, c.text) for c in cues])
     stem = key.rsplit(".", 1)[0]
     for ext, text in (("srt", srt), ("vtt", vtt)):
         store.put(f"{stem}.{ext}", text.encode(), overwrite=True, content_type=content_type(f"{stem}.{ext}"))
@@ -184,11 +212,15 @@ def assemble_run(
     fmt: str = "flac",
     pauses: Pauses | None = None,
     include_flagged: bool = False,
+    cues: str = "sentence",
 ) -> list[Assembled]:
     """Every document of a finished run as one file, and each chapter of a document with chapters as one more;
-    `include_flagged`: flagged chunks too (their review audio), marked (else a run with any is refused)."""
+    `include_flagged`: flagged chunks too (their review audio), marked (else a run with any is refused);
+    `cues`: subtitles with a cue per sentence or per chunk (CUE_MODES)."""
     if fmt not in FORMATS:
         raise InputError(f"assemble: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if cues not in CUE_MODES:
+        raise InputError(f"assemble: unknown cues {cues!r} (known: {', '.join(CUE_MODES)})")
     pauses = pauses or Pauses()
     state = load_run_state(store, run_id)
     if not state.complete:
@@ -218,7 +250,7 @@ def assemble_run(
             name = f"{name}-{first.doc_id[-8:]}"
         names.add(name)
         title = PurePosixPath(first.source).stem  # the EPUB's own title is not kept in the plan yet
-        made.append(_write(store, doc_rows, f"{prefix}{name}.{fmt}", rate, fmt, pauses, title))
+        made.append(_write(store, doc_rows, f"{prefix}{name}.{fmt}", rate, fmt, pauses, title, cues))
         if fmt == "m4b":
             continue  # one audiobook per document: its chapters are markers inside it
         chapters: dict[int, list[ManifestRow]] = {}
@@ -228,5 +260,5 @@ def assemble_run(
             for index, chapter_rows in chapters.items():
                 title = _name(chapter_rows[0].chapter_title or f"chapter {index + 1}")
                 key = f"{prefix}{name}/{index + 1:03d}-{title}.{fmt}"
-                made.append(_write(store, chapter_rows, key, rate, fmt, pauses))
+                made.append(_write(store, chapter_rows, key, rate, fmt, pauses, cue_mode=cues))
     return made
