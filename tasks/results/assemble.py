@@ -34,7 +34,7 @@ import soundfile as sf
 
 from tasks.audio import dsp
 from tasks.errors import ConfigError, InputError, RunIncomplete
-from tasks.formats import FORMATS
+from tasks.formats import BOOK_FORMATS, FORMATS
 from tasks.results.cues import Cue, fit_reading_speed, row_sentences, sentence_cues
 from tasks.results.run_state import load_run_state
 from tasks.shard.rows import ManifestRow
@@ -61,6 +61,7 @@ class Assembled:
     chunks: int
     seconds: float
     flagged: int = 0  # flagged chunks in it (their review audio)
+    starts: tuple[float, ...] = ()  # each chunk's start in the file, seconds
 
 
 def assembled_prefix(run_id: str) -> str:
@@ -116,6 +117,7 @@ def _write(
     made = FORMATS[fmt]
     out_rate = made.rate or rate
     cues: list[Cue] = []
+    starts: list[float] = []
     chapters: list[tuple[int, str, int]] = []  # (first sample, title, flagged chunks) per chapter, for M4B
     position = 0  # samples written so far: the timings are exact, not summed floats
     flagged_total = sum(r.status == "flagged" for r in rows)
@@ -143,6 +145,7 @@ def _write(
                 if out_rate != rate:
                     samples = dsp.resample(samples, rate, out_rate, "soxr")
                 out.write(samples)
+                starts.append(position / out_rate)
                 at, seconds, mark = position / out_rate, samples.size / out_rate, FLAGGED_MARK if flagged else ""
                 if cue_mode == "chunk":
                     cues.append(Cue(at, at + seconds, mark + row.text))
@@ -158,7 +161,7 @@ def _write(
     stem = key.rsplit(".", 1)[0]
     for ext, text in (("srt", srt), ("vtt", vtt)):
         store.put(f"{stem}.{ext}", text.encode(), overwrite=True, content_type=content_type(f"{stem}.{ext}"))
-    return Assembled(key, len(rows), position / out_rate, flagged_total)
+    return Assembled(key, len(rows), position / out_rate, flagged_total, tuple(starts))
 
 
 def _flagged_comment(n: int) -> str:
@@ -217,7 +220,7 @@ def assemble_run(
     """Every document of a finished run as one file, and each chapter of a document with chapters as one more;
     `include_flagged`: flagged chunks too (their review audio), marked (else a run with any is refused);
     `cues`: subtitles with a cue per sentence or per chunk (CUE_MODES)."""
-    if fmt not in FORMATS:
+    if fmt not in BOOK_FORMATS:
         raise InputError(f"assemble: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     if cues not in CUE_MODES:
         raise InputError(f"assemble: unknown cues {cues!r} (known: {', '.join(CUE_MODES)})")
@@ -250,6 +253,9 @@ def assemble_run(
             name = f"{name}-{first.doc_id[-8:]}"
         names.add(name)
         title = PurePosixPath(first.source).stem  # the EPUB's own title is not kept in the plan yet
+        if fmt == "epub":
+            made.append(_epub(store, doc_rows, prefix, name, rate, pauses, cues))
+            continue
         made.append(_write(store, doc_rows, f"{prefix}{name}.{fmt}", rate, fmt, pauses, title, cues))
         if fmt == "m4b":
             continue  # one audiobook per document: its chapters are markers inside it
@@ -262,3 +268,30 @@ def assemble_run(
                 key = f"{prefix}{name}/{index + 1:03d}-{title}.{fmt}"
                 made.append(_write(store, chapter_rows, key, rate, fmt, pauses, cue_mode=cues))
     return made
+
+
+def _epub(
+    store: ObjectStore, rows: list[ManifestRow], prefix: str, name: str, rate: int, pauses: Pauses, cues: str
+) -> Assembled:
+    """The document as an EPUB 3 with a media overlay per chapter (`tasks.results.epub_book`); its chapters'
+    MP3 files (inside it) are left beside it too, as `--format mp3` makes them."""
+    from tasks.results.epub_book import ChapterAudio, read_along_epub, read_source
+
+    source = rows[0].source
+    raw = read_source(source)
+    if raw is None:
+        raise InputError(f"{source}: assemble --format epub needs the source EPUB, readable at that path")
+    chapters: dict[int, list[ManifestRow]] = {}
+    for r in rows:
+        chapters.setdefault(r.chapter_index, []).append(r)
+    audio: dict[int, ChapterAudio] = {}
+    for index, chapter_rows in chapters.items():
+        title = _name(chapter_rows[0].chapter_title or f"chapter {index + 1}")
+        made = _write(
+            store, chapter_rows, f"{prefix}{name}/{index + 1:03d}-{title}.mp3", rate, "mp3", pauses, cue_mode=cues
+        )
+        audio[index] = ChapterAudio(store.get(made.key), made.seconds, made.starts)
+    key = f"{prefix}{name}.epub"
+    store.put(key, read_along_epub(raw, source, chapters, audio), overwrite=True, content_type="application/epub+zip")
+    seconds = sum(a.seconds for a in audio.values()) + pauses.chapter * (len(audio) - 1)
+    return Assembled(key, len(rows), seconds, sum(r.status == "flagged" for r in rows))
