@@ -1,0 +1,107 @@
+"""assemble --format epub: the book's own XHTML with a span per sentence, a SMIL overlay and audio per chapter,
+valid EPUB 3 (epubcheck), everything else in the book copied untouched."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from lxml import etree
+
+from tasks.results.read_along import wrap_sentences
+from tests.epub_books import make_read_along_epub
+
+CHAPTER = b"""<?xml version='1.0' encoding='utf-8'?>
+<html xmlns="http://www.w3.org/1999/xhtml" xmlns:epub="http://www.idpf.org/2007/ops"><head><title>t</title></head>
+<body>
+<p>One <em>two. Three</em> four.<a epub:type="noteref" href="#n">1</a> Five <b>six</b>.</p>
+<p>Caf\xc3\xa9 \xef\xac\x81ne.</p>
+</body></html>"""
+
+
+def test_sentences_are_wrapped_at_their_innermost_common_level() -> None:
+    paragraphs = [(4, [("a", "One two."), ("b", "Three four."), ("c", "Five six.")]), (5, [("d", "Cafe fine.")])]
+    out, where = wrap_sentences(CHAPTER, CHAPTER, paragraphs, "book.epub")
+    root = etree.fromstring(out)
+    spans = {s.get("id"): s for s in root.iter("{http://www.w3.org/1999/xhtml}span")}
+    text = {k: " ".join("".join(s.itertext()).split()) for k, s in spans.items()}
+    # "One two." ends inside <em>: the whole <em> goes into its span; "Three four." starts inside it, so its span
+    # holds that one (nested spans: valid, and each sentence has its own id)
+    assert text["a"] == "One two. Three" and where["a"] == "a"
+    assert text["b"] == "One two. Three four." and spans["b"].find(".//*[@id='a']") is not None and where["b"] == "b"
+    assert text["c"] == "Five six." and spans["c"].find("{http://www.w3.org/1999/xhtml}b") is not None
+    # a footnote reference is left outside every span, untouched
+    ref = root.find(".//{http://www.w3.org/1999/xhtml}a")
+    assert ref is not None and ref.getparent().tag.endswith("p") and ref.text == "1"
+    # text that changed when read (here "Cafe fine." for "Café ﬁne.") points at its block, given an id
+    assert where["d"] == "d-block" and root.find(".//*[@id='d-block']").text.startswith("Caf")
+    assert "".join(root.itertext()).split() == "".join(etree.fromstring(CHAPTER).itertext()).split()
+
+
+def _clips(smil: bytes) -> list[tuple[str, str, float, float]]:
+    root = etree.fromstring(smil)
+    out = []
+    for par in root.iter("{http://www.w3.org/ns/SMIL}par"):
+        text = par.find("{http://www.w3.org/ns/SMIL}text")
+        audio = par.find("{http://www.w3.org/ns/SMIL}audio")
+        assert text is not None and audio is not None
+        begin, end = (float(audio.get(k, "").rstrip("s")) for k in ("clipBegin", "clipEnd"))
+        out.append((text.get("src", ""), audio.get("src", ""), begin, end))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.needs("epubcheck")
+def test_a_real_run_becomes_a_valid_read_along_epub(prefect_api: None, tmp_path: Path) -> None:
+    from flows.corpus import corpus_flow
+    from tasks.results.assemble import assemble_run
+    from tasks.storage import open_store
+
+    book = make_read_along_epub(tmp_path / "tides.epub")
+    out = tmp_path / "out"
+    summary = corpus_flow([str(book)], str(out), {"run": {"shard_size": 4}})  # the real voice
+    (made,) = assemble_run(open_store(str(out)), summary["run_id"], "epub")
+    path = out / made.key
+    assert path.name == "tides.epub"
+    jar = os.path.realpath(shutil.which("epubcheck") or "")
+    check = subprocess.run(["java", "-jar", jar, str(path)], capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0 and "0 errors" in check.stdout, check.stdout + check.stderr
+    source, made_zip = zipfile.ZipFile(book), zipfile.ZipFile(path)
+    assert made_zip.infolist()[0].filename == "mimetype"
+    for name in ("EPUB/images/harbour.png", "EPUB/style/book.css", "EPUB/nav.xhtml", "EPUB/toc.ncx"):
+        assert made_zip.read(name) == source.read(name)  # copied untouched
+    tide = made_zip.read("EPUB/tide.xhtml").decode()
+    assert '<aside epub:type="footnote" id="fn1"><p>Tomas kept his counts in a blue ledger.</p></aside>' in tide
+    assert '<img src="images/harbour.png" alt="A small harbour at high tide"/>' in tide
+    opf = made_zip.read("EPUB/content.opf").decode()
+    assert '<opf:meta property="media:active-class">-epub-media-overlay-active</opf:meta>' in opf or (
+        "media:active-class" in opf and "-epub-media-overlay-active" in opf
+    )
+    assert "-epub-media-overlay-active" in made_zip.read("EPUB/voxbatch/read-along.css").decode()
+    total = 0.0
+    for n, chapter in enumerate(("tide", "reef", "lamp"), start=1):
+        assert f'href="{chapter}.xhtml"' in opf and f'media-overlay="vb-mo-{n}"' in opf
+        clips = _clips(made_zip.read(f"EPUB/voxbatch/{n:03d}.smil"))
+        (tmp_path / f"{n}.mp3").write_bytes(made_zip.read(f"EPUB/voxbatch/{n:03d}.mp3"))
+        seconds = sf.info(str(tmp_path / f"{n}.mp3")).duration
+        total += seconds
+        xhtml = made_zip.read(f"EPUB/{chapter}.xhtml").decode()
+        ids = set(re.findall(r'id="([^"]+)"', xhtml))
+        assert clips and all(src.startswith(f"../{chapter}.xhtml#") and src.split("#")[1] in ids for src, *_ in clips)
+        assert all(audio == f"{n:03d}.mp3" for _, audio, _, _ in clips)
+        ends = [0.0] + [e for *_, e in clips]
+        for (_, _, begin, end), before in zip(clips, ends, strict=False):
+            assert before <= begin + 1e-3 and begin <= end <= seconds + 0.05  # monotonic, within the audio
+        # a span per sentence here (every sentence of this book is found in its text)
+        assert len({src for src, *_ in clips}) == len(clips) and all("-block" not in src for src, *_ in clips)
+    # the three overlays and the total duration in the package (MP3 frames round a little)
+    durations = re.findall(r'property="media:duration"(?: refines="#vb-mo-\d")?>([^<]+)<', opf)
+    assert len(durations) == 4
+    assert made.chunks >= 9
+    assert total == pytest.approx(made.seconds - 2 * 2.0, abs=0.3)
