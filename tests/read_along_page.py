@@ -1,6 +1,7 @@
 """A read-along page photographed: an assembled EPUB's first chapter with a media overlay, its SMIL and audio,
-served from 127.0.0.1, played in headless Chromium from the middle of a clip in the middle of the chapter, the sentence being
-heard highlighted by the class the package names (`-epub-media-overlay-active`, the book's own stylesheet).
+served from 127.0.0.1, played in headless Chromium from the middle of a clip in the middle of the chapter, the
+sentence being heard highlighted by the class the package names (`-epub-media-overlay-active`, with the
+stylesheet the EPUB holds).
 
     python tests/read_along_page.py BOOK.epub OUT.png    (docs/img/read-along.png is made so, from a real run)
 """
@@ -30,7 +31,8 @@ PAGE = """<!DOCTYPE html>
 <script>
 const NS = "http://www.w3.org/ns/SMIL";
 async function main() {{
-  const [xhtml, smil] = await Promise.all([fetch("{chapter}").then(r => r.text()), fetch("{smil}").then(r => r.text())]);
+  const [xhtml, smil] = await Promise.all(
+    [fetch("{chapter}").then(r => r.text()), fetch("{smil}").then(r => r.text())]);
   const doc = new DOMParser().parseFromString(xhtml, "application/xhtml+xml");
   document.getElementById("book").innerHTML = doc.body.innerHTML;
   const overlay = new DOMParser().parseFromString(smil, "application/xml");
