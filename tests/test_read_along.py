@@ -105,3 +105,32 @@ def test_a_real_run_becomes_a_valid_read_along_epub(prefect_api: None, tmp_path:
     assert len(durations) == 4
     assert made.chunks >= 9
     assert total == pytest.approx(made.seconds - 2 * 2.0, abs=0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.needs("epubcheck")
+def test_a_book_whose_source_is_gone_becomes_a_simple_read_along_epub(
+    prefect_api: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from flows.corpus import corpus_flow
+    from tasks.results.assemble import assemble_run
+    from tasks.storage import open_store
+
+    book = make_read_along_epub(tmp_path / "tides.epub")
+    out = tmp_path / "out"
+    summary = corpus_flow([str(book)], str(out), {"run": {"shard_size": 4}, "synthesis": {"backend": "tone"}})
+    book.unlink()
+    capfd.readouterr()
+    (made,) = assemble_run(open_store(str(out)), summary["run_id"], "epub")
+    assert f"{book}: the source EPUB cannot be read" in capfd.readouterr().err  # the voxbatch logger's warning
+    jar = os.path.realpath(shutil.which("epubcheck") or "")
+    check = subprocess.run(["java", "-jar", jar, str(out / made.key)], capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0 and "0 errors" in check.stdout, check.stdout + check.stderr
+    made_zip = zipfile.ZipFile(out / made.key)
+    chapters = sorted(n for n in made_zip.namelist() if re.fullmatch(r"EPUB/chapter-\d+\.xhtml", n))
+    assert len(chapters) == 3  # a chapter per chapter of the run, a <p> per paragraph, a span per sentence
+    first = made_zip.read(chapters[0]).decode()
+    assert "<p><span id=" in first and "six o'clock, as the almanac said." in first
+    for n, chapter in enumerate(chapters, start=1):
+        clips = _clips(made_zip.read(f"EPUB/voxbatch/{n:03d}.smil"))
+        assert clips and all("-block" not in src and "voxbatch-body" not in src for src, *_ in clips)

@@ -275,15 +275,16 @@ def _epub(
 ) -> Assembled:
     """The document as an EPUB 3 with a media overlay per chapter (`tasks.results.epub_book`); its chapters'
     MP3 files (inside it) are left beside it too, as `--format mp3` makes them."""
-    from tasks.results.epub_book import ChapterAudio, read_along_epub, read_source
+    from tasks.results.epub_book import ChapterAudio, read_along_epub, read_source, simple_epub
 
     source = rows[0].source
-    raw = read_source(source)
-    if raw is None:
-        raise InputError(f"{source}: assemble --format epub needs the source EPUB, readable at that path")
     chapters: dict[int, list[ManifestRow]] = {}
     for r in rows:
         chapters.setdefault(r.chapter_index, []).append(r)
+    raw = read_source(source)
+    if raw is None:  # text or markdown, or an EPUB that is gone: a simple book of the rows' text
+        raw, chapters = simple_epub(chapters, PurePosixPath(source).stem, rows[0].lang)
+        source = f"{source} (as a simple EPUB)"
     audio: dict[int, ChapterAudio] = {}
     for index, chapter_rows in chapters.items():
         title = _name(chapter_rows[0].chapter_title or f"chapter {index + 1}")

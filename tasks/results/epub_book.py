@@ -32,7 +32,7 @@ from tasks.results.cues import row_sentences
 from tasks.results.read_along import add_stylesheet, wrap_sentences
 from tasks.shard.rows import ManifestRow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("voxbatch")
 OPF_NS = "http://www.idpf.org/2007/opf"
 ACTIVE_CLASS = "-epub-media-overlay-active"
 CSS = f".{ACTIVE_CLASS} {{ background-color: #ffe98a; color: inherit; }}\n"
@@ -195,6 +195,52 @@ def _package(
     active = etree.SubElement(metadata, f"{{{OPF_NS}}}meta", property="media:active-class")
     active.text = ACTIVE_CLASS
     return bytes(etree.tostring(root.getroottree(), xml_declaration=True, encoding="utf-8"))
+
+
+def simple_epub(
+    chapters: dict[int, list[ManifestRow]], title: str, lang: str
+) -> tuple[bytes, dict[int, list[ManifestRow]]]:
+    """An EPUB 3 of the rows' text (a run made from text or markdown): a chapter per chapter_index, a `<p>` per
+    paragraph (rows sharing a line); and the rows with the chapter index and line they have in it."""
+    import dataclasses
+
+    from ebooklib import epub
+
+    from tasks.text.epub import read_epub
+
+    book = epub.EpubBook()
+    book.set_identifier(f"voxbatch-{title}")
+    book.set_title(title)
+    book.set_language(lang or "en")
+    items, order = [], sorted(chapters)
+    for n, index in enumerate(order, start=1):
+        rows = chapters[index]
+        paragraphs: dict[int, list[str]] = {}
+        for r in rows:
+            paragraphs.setdefault(r.line, []).append(r.text)
+        body = "\n".join(f"<p>{html.escape(' '.join(texts))}</p>" for texts in paragraphs.values())
+        name = rows[0].chapter_title or f"Chapter {n}"
+        item = epub.EpubHtml(title=name, file_name=f"chapter-{n:03d}.xhtml", lang=lang or "en")
+        item.content = f"<html><head><title>{html.escape(name)}</title></head><body>\n{body}\n</body></html>"
+        book.add_item(item)
+        items.append(item)
+    book.toc = [epub.Link(i.file_name, i.title, i.file_name.split(".")[0]) for i in items]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["nav", *items]
+    out = io.BytesIO()
+    epub.write_epub(out, book)
+    raw = out.getvalue()
+    read = read_epub(raw, title)
+    moved: dict[int, list[ManifestRow]] = {}
+    for new_index, (index, chapter) in enumerate(zip(order, read, strict=True)):
+        lines = list(dict.fromkeys(r.line for r in chapters[index]))
+        new_lines = list(dict.fromkeys(p.line for p in chapter.paragraphs))
+        relined = dict(zip(lines, new_lines, strict=True))
+        moved[new_index] = [
+            dataclasses.replace(r, chapter_index=new_index, line=relined[r.line]) for r in chapters[index]
+        ]
+    return raw, moved
 
 
 def _ebooklib_book(raw: bytes) -> Any:
