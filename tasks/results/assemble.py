@@ -281,9 +281,9 @@ def _epub(
     chapters: dict[int, list[ManifestRow]] = {}
     for r in rows:
         chapters.setdefault(r.chapter_index, []).append(r)
-    raw = read_source(source)
+    raw, lines = read_source(source), None
     if raw is None:  # text or markdown, or an EPUB that is gone: a simple book of the rows' text
-        raw, chapters = simple_epub(chapters, PurePosixPath(source).stem, rows[0].lang)
+        raw, chapters, lines = simple_epub(chapters, PurePosixPath(source).stem, rows[0].lang)
         source = f"{source} (as a simple EPUB)"
     audio: dict[int, ChapterAudio] = {}
     for index, chapter_rows in chapters.items():
@@ -293,6 +293,8 @@ def _epub(
         )
         audio[index] = ChapterAudio(store.get(made.key), made.seconds, made.starts)
     key = f"{prefix}{name}.epub"
-    store.put(key, read_along_epub(raw, source, chapters, audio), overwrite=True, content_type="application/epub+zip")
+    store.put(
+        key, read_along_epub(raw, source, chapters, audio, lines), overwrite=True, content_type="application/epub+zip"
+    )
     seconds = sum(a.seconds for a in audio.values()) + pauses.chapter * (len(audio) - 1)
     return Assembled(key, len(rows), seconds, sum(r.status == "flagged" for r in rows))

@@ -103,10 +103,15 @@ def _rel(from_file: str, to_file: str) -> str:
 
 
 def read_along_epub(
-    raw: bytes, source: str, chapters: dict[int, list[ManifestRow]], audio: dict[int, ChapterAudio]
+    raw: bytes,
+    source: str,
+    chapters: dict[int, list[ManifestRow]],
+    audio: dict[int, ChapterAudio],
+    lines: dict[int, dict[int, int]] | None = None,
 ) -> bytes:
-    """The source EPUB (bytes) with a media overlay per chapter of these rows (chapter_index as in
-    `tasks.text.epub.read_epub`); everything else in it copied untouched."""
+    """The source EPUB (bytes) with a media overlay per chapter of these rows (keyed by chapter index as in
+    `tasks.text.epub.read_epub`; `lines`: per chapter, the line in it of each row's line, where they differ);
+    everything else in it copied untouched."""
     from tasks.text.epub import read_epub
 
     read = read_epub(raw, source)
@@ -125,12 +130,13 @@ def read_along_epub(
             chapter = posixpath.join(base, read[index].href)
             ch_audio = audio[index]
             sentences = _sentences(rows, ch_audio.starts, ch_audio.seconds)
-            lines: dict[int, list[tuple[str, str]]] = {}
+            moved = (lines or {}).get(index, {})
+            by_line: dict[int, list[tuple[str, str]]] = {}
             for sid, text, *_, line in sentences:
-                lines.setdefault(line, []).append((sid, text))
+                by_line.setdefault(moved.get(line, line), []).append((sid, text))
             item = book.get_item_with_href(read[index].href)
             where_from = f"{source}: {read[index].href}"
-            xhtml, where = wrap_sentences(zf.read(chapter), item.get_content(), list(lines.items()), where_from)
+            xhtml, where = wrap_sentences(zf.read(chapter), item.get_content(), list(by_line.items()), where_from)
             changed[chapter] = add_stylesheet(xhtml, _rel(chapter, css_path))
             n = len(overlays) + 1
             audio_path = posixpath.join(base, DIR, f"{n:03d}.mp3")
@@ -199,11 +205,10 @@ def _package(
 
 def simple_epub(
     chapters: dict[int, list[ManifestRow]], title: str, lang: str
-) -> tuple[bytes, dict[int, list[ManifestRow]]]:
+) -> tuple[bytes, dict[int, list[ManifestRow]], dict[int, dict[int, int]]]:
     """An EPUB 3 of the rows' text (a run made from text or markdown): a chapter per chapter_index, a `<p>` per
-    paragraph (rows sharing a line); and the rows with the chapter index and line they have in it."""
-    import dataclasses
-
+    paragraph (rows sharing a line); the rows by their chapter's index in it, and per chapter the line in it of
+    each row's line."""
     from ebooklib import epub
 
     from tasks.text.epub import read_epub
@@ -233,14 +238,12 @@ def simple_epub(
     raw = out.getvalue()
     read = read_epub(raw, title)
     moved: dict[int, list[ManifestRow]] = {}
+    lines: dict[int, dict[int, int]] = {}
     for new_index, (index, chapter) in enumerate(zip(order, read, strict=True)):
-        lines = list(dict.fromkeys(r.line for r in chapters[index]))
-        new_lines = list(dict.fromkeys(p.line for p in chapter.paragraphs))
-        relined = dict(zip(lines, new_lines, strict=True))
-        moved[new_index] = [
-            dataclasses.replace(r, chapter_index=new_index, line=relined[r.line]) for r in chapters[index]
-        ]
-    return raw, moved
+        old = list(dict.fromkeys(r.line for r in chapters[index]))
+        new = list(dict.fromkeys(p.line for p in chapter.paragraphs))
+        moved[new_index], lines[new_index] = chapters[index], dict(zip(old, new, strict=True))
+    return raw, moved, lines
 
 
 def _ebooklib_book(raw: bytes) -> Any:
