@@ -62,7 +62,7 @@ def assemble_and_print(
     for made in assemble_run(store, run_id, fmt, pauses, include_flagged, cues):
         minutes, seconds = divmod(made.seconds, 60)
         flagged = f", {made.flagged} flagged (cues start {FLAGGED_MARK.strip()})" if made.flagged else ""
+        beside = "(read-along: overlays, MP3 per chapter)" if made.key.endswith(".epub") else "(+ .srt, .vtt)"
         print(
-            f"  assembled {store.uri(made.key)}: {made.chunks} chunks{flagged}, {int(minutes)}:{seconds:04.1f} "
-            "(+ .srt, .vtt)"
+            f"  assembled {store.uri(made.key)}: {made.chunks} chunks{flagged}, {int(minutes)}:{seconds:04.1f} {beside}"
         )
