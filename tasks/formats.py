@@ -31,5 +31,6 @@ FORMATS: dict[str, AudioFormat] = {
         AudioFormat("m4b", "WAV", "PCM_16", "audio/mp4", via_ffmpeg=True),  # AAC with chapters, from WAV by ffmpeg
     )
 }
-# `voxbatch assemble --format`: any of them (a book may be Opus or M4B; its chunks never are).
-BOOK_FORMATS: tuple[str, ...] = tuple(FORMATS)
+# `voxbatch assemble --format`: any of them (a book may be Opus or M4B; its chunks never are), or an EPUB 3 with
+# media overlays (read-along: the book's text with MP3 audio per chapter, tasks/results/epub_book.py).
+BOOK_FORMATS: tuple[str, ...] = (*FORMATS, "epub")

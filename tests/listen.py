@@ -65,17 +65,33 @@ def char_error_rate(reference: str, hypothesis: str) -> float:
     return float(jiwer.cer(hanzi(reference), hanzi(hypothesis)))
 
 
-def timed_words(samples: np.ndarray, rate: int) -> list[tuple[str, float]]:
-    """The words Whisper tiny.en hears, each with the second it starts at (word timestamps), normalized as the
-    listening check compares them."""
-    audio16k = soxr.resample(samples, rate, 16000).astype(np.float32)
-    segments, _ = _model().transcribe(audio16k, language="en", beam_size=1, word_timestamps=True)
+def timed_words(samples: np.ndarray, rate: int, larger: bool = False) -> list[tuple[str, float]]:
+    """The words Whisper hears (tiny.en; `larger`: the multilingual base, beam 5), each with the second it starts
+    at, normalized as the listening check compares them. Whisper starts a word after a pause early, at the end of
+    the word before (the silence is given to the word): each start is moved on to the first 10 ms of sound from
+    there, before the next word's start."""
     from tasks.audio.scoring import words as spoken_words  # the listening check's: "Dr." and "dr" alike
 
-    return [(w, word.start) for s in segments for word in s.words or [] for w in spoken_words(word.word).split()]
+    audio16k = soxr.resample(samples, rate, 16000).astype(np.float32)
+    if larger:
+        from tasks.audio.asr import whisper_model
+
+        segments, _ = whisper_model("zh").transcribe(audio16k, language="en", beam_size=5, word_timestamps=True)
+    else:
+        segments, _ = _model().transcribe(audio16k, language="en", beam_size=1, word_timestamps=True)
+    heard = [(word.word, float(word.start)) for s in segments for word in s.words or []]
+    frame = 160  # 10 ms at 16 kHz
+    loud = np.sqrt(np.mean(audio16k[: audio16k.size // frame * frame].reshape(-1, frame) ** 2, axis=1))
+    sound = loud > float(np.max(loud, initial=0.0)) * 10 ** (-30 / 20)  # within 30 dB of the loudest frame
+    out = []
+    for k, (word, start) in enumerate(heard):
+        first, last = int(start * 100), int((heard[k + 1][1] if k + 1 < len(heard) else start + 1.0) * 100)
+        onset = next((f for f in range(first, min(last, sound.size)) if sound[f]), first)
+        out += [(w, onset / 100) for w in spoken_words(word).split()]
+    return out
 
 
-def first_word_gaps(text: str, clips: list[tuple[float, int, int]], heard: list[tuple[str, float]]) -> list[float]:
+def _gaps_by_clip(text: str, clips: list[tuple[float, int, int]], heard: list[tuple[str, float]]) -> dict[int, float]:
     """For each clip (its start in seconds, its characters in `text`): seconds between the clip's start and where
     Whisper hears its first word. The text's words and the heard words are aligned as sequences; a first word
     Whisper misheard ("By noon" heard "I knew") is the heard word right after the previous clip's last word (or
@@ -89,7 +105,7 @@ def first_word_gaps(text: str, clips: list[tuple[float, int, int]], heard: list[
         ref += [(w, n) for w in spoken_words(text[start:end]).split()]
     matcher = SequenceMatcher(None, [w for w, _ in ref], [w for w, _ in heard], autojunk=False)
     heard_as = {a + k: b + k for a, b, size in matcher.get_matching_blocks() for k in range(size)}
-    gaps = []
+    gaps: dict[int, float] = {}
     for n, (clip_start, _, _) in enumerate(clips):
         first = next((k for k, (_, clip) in enumerate(ref) if clip == n), None)
         if first is None:
@@ -101,5 +117,10 @@ def first_word_gaps(text: str, clips: list[tuple[float, int, int]], heard: list[
         else:
             at = heard_as[first - 1] + 1 if first - 1 in heard_as else None
         if at is not None and at < len(heard):
-            gaps.append(heard[at][1] - clip_start)
+            gaps[n] = heard[at][1] - clip_start
     return gaps
+
+
+def first_word_gaps(text: str, clips: list[tuple[float, int, int]], heard: list[tuple[str, float]]) -> list[float]:
+    """`_gaps_by_clip` over one transcript of the whole audio (a chunk's)."""
+    return list(_gaps_by_clip(text, clips, heard).values())

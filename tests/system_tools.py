@@ -28,6 +28,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "buildah": ("buildah", "building the container images without a Docker engine"),
     "debootstrap": ("debootstrap", "the Debian base of the images (no image registry is needed)"),
     "podman": ("podman", "running the container stack"),
+    "epubcheck": ("epubcheck", "validating the read-along EPUB 3 that assemble --format epub makes"),
     "runc": ("runc", "podman's runtime here (crun cannot set rlimits on this kernel's cgroups)"),
 }
 _NEEDS = "needs system tools"  # the start of a skip's reason when a tool is missing (listed at the end)

@@ -54,7 +54,7 @@ def expected_gaps(rows: list[dict[str, Any]]) -> list[float]:
 def test_a_book_is_its_chunks_and_pauses_and_its_subtitles_match(prefect_api: None, tmp_path: Path) -> None:
     out = tmp_path / "out"
     summary = run([str(SAMPLE_EN)], str(out))  # the real voice, three shards
-    (made,) = assemble_run(open_store(str(out)), summary["run_id"], "flac", PAUSES)
+    (made,) = assemble_run(open_store(str(out)), summary["run_id"], "flac", PAUSES, cues="chunk")
     rows = pq.read_table(out / run_manifest_key(summary["run_id"])).to_pylist()
     samples, rate = sf.read(out / made.key, dtype="float32")
     gaps = expected_gaps(rows)
@@ -75,6 +75,20 @@ def test_a_book_is_its_chunks_and_pauses_and_its_subtitles_match(prefect_api: No
         position = end + gap
     vtt = (out / made.key.replace(".flac", ".vtt")).read_text()
     assert vtt.startswith("WEBVTT\n") and vtt.count(" --> ") == len(rows)
+    # by default a cue per sentence (here a span over each chunk: the voice gives no timings yet), within reading
+    # length and speed, each inside its chunk's time where the voice reads slower than 20 characters a second
+    assemble_run(open_store(str(out)), summary["run_id"], "flac", PAUSES)
+    by_sentence = cues(out / made.key.replace(".flac", ".srt"))
+    assert len(by_sentence) > len(rows)
+    assert " ".join(" ".join(t.split()) for _, _, t in by_sentence) == " ".join(
+        " ".join(r["text"].split()) for r in rows
+    )
+    for start, end, text in by_sentence:
+        lines = text.split("\n")
+        assert len(lines) <= 2 and max(map(len, lines)) <= 42
+        assert len(text) - text.count("\n") <= 20 * (end - start) + 1e-6
+    assert by_sentence[0][0] == subtitle[0][0] and by_sentence[-1][1] <= samples.size / rate + 0.002
+    assert all(a[1] <= b[0] + 1e-9 for a, b in itertools.pairwise(by_sentence))
 
 
 def test_an_epub_is_assembled_whole_and_per_chapter_from_s3(prefect_api: None, s3_bucket: str, tmp_path: Path) -> None:

@@ -80,9 +80,10 @@ def test_a_garbled_chunk_is_flagged_reviewed_assembled_marked_and_accepted(
     (book,) = out.glob("assembled/*/the-lighthouse.flac")
     assert "flagged (cues start [flagged])" in done.stdout
     texts = _srt_texts(book.with_suffix(".srt"))
-    marked = [t for t in texts if t.startswith("[flagged] ")]
-    assert sorted(t.removeprefix("[flagged] ") for t in marked) == sorted(flagged["text"])
-    assert len(texts) == len(rows) - (rows["status"] == "skipped").sum()
+    # a cue per sentence piece (tests/test_cues.py): each piece of a flagged chunk starts with the mark
+    marked = " ".join(" ".join(t.removeprefix("[flagged] ").split()) for t in texts if t.startswith("[flagged] "))
+    assert all(" ".join(text.split()) in marked for text in flagged["text"])
+    assert len(texts) >= len(rows) - (rows["status"] == "skipped").sum()
     assert "flagged" in (sf.SoundFile(book).comment or "")
     refused = voxbatch("assemble", str(out))
     assert refused.returncode == 5 and "flagged" in refused.stderr

@@ -4,7 +4,9 @@
 fanned-out run. Chunks are read one at a time and written straight into the output file, so a ten-hour book is
 never held in memory: the file is written to a local temporary file and copied to storage streamed. Between
 chunks of one paragraph comes the sentence pause, between paragraphs the paragraph pause, between chapters the
-chapter pause. Beside each audio file, SRT and WebVTT subtitles with each chunk's text at its place.
+chapter pause. Beside each audio file, SRT and WebVTT subtitles: a cue per sentence by default (the row's
+sentence timings, `tasks.shard.timing.spans_of`, split to reading length and speed by `tasks.results.cues`), or
+one per chunk (`cues="chunk"`).
 
 Opus is written at 48 kHz (the rates Opus knows; chunks are resampled as they are read). M4B, the audiobook
 container, is one file per document with a chapter marker per chapter and the title in its metadata; it is made
@@ -32,7 +34,8 @@ import soundfile as sf
 
 from tasks.audio import dsp
 from tasks.errors import ConfigError, InputError, RunIncomplete
-from tasks.formats import FORMATS
+from tasks.formats import BOOK_FORMATS, FORMATS
+from tasks.results.cues import Cue, fit_reading_speed, row_sentences, sentence_cues
 from tasks.results.run_state import load_run_state
 from tasks.shard.rows import ManifestRow
 from tasks.storage import ObjectStore
@@ -40,6 +43,7 @@ from tasks.storage.layout import content_type
 
 M4B_BITRATE = "64k"  # AAC, mono speech
 FLAGGED_MARK = "[flagged] "  # starts the subtitle cue of a flagged chunk in an assembled book
+CUE_MODES = ("sentence", "chunk")  # `assemble --cues`: a cue per sentence (split to reading length), or per chunk
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Assembled:
     chunks: int
     seconds: float
     flagged: int = 0  # flagged chunks in it (their review audio)
+    starts: tuple[float, ...] = ()  # each chunk's start in the file, seconds
 
 
 def assembled_prefix(run_id: str) -> str:
@@ -86,13 +91,33 @@ def subtitles(cues: list[tuple[float, float, str]]) -> tuple[str, str]:
     return "\n".join(srt), "WEBVTT\n\n" + "\n".join(vtt)
 
 
+def _row_cues(row: ManifestRow, offset: float, seconds: float, mark: str) -> list[Cue]:
+    """A row's sentence cues, its audio starting at `offset` in the file and lasting `seconds`: each sentence's times
+    are seconds into the chunk's audio, so resampling to the file's rate leaves them as they are."""
+    cues: list[Cue] = []
+    for span in row_sentences(row):
+        text = row.text[span.char_start : span.char_end]
+        start, end = (min(max(t, 0.0), seconds) for t in (span.start_s, span.end_s))
+        if text.strip():
+            cues += sentence_cues(text, offset + start, offset + max(start, end), mark)
+    return cues
+
+
 def _write(
-    store: ObjectStore, rows: list[ManifestRow], key: str, rate: int, fmt: str, pauses: Pauses, title: str = ""
+    store: ObjectStore,
+    rows: list[ManifestRow],
+    key: str,
+    rate: int,
+    fmt: str,
+    pauses: Pauses,
+    title: str = "",
+    cue_mode: str = "sentence",
 ) -> Assembled:
     """One audio file of these rows in order, with its subtitles; chunk by chunk into a temporary file."""
     made = FORMATS[fmt]
     out_rate = made.rate or rate
-    cues: list[tuple[float, float, str]] = []
+    cues: list[Cue] = []
+    starts: list[float] = []
     chapters: list[tuple[int, str, int]] = []  # (first sample, title, flagged chunks) per chapter, for M4B
     position = 0  # samples written so far: the timings are exact, not summed floats
     flagged_total = sum(r.status == "flagged" for r in rows)
@@ -120,17 +145,23 @@ def _write(
                 if out_rate != rate:
                     samples = dsp.resample(samples, rate, out_rate, "soxr")
                 out.write(samples)
-                text = FLAGGED_MARK + row.text if flagged else row.text
-                cues.append((position / out_rate, (position + samples.size) / out_rate, text))
+                starts.append(position / out_rate)
+                at, seconds, mark = position / out_rate, samples.size / out_rate, FLAGGED_MARK if flagged else ""
+                if cue_mode == "chunk":
+                    cues.append(Cue(at, at + seconds, mark + row.text))
+                else:
+                    cues += _row_cues(row, at, seconds, mark)
                 position += samples.size
         if made.via_ffmpeg:
             path = _m4b(path, chapters, position, out_rate, title)
         store.put_file(key, path, overwrite=True, content_type=content_type(key))
-    srt, vtt = subtitles(cues)
+    if cue_mode != "chunk":
+        cues = fit_reading_speed(cues, position / out_rate)
+    srt, vtt = subtitles([(c.start, c.end, c.text) for c in cues])
     stem = key.rsplit(".", 1)[0]
     for ext, text in (("srt", srt), ("vtt", vtt)):
         store.put(f"{stem}.{ext}", text.encode(), overwrite=True, content_type=content_type(f"{stem}.{ext}"))
-    return Assembled(key, len(rows), position / out_rate, flagged_total)
+    return Assembled(key, len(rows), position / out_rate, flagged_total, tuple(starts))
 
 
 def _flagged_comment(n: int) -> str:
@@ -184,11 +215,15 @@ def assemble_run(
     fmt: str = "flac",
     pauses: Pauses | None = None,
     include_flagged: bool = False,
+    cues: str = "sentence",
 ) -> list[Assembled]:
     """Every document of a finished run as one file, and each chapter of a document with chapters as one more;
-    `include_flagged`: flagged chunks too (their review audio), marked (else a run with any is refused)."""
-    if fmt not in FORMATS:
+    `include_flagged`: flagged chunks too (their review audio), marked (else a run with any is refused);
+    `cues`: subtitles with a cue per sentence or per chunk (CUE_MODES)."""
+    if fmt not in BOOK_FORMATS:
         raise InputError(f"assemble: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if cues not in CUE_MODES:
+        raise InputError(f"assemble: unknown cues {cues!r} (known: {', '.join(CUE_MODES)})")
     pauses = pauses or Pauses()
     state = load_run_state(store, run_id)
     if not state.complete:
@@ -218,7 +253,10 @@ def assemble_run(
             name = f"{name}-{first.doc_id[-8:]}"
         names.add(name)
         title = PurePosixPath(first.source).stem  # the EPUB's own title is not kept in the plan yet
-        made.append(_write(store, doc_rows, f"{prefix}{name}.{fmt}", rate, fmt, pauses, title))
+        if fmt == "epub":
+            made.append(_epub(store, doc_rows, prefix, name, rate, pauses, cues))
+            continue
+        made.append(_write(store, doc_rows, f"{prefix}{name}.{fmt}", rate, fmt, pauses, title, cues))
         if fmt == "m4b":
             continue  # one audiobook per document: its chapters are markers inside it
         chapters: dict[int, list[ManifestRow]] = {}
@@ -228,5 +266,35 @@ def assemble_run(
             for index, chapter_rows in chapters.items():
                 title = _name(chapter_rows[0].chapter_title or f"chapter {index + 1}")
                 key = f"{prefix}{name}/{index + 1:03d}-{title}.{fmt}"
-                made.append(_write(store, chapter_rows, key, rate, fmt, pauses))
+                made.append(_write(store, chapter_rows, key, rate, fmt, pauses, cue_mode=cues))
     return made
+
+
+def _epub(
+    store: ObjectStore, rows: list[ManifestRow], prefix: str, name: str, rate: int, pauses: Pauses, cues: str
+) -> Assembled:
+    """The document as an EPUB 3 with a media overlay per chapter (`tasks.results.epub_book`); its chapters'
+    MP3 files (inside it) are left beside it too, as `--format mp3` makes them."""
+    from tasks.results.epub_book import ChapterAudio, read_along_epub, read_source, simple_epub
+
+    source = rows[0].source
+    chapters: dict[int, list[ManifestRow]] = {}
+    for r in rows:
+        chapters.setdefault(r.chapter_index, []).append(r)
+    raw, lines = read_source(source), None
+    if raw is None:  # text or markdown, or an EPUB that is gone: a simple book of the rows' text
+        raw, chapters, lines = simple_epub(chapters, PurePosixPath(source).stem, rows[0].lang)
+        source = f"{source} (as a simple EPUB)"
+    audio: dict[int, ChapterAudio] = {}
+    for index, chapter_rows in chapters.items():
+        title = _name(chapter_rows[0].chapter_title or f"chapter {index + 1}")
+        made = _write(
+            store, chapter_rows, f"{prefix}{name}/{index + 1:03d}-{title}.mp3", rate, "mp3", pauses, cue_mode=cues
+        )
+        audio[index] = ChapterAudio(store.get(made.key), made.seconds, made.starts)
+    key = f"{prefix}{name}.epub"
+    store.put(
+        key, read_along_epub(raw, source, chapters, audio, lines), overwrite=True, content_type="application/epub+zip"
+    )
+    seconds = sum(a.seconds for a in audio.values()) + pauses.chapter * (len(audio) - 1)
+    return Assembled(key, len(rows), seconds, sum(r.status == "flagged" for r in rows))
