@@ -85,17 +85,39 @@ def timed_words(samples: np.ndarray, rate: int, larger: bool = False) -> list[tu
     sound = loud > float(np.max(loud, initial=0.0)) * 10 ** (-30 / 20)  # within 30 dB of the loudest frame
     out = []
     for k, (word, start) in enumerate(heard):
-        first, last = int(start * 100), int((heard[k + 1][1] if k + 1 < len(heard) else start + 1.0) * 100)
-        onset = next((f for f in range(first, min(last, sound.size)) if sound[f]), first)
+        first, last = (
+            int(start * 100),
+            min(int((heard[k + 1][1] if k + 1 < len(heard) else start + 1.0) * 100), sound.size),
+        )
+        onset = _after_pause(sound, first, last)
+        if onset is None:
+            onset = next((f for f in range(first, last) if sound[f]), first)
         out += [(w, onset / 100) for w in spoken_words(word).split()]
     return out
+
+
+def _after_pause(sound: np.ndarray, first: int, last: int, pause: int = 15, tail: int = 25) -> int | None:
+    """The first frame of sound after a pause (`pause` silent 10 ms frames) that begins within `tail` frames of
+    `first`, before `last`: Whisper may start a word inside the tail of the word before it, ahead of a pause."""
+    quiet, began = 0, None
+    for f in range(first, last):
+        if not sound[f]:
+            if quiet == 0:
+                began = f
+            quiet += 1
+        elif quiet >= pause and began is not None and began - first <= tail:
+            return f
+        elif quiet:
+            return None  # a short gap inside speech: not the pause after a tail
+    return None
 
 
 def _gaps_by_clip(text: str, clips: list[tuple[float, int, int]], heard: list[tuple[str, float]]) -> dict[int, float]:
     """For each clip (its start in seconds, its characters in `text`): seconds between the clip's start and where
     Whisper hears its first word. The text's words and the heard words are aligned as sequences; a first word
     Whisper misheard ("By noon" heard "I knew") is the heard word right after the previous clip's last word (or
-    the first heard, for the first clip) when that one was heard right. Clips with neither are left out."""
+    the first heard, for the first clip) when that one was heard right. Clips with neither are left out, and
+    clips that begin with a word the clip before ends with."""
     from difflib import SequenceMatcher
 
     from tasks.audio.scoring import words as spoken_words
@@ -108,7 +130,10 @@ def _gaps_by_clip(text: str, clips: list[tuple[float, int, int]], heard: list[tu
     gaps: dict[int, float] = {}
     for n, (clip_start, _, _) in enumerate(clips):
         first = next((k for k, (_, clip) in enumerate(ref) if clip == n), None)
-        if first is None:
+        if first is None or ref[first][0] in (w for w, clip in ref[max(0, first - 2) : first] if clip == n - 1):
+            # Also left out: a clip that begins with one of the last words of the clip before ("... every spring" /
+            # "Spring tide"; a heading "The Tide", then "The tide came in"): where Whisper hears the repeat once,
+            # no alignment can tell whose word it heard.
             continue
         if first in heard_as:
             at: int | None = heard_as[first]

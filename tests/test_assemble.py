@@ -75,7 +75,7 @@ def test_a_book_is_its_chunks_and_pauses_and_its_subtitles_match(prefect_api: No
         position = end + gap
     vtt = (out / made.key.replace(".flac", ".vtt")).read_text()
     assert vtt.startswith("WEBVTT\n") and vtt.count(" --> ") == len(rows)
-    # by default a cue per sentence (here a span over each chunk: the voice gives no timings yet), within reading
+    # by default a cue per sentence (the voice's sentence timings), within reading
     # length and speed, each inside its chunk's time where the voice reads slower than 20 characters a second
     assemble_run(open_store(str(out)), summary["run_id"], "flac", PAUSES)
     by_sentence = cues(out / made.key.replace(".flac", ".srt"))

@@ -59,6 +59,11 @@ def _clips(smil: bytes) -> list[tuple[str, str, float, float]]:
     return out
 
 
+def _srt_seconds(stamp: str) -> float:
+    hours, minutes, seconds = stamp.strip().replace(",", ".").split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def _placed(clips: list[tuple[float, float, str]]) -> tuple[str, list[tuple[float, int, int]]]:
     """The clips' sentences as one text, and each clip's begin and characters in it."""
     text, placed = "", []
@@ -98,6 +103,7 @@ def test_a_real_run_becomes_a_valid_read_along_epub(prefect_api: None, tmp_path:
     assert "-epub-media-overlay-active" in made_zip.read("EPUB/voxbatch/read-along.css").decode()
     total = 0.0
     gaps: list[float] = []
+    notes: list[str] = []
     sentences = 0
     for n, chapter in enumerate(("tide", "reef", "lamp"), start=1):
         assert f'href="{chapter}.xhtml"' in opf and f'media-overlay="vb-mo-{n}"' in opf
@@ -122,7 +128,12 @@ def test_a_real_run_becomes_a_valid_read_along_epub(prefect_api: None, tmp_path:
             timed.append((begin, end, " ".join("".join(element.itertext()).split())))
         samples, rate = dsp.decode((tmp_path / f"{n}.mp3").read_bytes())
         heard = timed_words(samples, rate, larger=True)  # tiny.en hears a heading and its first line once
-        gaps += first_word_gaps(*_placed(timed), heard)
+        found = first_word_gaps(*_placed(timed), heard)
+        gaps += found
+        notes.append(
+            f"{n}: gaps {[round(g, 2) for g in found]} clips {[(round(b, 2), t[:20]) for b, _, t in timed]}"
+            f" heard {heard}"
+        )
         sentences += len(clips)
     # the three overlays and the total duration in the package (MP3 frames round a little)
     durations = re.findall(r'property="media:duration"(?: refines="#vb-mo-\d")?>([^<]+)<', opf)
@@ -132,7 +143,18 @@ def test_a_real_run_becomes_a_valid_read_along_epub(prefect_api: None, tmp_path:
     assert len(gaps) >= 0.8 * sentences, f"Whisper's words matched {len(gaps)} of {sentences} sentence starts"
     off = sorted(abs(g) for g in gaps)
     print(f"\nclips vs Whisper's first words: median {statistics.median(off):.3f} s, worst {off[-1]:.3f} s")
-    assert statistics.median(off) <= 0.15 and off[-1] <= 0.5
+    assert statistics.median(off) <= 0.15 and off[-1] <= 0.5, "\n".join(notes)
+
+    # The same run's sentence subtitles: no cue over two lines of 42 characters, none faster than 20 a second
+    whole = assemble_run(open_store(str(out)), summary["run_id"], "mp3")[0]
+    srt = (out / whole.key).with_suffix(".srt").read_text(encoding="utf-8")
+    blocks = [b.split("\n") for b in srt.strip().split("\n\n")]
+    assert len(blocks) >= sentences
+    for block in blocks:
+        start, end = (_srt_seconds(t) for t in block[1].split(" --> "))
+        lines = block[2:]
+        assert len(lines) <= 2 and max(map(len, lines)) <= 42, block
+        assert sum(map(len, lines)) <= 20 * (end - start) + 1e-6, block
 
 
 @pytest.mark.slow
