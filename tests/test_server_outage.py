@@ -54,10 +54,11 @@ def test_a_server_outage_past_the_deadline_exits_5_and_the_same_command_resumes(
         assert again.returncode == 0, again.stdout + again.stderr + worker.log()
         assert_unchanged(before, out)  # nothing committed was lost or written again
         # The slot's lease of the pool-wide limit outlived the restart (leases on disk, as docs/deployment.md
-        # asks; in memory the restart loses it and the slot stays taken for good): the worker's stop frees it.
+        # asks; in memory the restart loses it and the slot stays taken for good): the worker's stop frees it, or,
+        # where a loaded machine made the stop a SIGKILL (CI once), the lease's expiry (60 s) does.
         worker.stop()
         worker = None
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90
         while (taken := server.slots_taken("voxbatch-cpu")) != 0:
             assert time.monotonic() < deadline, f"{taken} slot(s) of the pool-wide limit still taken"
             time.sleep(0.5)
