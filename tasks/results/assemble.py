@@ -259,15 +259,20 @@ def assemble_run(
         made.append(_write(store, doc_rows, f"{prefix}{name}.{fmt}", rate, fmt, pauses, title, cues))
         if fmt == "m4b":
             continue  # one audiobook per document: its chapters are markers inside it
-        chapters: dict[int, list[ManifestRow]] = {}
-        for r in doc_rows:
-            chapters.setdefault(r.chapter_index, []).append(r)
+        chapters = _by_chapter(doc_rows)
         if len(chapters) > 1:
             for index, chapter_rows in chapters.items():
                 title = _name(chapter_rows[0].chapter_title or f"chapter {index + 1}")
                 key = f"{prefix}{name}/{index + 1:03d}-{title}.{fmt}"
                 made.append(_write(store, chapter_rows, key, rate, fmt, pauses, cue_mode=cues))
     return made
+
+
+def _by_chapter(rows: list[ManifestRow]) -> dict[int, list[ManifestRow]]:
+    chapters: dict[int, list[ManifestRow]] = {}
+    for r in rows:
+        chapters.setdefault(r.chapter_index, []).append(r)
+    return chapters
 
 
 def _epub(
@@ -278,9 +283,7 @@ def _epub(
     from tasks.results.epub_book import ChapterAudio, read_along_epub, read_source, simple_epub
 
     source = rows[0].source
-    chapters: dict[int, list[ManifestRow]] = {}
-    for r in rows:
-        chapters.setdefault(r.chapter_index, []).append(r)
+    chapters = _by_chapter(rows)
     raw, lines = read_source(source), None
     if raw is None:  # text or markdown, or an EPUB that is gone: a simple book of the rows' text
         raw, chapters, lines = simple_epub(chapters, PurePosixPath(source).stem, rows[0].lang)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.audio import dsp
-from tasks.backends.synthesizer import UNTIMED, Timing, timing_of
+from tasks.backends.synthesizer import timing_of
 from tasks.config import AudioSettings, QASettings
 from tasks.shard import qa
 from tasks.shard.timing import timing_tag
@@ -52,7 +52,6 @@ class Finished:
     error: str | None = None
     duration_s: float | None = None
     levels: Levels | None = None
-    timing: Timing = UNTIMED  # where the pieces (and words) of the spoken text begin in `samples`
 
     @property
     def ok(self) -> bool:
@@ -106,5 +105,5 @@ def _finish(raw: np.ndarray, chunk: ChunkAudio, a: AudioSettings, checks: QASett
     else:  # peak normalization, also for a chunk under 0.4 s (too short for a loudness measure)
         final = dsp.set_peak(out, a.peak_dbfs)
     timing = timing_of(raw).moved(start, chunk.rate_in, chunk.rate_out, final.size)
-    data = dsp.encode(final, chunk.rate_out, a.format, comment=timing_tag(timing))
-    return Finished(samples=final, data=data, timing=timing)
+    # In the file's tag: the stored object carries its timing to its row and to any later run that finds it.
+    return Finished(samples=final, data=dsp.encode(final, chunk.rate_out, a.format, comment=timing_tag(timing)))

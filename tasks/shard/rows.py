@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.backends.synthesizer import Marks, Timing
+from tasks.backends.synthesizer import Marks
 from tasks.plan.file import Plan, PlannedChunk
 from tasks.records import arrow_schema, int32, spans_field
 from tasks.shard.checker import Checked
@@ -211,13 +211,13 @@ def _level_fields(levels: Levels | None) -> dict[str, Any]:
 
 def reused_row(place: Place, stored: StoredAudio) -> ManifestRow:
     """A chunk whose audio was found stored (a killed run's object, or another run's with the same settings)."""
-    return ManifestRow(**{**place.fields(), **_audio_fields(stored), **_timings(place, stored, None)})
+    return ManifestRow(**{**place.fields(), **_audio_fields(stored), **_timings(place, stored)})
 
 
-def _timings(place: Place, stored: StoredAudio, timing: Timing | None) -> dict[str, Any]:
-    """The `sentences` and `words` of stored audio from its timing (the one it was made with, else its tag's):
-    None where not known."""
-    timing = timing or stored.timing
+def _timings(place: Place, stored: StoredAudio) -> dict[str, Any]:
+    """The `sentences` and `words` of stored audio from the timing its file's tag holds (the one it was made with:
+    tasks.shard.finish writes it): None where not known."""
+    timing = stored.timing
 
     def spans(marks: Marks) -> list[dict[str, Any]] | None:
         if not marks:
@@ -258,8 +258,7 @@ def made_row(place: Place, made: Synthesized, checked: Checked, stored: StoredAu
         }
     if stored is not None:
         fields |= _audio_fields(stored)
-        mine = checked.finished.timing if checked.finished is not None and not stored.other_audio else None
-        fields |= _timings(place, stored, mine)
+        fields |= _timings(place, stored)
     elif checked.finished is not None and checked.finished.levels is not None:  # it failed a signal check
         fields |= {"duration_s": checked.finished.duration_s, **_level_fields(checked.finished.levels)}
     return ManifestRow(**fields)
