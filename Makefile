@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 # Reinstall when the dependency pins change; constraints.txt pins every transitive package.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[piper,epub,zh,asr,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[piper,epub,zh,asr,kokoro,dev]'
 	touch $@
 
 demo: setup

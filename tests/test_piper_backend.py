@@ -108,7 +108,7 @@ def test_lanes_synthesize_side_by_side_with_the_same_audio_as_one_session() -> N
 
 
 def test_cpu_lanes_split_the_threads() -> None:
-    from tasks.backends.piper import cpu_lanes
+    from tasks.backends.onnx_session import cpu_lanes
 
     assert cpu_lanes(1, 0) == (1, 0)  # one session, ONNX Runtime picks its threads
     assert cpu_lanes(2, 8) == (2, 4)

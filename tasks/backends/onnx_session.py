@@ -1,11 +1,15 @@
-"""ONNX Runtime sessions for the voices that run on it (piper, twostage): providers, threads, memory options."""
+"""ONNX Runtime sessions for the voices that run on it (piper, twostage, kokoro): providers, threads, memory options,
+and lanes (several sessions side by side on a CPU)."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tasks.config import SynthesisSettings
+
+MAX_AUTO_LANES = 4  # measured on 2 cores only: more sessions cost memory for a gain not measured
 
 
 def onnx_cuda(settings: SynthesisSettings) -> bool:
@@ -49,3 +53,24 @@ def onnx_session_setup(threads: int, use_cuda: bool) -> tuple[Any, list[Any]]:
         cuda = {"device_id": 0, "arena_extend_strategy": "kSameAsRequested", "cudnn_conv_algo_search": "HEURISTIC"}
         providers.insert(0, ("CUDAExecutionProvider", cuda))
     return options, providers
+
+
+def cpu_lanes(lanes: int, threads: int) -> tuple[int, int]:
+    """(sessions side by side, intra-op threads each) for `synthesis.lanes` and `synthesis.threads` (0: auto)."""
+    cores = threads or len(os.sched_getaffinity(0))
+    # Each session keeps its own memory arena (about 350 MB on long sentences): auto only where memory is spare.
+    lanes = lanes or max(1, min(cores, MAX_AUTO_LANES, _available_gib() // 2))
+    if lanes == 1:
+        return 1, threads
+    return lanes, max(1, cores // lanes)
+
+
+def _available_gib() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) >> 20
+    except OSError:
+        pass
+    return 2  # not Linux: room for one more lane

@@ -17,15 +17,13 @@ import numpy as np
 from tasks.backends import model_cache, piper_timing
 from tasks.backends.checksums import digest_of, verify_sha256
 from tasks.backends.devices import cuda_device, library_versions
-from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
+from tasks.backends.onnx_session import cpu_lanes, onnx_cuda, onnx_session_setup
 from tasks.backends.piper_timing import Piece
 from tasks.backends.piper_voices import BUNDLED_VOICES, piper_version, read_config, speakers, voice_files, voice_licence
 from tasks.backends.synthesizer import UNTIMED, SynthOptions, TimedAudio, VoiceInfo
 from tasks.config import SynthesisSettings
 from tasks.errors import ModelError
 from tasks.text.chunking import sentence_spans
-
-MAX_AUTO_LANES = 4  # measured on 2 cores only: more sessions cost memory for a gain not measured
 
 
 def speaker_id(config: Any, speaker: str) -> int | None:
@@ -88,27 +86,6 @@ class PiperBackend:
         synth = PiperSynthesizer(info, config, synth_config, threads, use_cuda, batched=use_cuda, lanes=lanes)
         synth.open()
         return synth
-
-
-def cpu_lanes(lanes: int, threads: int) -> tuple[int, int]:
-    """(sessions side by side, intra-op threads each) for `synthesis.lanes` and `synthesis.threads` (0: auto)."""
-    cores = threads or len(os.sched_getaffinity(0))
-    # Each session keeps its own memory arena (about 350 MB on long sentences): auto only where memory is spare.
-    lanes = lanes or max(1, min(cores, MAX_AUTO_LANES, _available_gib() // 2))
-    if lanes == 1:
-        return 1, threads
-    return lanes, max(1, cores // lanes)
-
-
-def _available_gib() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) >> 20
-    except OSError:
-        pass
-    return 2  # not Linux: room for one more lane
 
 
 def _audio(voice: Any, pieces: list[Piece], synth_config: Any) -> TimedAudio:
