@@ -33,7 +33,10 @@ BACKENDS: tuple[BackendEntry, ...] = (
 )
 
 # Voices known by name whose backend is not the default one: `--voice zh-baker` needs no `--backend`.
-NAMED_VOICES = {"zh-baker": "twostage"}
+NAMED_VOICES = {
+    "zh-baker": "twostage",
+    **dict.fromkeys(("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"), "kokoro"),  # kokoro-ja's
+}
 
 
 def backend_names() -> list[str]:

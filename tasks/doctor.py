@@ -204,9 +204,26 @@ def check_voice(settings: Settings) -> list[Check]:
                 f"{'/'.join(info.languages)}"
             )
             checks.append(Check(f"voice {spec}", "ok", detail + (f"; licence: {info.licence}" if info.licence else "")))
+            if voice.backend == "kokoro":
+                checks.append(_kokoro_phonemes(spec, voice.voice))
         except VoxbatchError as exc:
             checks.append(Check(f"voice {spec}", "fail", str(exc), exc.hint or ""))
     return checks
+
+
+def _kokoro_phonemes(spec: str, voice: str) -> Check:
+    """A Kokoro voice's phonemizer (misaki on pyopenjtalk for Japanese, espeak-ng for the rest) loads and speaks."""
+    from tasks.backends.kokoro_files import Blend, language_of
+    from tasks.backends.kokoro_phonemes import KokoroPhonemes, kokoro_vocab
+
+    lang, espeak_voice = language_of(Blend.parse(voice).first)
+    sample = {"ja": "テストです。"}.get(lang, "A test.")
+    phonemes = KokoroPhonemes(lang, espeak_voice, kokoro_vocab())
+    tokens = phonemes.cost(sample)
+    which = "misaki + pyopenjtalk" if lang == "ja" else f"espeak-ng {espeak_voice}"
+    if tokens == 0:
+        return Check(f"phonemes {spec}", "fail", f"{which} gave no tokens for {sample!r}", "pip install 'voxbatch[kokoro]'")
+    return Check(f"phonemes {spec}", "ok", f"{which}: {tokens} tokens for {sample!r}")
 
 
 def check_output(out: str) -> Check:

