@@ -222,7 +222,8 @@ def _kokoro_phonemes(spec: str, voice: str) -> Check:
     tokens = phonemes.cost(sample)
     which = "misaki + pyopenjtalk" if lang == "ja" else f"espeak-ng {espeak_voice}"
     if tokens == 0:
-        return Check(f"phonemes {spec}", "fail", f"{which} gave no tokens for {sample!r}", "pip install 'voxbatch[kokoro]'")
+        hint = "pip install 'voxbatch[kokoro]'"
+        return Check(f"phonemes {spec}", "fail", f"{which} gave no tokens for {sample!r}", hint)
     return Check(f"phonemes {spec}", "ok", f"{which}: {tokens} tokens for {sample!r}")
 
 
