@@ -12,6 +12,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--kb", type=int, default=20, help="size of the long text in KB (default %(default)s)")
     p.add_argument("--skip-engine", action="store_true", help="only the end-to-end comparison")
     p.add_argument(
+        "--voices-only",
+        action="store_true",
+        help="only each voice's speed on this CPU: Piper beside Kokoro, one session and lanes",
+    )
+    p.add_argument(
         "--no-server", action="store_true", help="not also against a Prefect server that is up (PREFECT_API_URL)"
     )
     gpu = p.add_argument_group("GPU suite (VITS by batch size and precision; runs by itself where CUDA is present)")
@@ -48,6 +53,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batches {args.batches!r}: every batch size must be at least 1")
     if not args.gpu_seconds > 0:
         raise ConfigError(f"--gpu-seconds {args.gpu_seconds}: give a number of seconds above 0")
+    if args.voices_only:
+        from bench.voice_speed import voice_speeds
+
+        voice_speeds(args.kb, args.rounds)
+        return 0
     if not args.gpu_only:
         run_cpu_bench(args)
         print()
@@ -74,6 +84,11 @@ def run_cpu_bench(args: argparse.Namespace) -> None:
             api = start_local_api()
             url = api.wait(180)
         run_bench(args.rounds, args.kb, args.skip_engine, url)
+        if not args.skip_engine:
+            from bench.voice_speed import voice_speeds
+
+            print()
+            voice_speeds(rounds=args.rounds)
     finally:
         if api is not None:
             api.stop()

@@ -116,3 +116,19 @@ def test_piper_on_cuda_skips_cleanly_without_the_cuda_provider() -> None:
     said: list[str] = []
     assert piper_on_cuda([1, 8], ["Hello."], 0.1, said.append) == []
     assert said == ["piper on CUDA: skipped (this onnxruntime has no CUDA provider; onnxruntime-gpu brings it)"]
+
+
+@pytest.mark.slow
+def test_bench_gives_kokoro_beside_piper_on_one_session_and_on_lanes() -> None:
+    done = subprocess.run(
+        [VOXBATCH, "bench", "--voices-only", "--kb", "1", "--rounds", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("piper joe", "kokoro jf_alpha"))]
+    from tasks.backends.onnx_session import cpu_lanes
+
+    lanes = str(cpu_lanes(0, 0)[0])  # what lanes 0 (auto) takes here
+    assert [(r[0], r[-3]) for r in rows] == [("piper", "1"), ("piper", lanes), ("kokoro", "1"), ("kokoro", lanes)]
+    assert all(float(r[-2]) > 0.5 for r in rows)  # x real time: each voice is faster than real time on 2 cores
+    assert all(float(r[-1].rstrip("x")) > 0 for r in rows) and rows[0][-1] == rows[2][-1] == "1.00x"
