@@ -147,3 +147,33 @@ def test_an_expected_digest_that_is_not_hex_never_names_another_file(tmp_path: P
     cache = ModelCache(tmp_path / "cache")
     with pytest.raises(ModelError, match="not 64 hex digits"):
         cache.fetch(src.as_uri(), "../../elsewhere")
+
+
+def test_kokoro_model_and_voices_from_s3_are_verified_and_give_the_same_chunk_ids(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.backends.kokoro_files import kokoro_ja_model, voices_file
+
+    s3 = boto3.client("s3")
+    bucket = "kokoro-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(Bucket=bucket)
+    (model, model_sha), (voices, voices_sha) = kokoro_ja_model(), voices_file("")
+    for path, name, digest in ((model, "kokoro-v1.0.int8.onnx", model_sha), (voices, "voices-ja.bin", voices_sha)):
+        s3.put_object(Bucket=bucket, Key=f"kokoro/{name}", Body=path.read_bytes())
+        s3.put_object(Bucket=bucket, Key=f"kokoro/{name}.sha256", Body=f"{digest}  {name}\n".encode())
+    remote = {
+        "kokoro_model": f"s3://{bucket}/kokoro/kokoro-v1.0.int8.onnx",
+        "kokoro_voices": f"s3://{bucket}/kokoro/voices-ja.bin",
+    }
+    settings = validate_settings({"synthesis": {"backend": "kokoro", "voice": "jf_alpha", **remote}}).synthesis
+    info = get_backend("kokoro").resolve(settings)
+    local = get_backend("kokoro").resolve(
+        validate_settings({"synthesis": {"backend": "kokoro", "voice": "jf_alpha"}}).synthesis
+    )
+    assert info.model_sha256 == model_sha and info.identity == local.identity  # same bytes, same chunk ids
+    (audio,) = get_backend("kokoro").load(info, settings).synthesize(["ストレージから来ました。"])
+    assert audio.size > 0.5 * info.sample_rate
+    s3.put_object(Bucket=bucket, Key="kokoro/voices-ja.bin", Body=b"cut short")  # its sidecar still says the old
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no verified copy cached: it is downloaded again
+    with pytest.raises(ModelError, match="voices-ja.bin: checksum mismatch"):
+        get_backend("kokoro").resolve(settings)
