@@ -175,5 +175,5 @@ def test_kokoro_model_and_voices_from_s3_are_verified_and_give_the_same_chunk_id
     assert audio.size > 0.5 * info.sample_rate
     s3.put_object(Bucket=bucket, Key="kokoro/voices-ja.bin", Body=b"cut short")  # its sidecar still says the old
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no verified copy cached: it is downloaded again
-    with pytest.raises(ModelError, match="voices-ja.bin: checksum mismatch"):
+    with pytest.raises(ModelError, match=r"voices-ja\.bin: checksum mismatch"):
         get_backend("kokoro").resolve(settings)
