@@ -33,7 +33,7 @@ from tasks.backends.kokoro_phonemes import KokoroPhonemes, Piece, kokoro_vocab
 from tasks.backends.onnx_session import cpu_lanes, onnx_cuda, onnx_session_setup
 from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, Timing, VoiceInfo
 from tasks.config import SynthesisSettings
-from tasks.errors import ModelError
+from tasks.errors import ConfigError, ModelError
 
 BACKEND_VERSION = 1  # bump when the way audio is made from the same files changes
 SAMPLE_RATE = 24_000
@@ -57,6 +57,22 @@ def _trimmed(audio: np.ndarray) -> np.ndarray:
         return audio
     edge = round(EDGE_SECONDS * SAMPLE_RATE)
     return audio[max(0, int(loud[0]) - edge) : int(loud[-1]) + edge]
+
+
+def _torch_device(settings: SynthesisSettings) -> str:
+    """Where the PyTorch model runs: CUDA where there is one (unless the settings say cpu); fp32 on the CPU."""
+    import torch
+
+    cuda = bool(torch.cuda.is_available())
+    if settings.device == "cuda" and not cuda:
+        raise ConfigError("synthesis.device = 'cuda', but torch sees no CUDA device", hint="use device 'auto'")
+    device = "cuda" if cuda and settings.device != "cpu" else "cpu"
+    if device == "cpu" and settings.dtype != "fp32":
+        raise ConfigError(
+            f"synthesis.dtype = {settings.dtype!r} on the CPU: half precision breaks layer-norm and STFT kernels "
+            "there; use dtype 'fp32' (or run on a CUDA device)"
+        )
+    return device
 
 
 class KokoroBackend:
@@ -135,9 +151,9 @@ class KokoroSynthesizer:
             ) from exc
 
     def open_torch(self, settings: SynthesisSettings) -> None:
-        from tasks.backends.kokoro_torch import KokoroTorch, build_model, torch_device
+        from tasks.backends.kokoro_torch import KokoroTorch, build_model
 
-        self.device = torch_device(settings.device, settings.dtype)
+        self.device = _torch_device(settings)
         model = build_model(weights=Path(self.info.model_path), device=self.device)
         self.torch_engine = KokoroTorch(model, self.device, settings.dtype)
         self.dtype = settings.dtype
