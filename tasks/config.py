@@ -24,6 +24,10 @@ from tasks.errors import ConfigError
 from tasks.formats import ChunkFormat
 from tasks.setting_role import Role
 
+# The languages text is read in: en, zh and ja (Japanese: sentences with kana; Han characters alone follow
+# text.han_lang). Voices per language, table rows' `lang` and forced languages name only these.
+LANGUAGES = ("en", "zh", "ja")
+
 
 class _Section(BaseModel):
     # strict: `batch_size = 7.0` or `"8"` is an error, never coerced; extra="forbid": typos are errors.
@@ -31,8 +35,15 @@ class _Section(BaseModel):
 
 
 class TextSettings(_Section):
-    lang: Annotated[Literal["auto", "en", "zh"], Role(flag="--lang")] = Field(
-        "auto", description="Language of the input: auto detects it per paragraph (CJK share), or force en / zh."
+    lang: Annotated[Literal["auto", "en", "zh", "ja"], Role(flag="--lang")] = Field(
+        "auto",
+        description="Language of the input: auto detects it by script (kana: ja, Han characters: see han_lang, "
+        "Latin letters: en), or force en / zh / ja.",
+    )
+    han_lang: Annotated[Literal["zh", "ja"], Role(flag="--han-lang")] = Field(
+        "zh",
+        description="Language of sentences written in Han characters with no kana, which may be Chinese or "
+        "Japanese: where a document declares its language as zh or ja (an EPUB's dc:language), that; else this.",
     )
     encoding: Annotated[str, Role(flag="--encoding")] = Field(
         "auto",
@@ -75,6 +86,9 @@ class TextSettings(_Section):
     )
     max_chars_en: int = Field(300, ge=20, le=5000, description="Longest English chunk, in characters.")
     max_chars_zh: int = Field(100, ge=10, le=2000, description="Longest Chinese chunk, in characters.")
+    max_chars_ja: int = Field(
+        100, ge=10, le=2000, description="Longest Japanese chunk, in characters (about as dense as Chinese)."
+    )
 
 
 class SynthesisSettings(_Section):
@@ -88,8 +102,9 @@ class SynthesisSettings(_Section):
     )
     voices: Annotated[dict[str, str], Role(flag="--voices", metavar="LANG=VOICE,...")] = Field(
         default_factory=dict,
-        description='Voice per language, e.g. {en = "joe", zh = "zh-voice.onnx"}: each sentence goes to the voice '
-        'of its language; `voice` speaks the rest. A voice may name its backend: "vits:/models/mms-tts-eng".',
+        description='Voice per language (en, zh, ja), e.g. {en = "joe", zh = "zh-voice.onnx", ja = '
+        '"kokoro:jf_alpha"}: each sentence goes to the voice of its language; `voice` speaks the rest. A voice may '
+        'name its backend: "vits:/models/mms-tts-eng".',
     )
     max_loaded_voices: int = Field(
         2, ge=1, le=64, description="Voices a worker keeps loaded at once (least recently used unloaded first)."
@@ -140,9 +155,9 @@ class SynthesisSettings(_Section):
     @field_validator("voices")
     @classmethod
     def _known_languages(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in value if k not in ("en", "zh")]
+        bad = [k for k in value if k not in LANGUAGES]
         if bad:
-            raise ValueError(f"unknown language {bad[0]!r} (known: en, zh)")
+            raise ValueError(f"unknown language {bad[0]!r} (known: {', '.join(LANGUAGES)})")
         empty = [k for k, v in value.items() if not v.strip()]
         if empty:
             raise ValueError(f"no voice given for {empty[0]!r}")
