@@ -62,8 +62,8 @@ class TextSettings(_Section):
     )
     normalize: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Read numbers, dates, times, money, units and abbreviations as words (num2words, cn2an): auto "
-        "does it for documents (books), not for table rows.",
+        description="Read numbers, dates, times, money, units and abbreviations as words (num2words, cn2an; "
+        "Japanese written out for pyopenjtalk): auto does it for documents (books), not for table rows.",
     )
     emoji: Literal["drop", "name", "keep"] = Field(
         "drop", description="Emoji and pictographs: drop them, read their names, or keep them for the voice."
