@@ -231,6 +231,12 @@ class QASettings(_Section):
         1.5, ge=0.0, description="As above, Chinese characters per second (measured on zh-baker: 3.9-5.2)."
     )
     max_chars_per_second_zh: float = Field(15.0, gt=0.0, description="As above, Chinese characters per second.")
+    min_chars_per_second_ja: float = Field(
+        2.0,
+        ge=0.0,
+        description="As above, characters of Japanese spoken text per second (measured on Kokoro jf_alpha: 5.0-6.5).",
+    )
+    max_chars_per_second_ja: float = Field(20.0, gt=0.0, description="As above, Japanese characters per second.")
     max_silence_ratio: float = Field(
         0.6,
         ge=0.0,
@@ -245,8 +251,8 @@ class QASettings(_Section):
     )
     asr: Annotated[bool, Role(flag="--asr")] = Field(
         False,
-        description="Transcribe every chunk with an offline Whisper (tiny.en, Chinese: base) and fail those that do "
-        "not read back as their text: babbling, mispronounced, cut short (extra asr).",
+        description="Transcribe every chunk with an offline Whisper (tiny.en, Chinese and Japanese: base) and fail "
+        "those that do not read back as their text: babbling, mispronounced, cut short (extra asr).",
     )
     max_wer: float = Field(
         0.4,
@@ -262,6 +268,15 @@ class QASettings(_Section):
         "tones, so a homophone Whisper writes for the right sound is no error; by characters without pypinyin). "
         "Measured with Whisper base on zh-baker: 0-0.25 on 159 good chunks of prose and Tang/Song verse, where "
         "by characters 70% of them were over 0.4; every garbled, looped, truncated or silent chunk over it.",
+    )
+    max_cer_ja: float = Field(
+        0.4,
+        ge=0.0,
+        description="Largest error rate of a Japanese chunk's transcript, counted over the morae of both sides' "
+        "readings (pyopenjtalk's katakana, so Whisper's own kanji, kana and digits for the right sound are no "
+        "error; by characters without pyopenjtalk). Measured with Whisper base on Kokoro jf_alpha: 0-0.08 on 10 "
+        "good chunks of prose (by characters up to 0.39, where Whisper wrote kana for kanji), 0.8-2.2 or nothing "
+        "heard on the same chunks garbled.",
     )
     asr_sample: float = Field(
         0.1,
