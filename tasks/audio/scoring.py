@@ -20,6 +20,14 @@ case, punctuation, contractions, British spellings, numbers and currency written
 Chinese: traditional made simplified (OpenCC), digits read as hanzi (cn2an), and each hanzi and each Latin word
 (case-folded) one unit: the CER counts a misheard English word once, like a misheard character.
 
+Japanese: both sides NFKC, spaces and punctuation out, and the speech rules of tasks.text.speech_ja applied (so
+"12月5日" and "じゅうにがついつか" are alike). The CER counts each kanji and kana (katakana folded to hiragana), each
+Latin word and each digit run as a unit. Whisper writes what it hears with its own choice of kanji, kana and digits
+(聞こえる or きこえる, 五 or 5), so a chunk is judged on its reading instead (`Score.ser`): each side's Japanese
+turned into katakana by pyopenjtalk (the frontend the voice reads with), counted in morae (a kana with the small
+kana after it; ン, ッ and ー are morae of their own), Latin words still one unit each. A homophone written for the
+right sound is then no error, a wrong sound is. Without pyopenjtalk, `ser` is None and the CER judges.
+
 Known words: a reference word is "unknown to the model" when tiny.en's BPE vocabulary (its tokenizer.json) has
 it neither as one token with a leading space in lower case nor capitalised, or capitalised mid-sentence in the
 spoken text and not one token in lower case (names: "Sappho", "Récamier", "Kitty", "VMS"; measured: 2% of the
@@ -76,13 +84,22 @@ class Score:
     wer_known: float | None = None  # English: `wer` less the errors on `excused` words
     excused: tuple[str, ...] = field(default=())  # reference words unknown to the model that were misheard
     unheard_tail: int = 0  # English: the reference's last words none of which was heard (audio cut short)
-    ser: float | None = None  # Chinese: syllable error rate, pinyin without tones (homophones alike; needs pypinyin)
+    # Syllable error rate: Chinese over pinyin without tones (needs pypinyin), Japanese over the morae of the reading
+    # (needs pyopenjtalk); homophones alike
+    ser: float | None = None
 
 
 def score(reference: str, hypothesis: str, lang: str) -> Score:
     """Word and character error rates of a transcript against the spoken text, both normalized the same way."""
     import jiwer
 
+    if lang == "ja":
+        ref_chars, hyp_chars = _japanese_units(reference), _japanese_units(hypothesis)
+        if not ref_chars:
+            return Score(None, 0.0 if not hyp_chars else 1.0)
+        if not hyp_chars:
+            return Score(None, 1.0)
+        return Score(None, float(jiwer.wer(ref_chars, hyp_chars)), ser=_mora_errors(reference, hypothesis))
     if lang == "zh":
         ref_units, hyp_units = _joined_compounds(_units(reference), _units(hypothesis))
         if not ref_units:
@@ -193,6 +210,63 @@ def _units(text: str) -> list[str]:
 
         text = opencc.OpenCC("t2s").convert(text)
     return re.findall(r"[a-z]+|\d+|[^\W_a-z\d]", _plain(chinese(text)).lower())
+
+
+_JA_UNIT = re.compile(r"[a-z]+|\d+|[^\W_a-z\d]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
+_SMALL_KANA = frozenset("ァィゥェォャュョヮヵヶ")
+
+
+def _japanese_plain(text: str) -> str:
+    """NFKC, the Japanese speech rules, katakana folded to hiragana (not ー, which both use)."""
+    from tasks.text.speech_ja import japanese
+
+    text = japanese(unicodedata.normalize("NFKC", text))
+    return "".join(chr(ord(ch) - 0x60) if "\u30a1" <= ch <= "\u30f6" else ch for ch in text)
+
+
+def _japanese_units(text: str) -> str:
+    """Japanese text as units to count errors by: each kanji or kana, each Latin word (case-folded), each digit run;
+    spaces and punctuation out."""
+    return " ".join(_JA_UNIT.findall(_japanese_plain(text).lower()))  # not _plain: NFKD takes kana's voicing off
+
+
+def _morae(text: str) -> list[str]:
+    """Japanese text as the morae of its reading (pyopenjtalk's katakana), Latin words (case-folded) one unit each."""
+    import pyopenjtalk
+
+    from tasks.text.speech_ja import japanese
+
+    out: list[str] = []
+    text = japanese(unicodedata.normalize("NFKC", text))
+    last = 0
+    for m in [*_LATIN_WORD.finditer(text), None]:
+        piece = text[last : m.start() if m else len(text)]
+        if piece.strip():
+            for ch in str(pyopenjtalk.g2p(piece, kana=True)):
+                if not ("\u30a1" <= ch <= "\u30fc"):
+                    continue  # punctuation and what the frontend leaves as it is
+                if ch in _SMALL_KANA and out and out[-1][-1] not in "ンッー":
+                    out[-1] += ch
+                else:
+                    out.append(ch)
+        if m:
+            out.append(m.group(0).lower())
+            last = m.end()
+    return out
+
+
+def _mora_errors(reference: str, hypothesis: str) -> float | None:
+    """The error rate over the morae of the two readings (see the module); None without pyopenjtalk."""
+    import jiwer
+
+    try:
+        ref, hyp = _morae(reference), _morae(hypothesis)
+    except ImportError:
+        return None
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return float(jiwer.wer(" ".join(ref), " ".join(hyp) or " "))
 
 
 def _syllable_errors(ref_units: str, hyp_units: str) -> float | None:

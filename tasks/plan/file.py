@@ -110,7 +110,7 @@ _REPEATING = [
     "parts_json",
 ]
 # Typical speaking rates, for the dry run's duration estimate only.
-CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5}
+CHARS_PER_SECOND = {"en": 15.0, "zh": 4.5, "ja": 5.8}
 
 
 def estimated_seconds(row: PlanRow) -> float:

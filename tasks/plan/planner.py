@@ -15,7 +15,7 @@ from tasks.errors import ConfigError, InputError, ModelError
 from tasks.plan.file import Plan, PlanRow, PlanWriter, header_for, open_plan
 from tasks.plan.ids import audio_params, chunk_id_maker, output_rate
 from tasks.plan.voice_book import VoiceBook, speaks
-from tasks.text.chunking import chunk_paragraph, detect_lang, language_runs
+from tasks.text.chunking import HAN_LANGS, chunk_paragraph, detect_lang, language_runs
 from tasks.text.ingest import Corpus, Document, read_documents
 from tasks.text.mixed_script import is_mixed, script_runs
 from tasks.text.normalize import Paragraph, TextOptions
@@ -48,6 +48,13 @@ class _Planner:
         self._mixing = settings.text.lang == "auto"  # a forced language: one voice reads everything
         t = settings.text
         self.lexicons = {voice: load_lexicon(path) for voice, path in t.lexicons.items()}
+        self._limits = {"en": t.max_chars_en, "zh": t.max_chars_zh, "ja": t.max_chars_ja}
+        # The language of Han characters without kana in the current document: what it declares, else the setting;
+        # and, where it is the setting's "zh", how many runs went to Chinese beside Japanese ones (a warning).
+        self.han: str = t.han_lang
+        self._han_by_setting = False
+        self._han_runs = 0
+        self._kana_runs = 0
 
     def _speech_options(self, key: str, table_row: bool) -> tuple[bool, str, Lexicon | None]:
         t = self.settings.text
@@ -76,8 +83,7 @@ class _Planner:
         return cached
 
     def limit(self, lang: str) -> int:
-        t = self.settings.text
-        return t.max_chars_zh if lang == "zh" else t.max_chars_en
+        return self._limits.get(lang, self._limits["en"])
 
     def add(self, doc: Document, paragraph: Paragraph, text: str, lang: str, key: str, **fields: Any) -> None:
         params, params_json, make_id = self.params(key, fields.get("speaker", ""), fields.pop("length_scale", None))
@@ -112,6 +118,10 @@ class _Planner:
 
     def document(self, doc: Document) -> None:
         self._index = 0
+        declared = doc.lang if doc.lang in HAN_LANGS else ""
+        self.han = declared or self.settings.text.han_lang
+        self._han_by_setting = not declared and self.han == "zh"
+        self._han_runs = self._kana_runs = 0
         paragraphs = iter(doc.paragraphs)
         try:
             for paragraph in paragraphs:
@@ -124,14 +134,29 @@ class _Planner:
             if close is not None:
                 close()
 
+    def warnings(self, doc: Document) -> list[str]:
+        """What planning the document (the last one planned) found to warn of: Han characters without kana read as
+        Chinese by the setting's default in a document mostly in Japanese, where the document declares nothing."""
+        if not (self._han_by_setting and self._han_runs and self._kana_runs >= self._han_runs):
+            return []  # none, or a Chinese document quoting some Japanese
+        return [
+            f"{doc.source}: {self._han_runs} passage(s) in Han characters without kana read as Chinese "
+            "(text.han_lang = 'zh'; the document declares no language) beside Japanese text with kana: if they are "
+            "Japanese, set text.han_lang = 'ja' (--han-lang ja)"
+        ]
+
     def paragraph(self, doc: Document, paragraph: Paragraph) -> None:
         """A paragraph's chunks, as `add` would make them one by one, made in one loop (most of a plan's time)."""
         text = paragraph.text
         if self.book.routes_by_language():
-            runs = language_runs(text)
+            runs = language_runs(text, self.han)
         else:
             forced = self.settings.text.lang
-            runs = [(0, len(text), detect_lang(text) if forced == "auto" else forced)]
+            runs = [(0, len(text), detect_lang(text, self.han) if forced == "auto" else forced)]
+        if self._han_by_setting and not text.isascii():
+            for _, _, lang in runs:
+                self._han_runs += lang == "zh"
+                self._kana_runs += lang == "ja"
         doc_id, source, line, chapter = doc.doc_id, doc.source, paragraph.line, paragraph.chapter
         title = doc.chapters[chapter]
         rows: list[PlanRow] = []
@@ -140,7 +165,7 @@ class _Planner:
             ctx = self._language(lang, f"{source}: line {line}")
             piece = text if (start, end) == (0, len(text)) else text[start:end]
             as_written = reads_as_written(piece, lang, *ctx.speech)
-            maybe_mixed = self._mixing and (lang == "zh" or not piece.isascii())
+            maybe_mixed = self._mixing and (lang != "en" or not piece.isascii())
             for c in chunk_paragraph(piece, lang, ctx.limit):
                 chunk_id, said, parts_json = "", c.text, ""
                 if (
@@ -179,7 +204,7 @@ class _Planner:
     def _mixed(self, text: str, lang: str, where: str) -> tuple[str, str, str] | None:
         """A chunk of two scripts spoken by two voices: (chunk id, spoken text, parts as JSON), or None when one
         voice speaks it all (no voice for the other script, or the same voice for both)."""
-        runs = script_runs(text)
+        runs = script_runs(text, lang if lang in HAN_LANGS else self.han)
         keys: dict[str, str] = {}
         for run_lang in dict.fromkeys(r[2] for r in runs):
             try:
@@ -201,7 +226,8 @@ class _Planner:
     def row(self, doc: Document, paragraph: Paragraph, row: Row) -> None:
         """A table row's chunks (its parts, when it is longer than a chunk), or its failed row."""
         text, problem = paragraph.text, row.problem
-        lang = row.lang or (self.settings.text.lang if self.settings.text.lang != "auto" else detect_lang(text))
+        forced = self.settings.text.lang
+        lang = row.lang or (forced if forced != "auto" else detect_lang(text, self.han))
         key = self.book.default_key
         if not problem:
             try:
@@ -278,7 +304,11 @@ def make_plan(docs: Iterable[Document], settings: Settings, voice: VoiceInfo, co
             for doc in docs:
                 before = planner.writer.num_chunks
                 planner.document(doc)
-                inputs.append(doc.describe())
+                described = doc.describe()
+                found = planner.warnings(doc)
+                if found:
+                    described["warnings"] = [*doc.warnings, *found]
+                inputs.append(described)
                 if planner.writer.num_chunks == before:
                     reason = f"{doc.source}: no speakable text after normalization"
                     rejected.append({"source": doc.source, "reason": reason})

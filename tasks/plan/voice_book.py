@@ -10,6 +10,7 @@ from tasks.backend_catalog import backend_names, backend_of
 from tasks.backends.synthesizer import VoiceInfo
 from tasks.config import Settings
 from tasks.errors import ConfigError, InputError, ModelError
+from tasks.text.chunking import HAN_LANGS
 
 # A voice given by name, not as a file: no path separator, scheme, home or relative prefix, or model suffix.
 _PATH_MARKS = ("/", "\\", ":")
@@ -90,11 +91,17 @@ class VoiceBook:
         if speaks(default, lang):
             return self.default_key
         configured = ", ".join(f"{k} = {v!r}" for k, v in self._by_lang.items()) or "none"
+        han = ""
+        if lang in HAN_LANGS:  # text in Han characters alone is in the document's language, else text.han_lang
+            han = (
+                f"; Han characters without kana are read as the document's declared language, else text.han_lang "
+                f"(--han-lang zh|ja, now {self.settings.text.han_lang!r})"
+            )
         raise InputError(
             f"{where}: text is in {lang!r}, but no voice speaks it: voice {default.name!r} speaks "
             f"{', '.join(default.languages)}; voices per language: {configured}",
             hint=f"give that language a voice (--voices {lang}=VOICE, or synthesis.voices), or force the "
-            "language with --lang",
+            f"language with --lang{han}",
         )
 
     def routes_by_language(self) -> bool:

@@ -101,7 +101,7 @@ class _Gather:
         for m in MEASURES:
             v = _floats(ok.column(m.field))
             self.parts[m].append(v[np.isfinite(v)])
-        asr = pc.if_else(pc.equal(ok.column("lang"), "zh"), ok.column("asr_cer"), ok.column("asr_wer"))
+        asr = pc.if_else(pc.equal(ok.column("lang"), "en"), ok.column("asr_wer"), ok.column("asr_cer"))
         self.has_error.append(np.asarray(pc.is_valid(asr).to_numpy(zero_copy_only=False), dtype=bool))
         self.error.append(_floats(asr))
         self.rate.append(_floats(ok.column("chars_per_second").fill_null(0.0)))

@@ -50,7 +50,7 @@ def playable(store: ObjectStore, key: str) -> str:
 
 def heard_line(row: ManifestRow) -> str:
     """A flagged chunk's score in a few words: its error rate against what was said."""
-    if row.lang == "zh" and row.asr_cer is not None:
+    if row.lang in ("zh", "ja") and row.asr_cer is not None:
         return f"CER {row.asr_cer:.2f}"
     return f"WER {row.asr_wer:.2f}" if row.asr_wer is not None else "not scored"
 

@@ -77,7 +77,7 @@ class Heard:
 
     transcript: str
     wer: float | None  # word error rate (English)
-    cer: float | None  # character error rate (both languages)
+    cer: float | None  # character error rate (every language)
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ class Checker:
         listen, which decides; a share of normal chunks (qa.asr_sample, chosen by chunk id, the same on every
         rerun) is heard in full anyway."""
         seconds = samples.size / self.rate_out
-        if self.qa.asr_sample >= 1.0 or pace is None or chunk.lang == "zh" or seconds < SPOT_MIN_SECONDS:
+        if self.qa.asr_sample >= 1.0 or pace is None or chunk.lang != "en" or seconds < SPOT_MIN_SECONDS:
             return None  # the multilingual model hears a fixed 30 s window: an opening would cost as much
         if abs(pace - 1.0) > NORMAL_RATE_BAND:
             return None
@@ -273,10 +273,11 @@ class Checker:
         return Checked(best, heard, len(attempts), reason, flagged=flagged)
 
     def _listener(self, lang: str) -> Listener:
-        """Per language ("en", "zh"), and "en-base": English heard by the multilingual model (a second opinion)."""
+        """Per language ("en", "zh", "ja"), and "en-base": English heard by the multilingual model (a second
+        opinion)."""
         from tasks.audio.asr import Listener, asr_device
 
-        key = lang if lang in ("zh", "en-base") else "en"
+        key = lang if lang in ("zh", "ja", "en-base") else "en"
         if key not in self._listeners:
             device = asr_device(self.settings.synthesis.device)
             multilingual = key == "en-base"
@@ -300,7 +301,7 @@ class Checker:
         if finished.samples is None:
             raise ValueError(f"chunk {chunk.chunk_id}: no audio to listen to")
         heard, error = self._score(chunk, self._transcribe(chunk.lang, [finished.samples], True)[0], pace=pace)
-        if error is None or chunk.lang == "zh" or not self._second_opinion():
+        if error is None or chunk.lang != "en" or not self._second_opinion():
             return heard, error
         second, second_error = self._score(chunk, self._transcribe("en-base", [finished.samples])[0], pace=pace)
         return (second, None) if second_error is None else (heard, error)
@@ -327,7 +328,7 @@ class Checker:
             transcript = transcript.rstrip() + " …"
         heard = Heard(transcript[:TRANSCRIPT_CHARS], s.wer, s.cer)
         if sum(ch.isalnum() for ch in chunk.said) < self.qa.min_chars_for_asr_check or (
-            chunk.lang != "zh" and len(_words(chunk.said)) < 2
+            chunk.lang == "en" and len(_words(chunk.said)) < 2
         ):
             return heard, None  # recorded, not judged: a lone word ("Preamble" heard "Pre-gamble") is a guess
         said = f"heard {transcript[:80]!r}"
@@ -343,6 +344,14 @@ class Checker:
                 )
             if s.ser is None and s.cer > self.qa.max_cer_zh:
                 return heard, f"qa: asr: CER {s.cer:.2f} > qa.max_cer_zh {self.qa.max_cer_zh} ({said})"
+        elif chunk.lang == "ja":
+            # Judged by the reading's morae (pyopenjtalk): Whisper's own kanji, kana and digits are no errors.
+            limit = self.qa.max_cer_ja
+            if s.ser is not None and s.ser > limit:
+                why = f"reading error rate {s.ser:.2f} (CER {s.cer:.2f})"
+                return heard, f"qa: asr: {why} > qa.max_cer_ja {limit} ({said})"
+            if s.ser is None and s.cer > limit:
+                return heard, f"qa: asr: CER {s.cer:.2f} > qa.max_cer_ja {limit} ({said})"
         elif s.wer is not None:
             known = s.wer if s.wer_known is None else s.wer_known
             if known > self.qa.max_wer:
@@ -372,7 +381,7 @@ def _badness(attempt: Attempt, lang: str) -> tuple[int, float]:
         return 2, 0.0
     if error is None:
         return 0, 0.0
-    rate = (heard.cer if lang == "zh" else heard.wer) if heard is not None else None
+    rate = (heard.wer if lang == "en" else heard.cer) if heard is not None else None
     return 1, rate or 0.0
 
 

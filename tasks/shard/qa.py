@@ -99,11 +99,10 @@ def problems(m: Measures, text: str, lang: str, qa: QASettings) -> list[str]:
             f"a {m.longest_pause_s:.1f} s silence inside the chunk (qa.max_pause_seconds {qa.max_pause_seconds})"
         )
     if len(text) >= qa.min_chars_for_rate_check:
-        low, high = (
-            (qa.min_chars_per_second_zh, qa.max_chars_per_second_zh)
-            if lang == "zh"
-            else (qa.min_chars_per_second_en, qa.max_chars_per_second_en)
-        )
+        low, high = {
+            "zh": (qa.min_chars_per_second_zh, qa.max_chars_per_second_zh),
+            "ja": (qa.min_chars_per_second_ja, qa.max_chars_per_second_ja),
+        }.get(lang, (qa.min_chars_per_second_en, qa.max_chars_per_second_en))
         if m.chars_per_second > high:
             found.append(
                 f"too short for its text: {m.duration_s:.2f} s for {len(text)} characters "

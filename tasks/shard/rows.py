@@ -83,7 +83,7 @@ class ManifestRow:
     qa_attempts: int = int32(0)
     asr_transcript: str | None = None  # what Whisper heard (qa.asr)
     asr_wer: float | None = None  # word error rate of the transcript against spoken_text (English)
-    asr_cer: float | None = None  # character error rate (both languages)
+    asr_cer: float | None = None  # character error rate (every language; the one Chinese and Japanese are shown by)
     # Where each sentence (or clause, or part) of `text` is heard in the stored audio, as finely as its voice
     # tells: {start_s, end_s, char_start, char_end} (offsets into `text`), in order; None where not known (audio
     # found stored, made before timings were kept): tasks.shard.timing.spans_of then gives one span.

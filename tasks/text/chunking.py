@@ -1,7 +1,12 @@
-"""Paragraphs to chunks: sentence split (English and Chinese), packed up to a per-language length, lossless.
+"""Paragraphs to chunks: sentence split (English, Chinese, Japanese), packed up to a per-language length, lossless.
 
 Every chunk is an exact slice `paragraph[start:end]`; what lies between chunks is only whitespace, so no
 character of the normalized text is lost or duplicated.
+
+A sentence's language is told by its script: kana (hiragana, katakana, the prolonged sound mark) make it
+Japanese, Latin letters English. Han characters alone do not say which of Chinese and Japanese a sentence is:
+such a sentence is in the language the caller passes as `han` (the document's declared language, else the
+setting `text.han_lang`, "zh" unless set), never a guess from the characters.
 """
 
 from __future__ import annotations
@@ -36,26 +41,42 @@ class TextChunk(NamedTuple):
 
 
 IDEOGRAPH = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002ebef\uf900-\ufaff\u3005\u3007]")
+# Kana: hiragana (with its iteration marks), katakana with the prolonged sound mark ー and its iteration marks (not
+# the middle dot ・, which Chinese text uses too), the katakana extensions, and halfwidth katakana (NFKC makes them
+# full width; raw text may still hold them).
+KANA = re.compile("[\u3041-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _LETTER = re.compile(r"[^\W\d_]")
+HAN_LANGS = ("zh", "ja")  # the languages a sentence of Han characters without kana may be in
 
 
-def detect_lang(text: str) -> str:
-    """zh when ideographs make up over a third of the letters, else en (whole-string searches, no loop)."""
-    if text.isascii() or not IDEOGRAPH.search(text):
+def detect_lang(text: str, han: str = "zh") -> str:
+    """ja when the text has kana and they and the ideographs make up over a third of its letters; else `han` (zh
+    unless the caller knows better) when ideographs do; else en (whole-string searches, no loop)."""
+    if text.isascii():
+        return "en"
+    kana = KANA.search(text) is not None
+    if not kana and not IDEOGRAPH.search(text):
         return "en"
     letters = len(_LETTER.findall(text))
-    return "zh" if letters and len(IDEOGRAPH.findall(text)) / letters > 1 / 3 else "en"
+    if not letters:
+        return "en"
+    wide = len(IDEOGRAPH.findall(text)) + (len(KANA.findall(text)) if kana else 0)
+    if wide / letters <= 1 / 3:
+        return "en"
+    return "ja" if kana else han
 
 
-def language_runs(text: str) -> list[tuple[int, int, str]]:
-    """Spans of consecutive sentences in one language: (start, end, lang), covering the whole text."""
+def language_runs(text: str, han: str = "zh") -> list[tuple[int, int, str]]:
+    """Spans of consecutive sentences in one language: (start, end, lang), covering the whole text; a sentence of
+    Han characters without kana is in `han` (see the module)."""
     runs: list[tuple[int, int, str]] = []
-    for start, end in _sentence_spans(text, sentences_of(detect_lang(text), text)):
-        lang = detect_lang(text[start:end]) if _LETTER.search(text, start, end) else None
+    whole = detect_lang(text, han)
+    for start, end in _sentence_spans(text, sentences_of(whole, text)):
+        lang = detect_lang(text[start:end], han) if _LETTER.search(text, start, end) else None
         if runs and (lang is None or runs[-1][2] == lang):
             runs[-1] = (runs[-1][0], end, runs[-1][2])
         else:
-            runs.append((start, end, lang or detect_lang(text)))
+            runs.append((start, end, lang or whole))
     return runs
 
 

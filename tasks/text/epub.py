@@ -5,7 +5,8 @@ read aloud: the navigation document, spine items marked `linear="no"`, documents
 call a cover, table of contents, title or copyright page (or whose body says so in `epub:type`), and inside a
 document scripts, styles, footnote references, footnotes and ruby annotations. A paragraph is the text of a
 block element with no block inside it (p, h1-h6, li, blockquote, dd, td, figcaption, ...), and its line is
-the line of that element in its XHTML file.
+the line of that element in its XHTML file. The book's declared language (its package's first dc:language) is read
+by `declared_language`: it says what Han characters without kana are (Chinese or Japanese, tasks.text.chunking).
 """
 
 from __future__ import annotations
@@ -181,6 +182,27 @@ def _check_manifest(zf: zipfile.ZipFile, source: str) -> None:
                 f"{source}: entry {href!r} is listed twice in the manifest ({seen[href]!r} and {item.get('id')!r})"
             )
         seen[href] = item.get("id", "")
+
+
+# ISO 639-2 codes some older books declare instead of BCP 47's two letters
+_THREE_LETTER = {"jpn": "ja", "zho": "zh", "chi": "zh", "eng": "en"}
+
+
+def declared_language(raw: bytes) -> str:
+    """The primary language subtag of the book's first dc:language ("ja-JP" and "jpn" are "ja"), else of the
+    package's xml:lang; "" when it declares none or the container cannot be read (read_epub says why)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            container = ElementTree.fromstring(zf.read("META-INF/container.xml"))
+            rootfile = container.find(".//{*}rootfile")
+            package = ElementTree.fromstring(zf.read(rootfile.get("full-path", "") if rootfile is not None else ""))
+    except (KeyError, ElementTree.ParseError, LookupError, ValueError, OSError, zipfile.BadZipFile, zlib.error):
+        return ""
+    found = package.find(".//{*}metadata/{*}language")
+    tag = (found.text or "") if found is not None else ""
+    tag = tag.strip() or package.get("{http://www.w3.org/XML/1998/namespace}lang", "")
+    primary = tag.strip().replace("_", "-").split("-")[0].lower()
+    return _THREE_LETTER.get(primary, primary)
 
 
 def read_epub(raw: bytes, source: str) -> list[Chapter]:

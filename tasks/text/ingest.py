@@ -59,16 +59,20 @@ class Document:
     paragraphs: tuple[Paragraph, ...] | StreamedText | Reread  # plain text streams; see HELD_CHARS for the rest
     chapters: tuple[str, ...] = ("",)  # titles; Paragraph.chapter indexes this
     warnings: tuple[str, ...] = ()
+    lang: str = ""  # the language the document declares (an EPUB's dc:language, primary subtag), "" for none
 
     def describe(self) -> dict[str, object]:
-        """What the plan records about this input."""
-        return {
+        """What the plan records about this input (its declared language only where it declares one)."""
+        described: dict[str, object] = {
             "doc_id": self.doc_id,
             "source": self.source,
             "encoding": self.encoding,
             "chapters": len(self.chapters),
             "warnings": list(self.warnings),
         }
+        if self.lang:
+            described["lang"] = self.lang
+        return described
 
 
 @dataclass(frozen=True)
@@ -127,9 +131,13 @@ def read_document(path: Input, encoding: str = "auto", options: TextOptions | No
     if not raw.strip():
         raise InputError(f"{source}: file is empty")
     warnings: tuple[str, ...] = ()
+    declared = ""
     if suffix in BOOK_SUFFIXES:
+        from tasks.text.epub import declared_language
+
         used = "epub"
         paragraphs, chapters = _read_book(raw, source)
+        declared = declared_language(raw)
     elif suffix in TABLE_SUFFIXES:
         paragraphs, used = _read_table(raw, suffix, source, encoding, options or TextOptions())
         chapters = [""]
@@ -141,7 +149,7 @@ def read_document(path: Input, encoding: str = "auto", options: TextOptions | No
         raise InputError(f"{source}: no speakable text after normalization")
     digest = hashlib.sha256(raw).hexdigest()[:10]
     titles = tuple(t if len(t) <= MAX_TITLE_CHARS else t[: MAX_TITLE_CHARS - 1] + "…" for t in chapters)
-    return Document(f"{_slug(name.stem)}-{digest}", source, used, tuple(paragraphs), titles, tuple(warnings))
+    return Document(f"{_slug(name.stem)}-{digest}", source, used, tuple(paragraphs), titles, tuple(warnings), declared)
 
 
 def _reason(exc: InputError) -> str:

@@ -39,7 +39,9 @@ def _emphasis_text(match: re.Match[str]) -> str:
 
 
 # The characters is_cjk accepts, as a character class (for whole-string searches).
-CJK_CHAR = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002ebef\uf900-\ufaff\u3000-\u303f]")
+CJK_CHAR = re.compile(
+    "[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002ebef\uf900-\ufaff\u3000-\u303f\u3041-\u30ff\u31f0-\u31ff]"
+)
 _CC = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 
 
@@ -51,6 +53,8 @@ def is_cjk(ch: str) -> bool:
         or 0x20000 <= o <= 0x2EBEF  # extensions B-F
         or 0xF900 <= o <= 0xFAFF  # compatibility ideographs
         or 0x3000 <= o <= 0x303F  # CJK punctuation (。、「」)
+        or 0x3041 <= o <= 0x30FF  # hiragana and katakana (Japanese lines wrapped in the source join without a space)
+        or 0x31F0 <= o <= 0x31FF  # katakana extensions
     )
 
 
@@ -110,7 +114,7 @@ def strip_markdown(line: str) -> tuple[str, int]:
 
 
 def _join(left: str, right: str) -> str:
-    # Lines of Chinese wrapped in the source join without a space; other lines join with one.
+    # Lines of Chinese or Japanese wrapped in the source join without a space; other lines join with one.
     if left and right and is_cjk(left[-1]) and is_cjk(right[0]):
         return left + right
     return f"{left} {right}" if left else right

@@ -1,9 +1,10 @@
 """What a chunk's text sounds like when read: numbers, dates, times, money, units and abbreviations as words.
 
-English is built on num2words, Chinese on cn2an; each rule is a regular expression over plain text (never over
-markup) and only the text a rule matches changes. A user lexicon (per voice) then replaces words or patterns,
-and emoji and other pictographs are dropped or named (`text.emoji`). The chunk keeps its original text; the
-spoken text is what the voice reads and what the chunk id is made from.
+English is built on num2words, Chinese on cn2an, Japanese written out for pyopenjtalk (tasks.text.speech_ja); each
+rule is a regular expression over plain text (never over markup) and only the text a rule matches changes. A user
+lexicon (per voice) then replaces words or patterns, and emoji and other pictographs are dropped or named
+(`text.emoji`). The chunk keeps its original text; the spoken text is what the voice reads and what the chunk id is
+made from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import ConfigError
+from tasks.text.speech_ja import japanese
 
 Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
 
@@ -319,6 +321,8 @@ def reads_as_written(text: str, lang: str, normalize: bool, emoji_mode: str, lex
         return False
     if emoji_mode != "keep" and not text.isascii() and _MAYBE_EMOJI.search(text):
         return False
+    if lang == "ja":  # every Japanese rule needs a digit
+        return not normalize or not _has_digit(text)
     return not normalize or not (_has_digit(text) or "&" in text or _ABBREVIATION_HINT.search(text))
 
 
@@ -326,7 +330,7 @@ def spoken(text: str, lang: str, normalize: bool, emoji_mode: str, lexicon: Lexi
     """The text a voice reads for a chunk."""
     out = handle_emoji(text, emoji_mode)
     if normalize:
-        out = chinese(out) if lang == "zh" else english(out)
+        out = chinese(out) if lang == "zh" else japanese(out) if lang == "ja" else english(out)
     if lexicon is not None:
         out = lexicon.apply(out)
     return out

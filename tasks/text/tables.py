@@ -14,11 +14,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.config import LANGUAGES
 from tasks.errors import InputError
 from tasks.text.decoding import decode
 
 KNOWN_COLUMNS = ("text", "id", "voice", "speaker", "lang", "length_scale")
-LANGS = ("en", "zh")
+LANGS = LANGUAGES
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from tasks.text.normalize import ANSI_ESCAPE, CJK_CHAR, INVISIBLE, Paragraph, re
 BLOCK = 4 << 20  # bytes read at a time
 MAX_PARAGRAPH = 1 << 20  # characters: a longer paragraph is cut at a line break
 _PARAGRAPH = re.compile(r"[^\S\n]*\S.*(?:\n[^\S\n]*\S.*)*")  # consecutive lines that are not blank
-_CJK_BREAK = re.compile(f"({CJK_CHAR.pattern})\\s*\\n\\s*(?={CJK_CHAR.pattern})")  # wrapped Chinese: no space
+_CJK_BREAK = re.compile(f"({CJK_CHAR.pattern})\\s*\\n\\s*(?={CJK_CHAR.pattern})")  # wrapped Chinese, Japanese: no space
 _CC = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WS = re.compile(r"\s+")
 _VISIBLE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\u00ad\u200b\u200c\u200e\u200f\u2060\ufeff]")
