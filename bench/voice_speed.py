@@ -50,7 +50,8 @@ def _speed(synth: Any, texts: list[str]) -> float:
     start = time.perf_counter()
     audio = synth.synthesize(texts)
     wall = time.perf_counter() - start
-    return sum(a.size for a in audio) / synth.info.sample_rate / wall
+    seconds: float = sum(a.size for a in audio) / synth.info.sample_rate
+    return seconds / wall
 
 
 def voice_speeds(kb: int = 2, rounds: int = 2, printer: Callable[[str], None] = print) -> dict[str, float]:

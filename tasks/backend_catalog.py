@@ -39,6 +39,12 @@ NAMED_VOICES = {
 }
 
 
+# Voices bundled with a backend's package. Named beside another run voice (a language's voice in `voices`, a table
+# row's `voice`), the name alone brings its backend: {ja = "kokoro:jf_alpha", en = "joe"}. Not for `synthesis.voice`
+# itself, whose default (joe) stands for "the backend's default voice" under any backend given.
+BUNDLED_VOICES = {"joe": "piper"}
+
+
 def backend_names() -> list[str]:
     return [e.name for e in BACKENDS]
 
@@ -47,6 +53,9 @@ def backend_summaries() -> str:
     return "; ".join(f"{e.name}: {e.summary}" for e in BACKENDS)
 
 
-def backend_of(voice: str, backend: str) -> str:
-    """The backend for a voice: a named voice's own, else the one given."""
+def backend_of(voice: str, backend: str, beside: bool = False) -> str:
+    """The backend for a voice: a named voice's own, else the one given. `beside`: the voice is named beside the
+    run's own (a language's, a table row's), where a bundled voice's name brings its backend too."""
+    if beside and voice in BUNDLED_VOICES:
+        return BUNDLED_VOICES[voice]
     return NAMED_VOICES.get(voice, backend)

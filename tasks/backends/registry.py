@@ -46,7 +46,7 @@ def voice_settings(base: SynthesisSettings, spec: str) -> SynthesisSettings:
         return base.model_copy(update={"backend": backend, "voice": rest, "sha256": ""})
     if spec == base.voice:
         return base
-    return base.model_copy(update={"backend": backend_of(spec, base.backend), "voice": spec, "sha256": ""})
+    return base.model_copy(update={"backend": backend_of(spec, base.backend, beside=True), "voice": spec, "sha256": ""})
 
 
 def resolve_voice(settings: SynthesisSettings) -> VoiceInfo:

@@ -21,7 +21,7 @@ def names_a_file(spec: str, default_backend: str) -> bool:
     an installed or bundled voice. A vits voice is always a checkpoint folder, so always a file."""
     backend, _, voice = spec.partition(":")
     if not (voice and backend in backend_names()):
-        backend, voice = backend_of(spec, default_backend), spec
+        backend, voice = backend_of(spec, default_backend, beside=True), spec
     return (
         backend == "vits"
         or not voice
