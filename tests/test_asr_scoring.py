@@ -31,7 +31,7 @@ def test_tricky_pairs_score_as_expected(
     lang: str, reference: str, transcript: str, rate: float, rate_known: float | None, note: str
 ) -> None:
     s = score(reference, transcript, lang)
-    got = s.cer if lang == "zh" else s.wer
+    got = s.cer if lang == "zh" else s.ser if lang == "ja" else s.wer
     assert got == pytest.approx(rate, abs=0.01), note
     if rate_known is not None:
         assert s.wer_known == pytest.approx(rate_known, abs=0.01), (note, s.excused)
@@ -39,7 +39,7 @@ def test_tricky_pairs_score_as_expected(
 
 def test_the_corpus_covers_its_cases_and_holds_bad_pairs_too() -> None:
     pairs = _pairs()
-    assert len(pairs) >= 40 and {p[0] for p in pairs} == {"en", "zh"}
+    assert len(pairs) >= 40 and {p[0] for p in pairs} == {"en", "zh", "ja"}
     limit = validate_settings({}).qa.max_wer
     assert sum(p[3] > limit for p in pairs) >= 8  # not a lenient normalizer: real misreadings still score badly
 

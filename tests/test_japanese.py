@@ -134,6 +134,7 @@ def test_japanese_without_a_voice_is_an_error_naming_the_voices_setting(tmp_path
     with pytest.raises(InputError, match=r"ja\.txt: line 3: text is in 'ja', but no voice speaks it") as err:
         make_plan(read_documents([str(doc)]).documents, settings, joe)
     assert "--voices ja=VOICE, or synthesis.voices" in (err.value.hint or "")
+    assert "han_lang" not in (err.value.hint or "")  # the kana said it is Japanese
     han = tmp_path / "han.txt"
     han.write_text("東京都庁。\n")
     alone = validate_settings({"synthesis": {"voice": "ja-voice"}})

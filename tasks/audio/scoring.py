@@ -25,7 +25,8 @@ Japanese: both sides NFKC, spaces and punctuation out, and the speech rules of t
 Latin word and each digit run as a unit. Whisper writes what it hears with its own choice of kanji, kana and digits
 (聞こえる or きこえる, 五 or 5), so a chunk is judged on its reading instead (`Score.ser`): each side's Japanese
 turned into katakana by pyopenjtalk (the frontend the voice reads with), counted in morae (a kana with the small
-kana after it; ン, ッ and ー are morae of their own), Latin words still one unit each. A homophone written for the
+kana after it; ン, ッ and ー are morae of their own), Latin words still one unit each (a Latin word one side has
+where the other has its reading in katakana, "Home" and ホーム, counts as said). A homophone written for the
 right sound is then no error, a wrong sound is. Without pyopenjtalk, `ser` is None and the CER judges.
 
 Known words: a reference word is "unknown to the model" when tiny.en's BPE vocabulary (its tokenizer.json) has
@@ -231,14 +232,26 @@ def _japanese_units(text: str) -> str:
     return " ".join(_JA_UNIT.findall(_japanese_plain(text).lower()))  # not _plain: NFKD takes kana's voicing off
 
 
-def _morae(text: str) -> list[str]:
-    """Japanese text as the morae of its reading (pyopenjtalk's katakana), Latin words (case-folded) one unit each."""
+def _latin_alike(reference: str, hypothesis: str) -> tuple[str, str]:
+    """Each side with the other side's Latin words where it has their reading in katakana: a Japanese voice reads
+    "Home" as ホーム, which Whisper may write either way."""
     import pyopenjtalk
 
-    from tasks.text.speech_ja import japanese
+    sides = [reference, hypothesis]
+    for this, other in ((0, 1), (1, 0)):
+        for word in dict.fromkeys(_LATIN_WORD.findall(sides[this])):
+            said = str(pyopenjtalk.g2p(word, kana=True))
+            if said and said in sides[other]:
+                sides[other] = sides[other].replace(said, f" {word} ")
+    return sides[0], sides[1]
+
+
+def _morae(text: str) -> list[str]:
+    """Japanese text (NFKC, the speech rules applied) as the morae of its reading (pyopenjtalk's katakana), Latin
+    words (case-folded) one unit each."""
+    import pyopenjtalk
 
     out: list[str] = []
-    text = japanese(unicodedata.normalize("NFKC", text))
     last = 0
     for m in [*_LATIN_WORD.finditer(text), None]:
         piece = text[last : m.start() if m else len(text)]
@@ -260,8 +273,11 @@ def _mora_errors(reference: str, hypothesis: str) -> float | None:
     """The error rate over the morae of the two readings (see the module); None without pyopenjtalk."""
     import jiwer
 
+    from tasks.text.speech_ja import japanese
+
+    reference, hypothesis = (japanese(unicodedata.normalize("NFKC", t)) for t in (reference, hypothesis))
     try:
-        ref, hyp = _morae(reference), _morae(hypothesis)
+        ref, hyp = (_morae(t) for t in _latin_alike(reference, hypothesis))
     except ImportError:
         return None
     if not ref:

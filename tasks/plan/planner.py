@@ -15,7 +15,7 @@ from tasks.errors import ConfigError, InputError, ModelError
 from tasks.plan.file import Plan, PlanRow, PlanWriter, header_for, open_plan
 from tasks.plan.ids import audio_params, chunk_id_maker, output_rate
 from tasks.plan.voice_book import VoiceBook, speaks
-from tasks.text.chunking import HAN_LANGS, chunk_paragraph, detect_lang, language_runs
+from tasks.text.chunking import HAN_LANGS, KANA, chunk_paragraph, detect_lang, language_runs
 from tasks.text.ingest import Corpus, Document, read_documents
 from tasks.text.mixed_script import is_mixed, script_runs
 from tasks.text.normalize import Paragraph, TextOptions
@@ -162,8 +162,8 @@ class _Planner:
         rows: list[PlanRow] = []
         index = self._index
         for start, end, lang in runs:
-            ctx = self._language(lang, f"{source}: line {line}")
             piece = text if (start, end) == (0, len(text)) else text[start:end]
+            ctx = self._language(lang, f"{source}: line {line}", piece)
             as_written = reads_as_written(piece, lang, *ctx.speech)
             maybe_mixed = self._mixing and (lang != "en" or not piece.isascii())
             for c in chunk_paragraph(piece, lang, ctx.limit):
@@ -188,13 +188,14 @@ class _Planner:
         self._index = index
         self.writer.extend(rows)
 
-    def _language(self, lang: str, where: str) -> _Language:
+    def _language(self, lang: str, where: str, text: str = "") -> _Language:
         """What every paragraph chunk in `lang` shares (id maker, speech options, limit, voice and parameters),
-        made once per language (`where` names the first place it occurs, for the error of a language with no voice)."""
+        made once per language (`where` names the first place it occurs and `text` is its text, for the error of a
+        language with no voice)."""
         known = self._by_lang.get(lang)
         if known is not None:
             return known
-        key = self.book.for_language(lang, where)
+        key = self.book.for_language(lang, where, han_only=_han_only(text, lang))
         _, params_json, make_id = self.params(key)
         context = self._by_lang[lang] = _Language(
             make_id, self._speech_options(key, False), self.limit(lang), key, params_json
@@ -262,7 +263,7 @@ class _Planner:
                     f"{', '.join(voice.languages)}"
                 )
         else:
-            key = self.book.for_language(lang, where)
+            key = self.book.for_language(lang, where, han_only=not row.lang and _han_only(row.text, lang))
             voice = self.book.voices[key]
         if row.speaker and row.speaker not in voice.speakers:
             known = ", ".join(voice.speakers[:20]) if voice.speakers else "it has a single speaker"
@@ -270,6 +271,11 @@ class _Planner:
                 f"{where}, column 'speaker': voice {voice.name!r} has no speaker {row.speaker!r} ({known})"
             )
         return key
+
+
+def _han_only(text: str, lang: str) -> bool:
+    """Whether text in zh or ja is so for its Han characters alone (no kana): by the document's or the setting."""
+    return lang in HAN_LANGS and bool(text) and KANA.search(text) is None
 
 
 def _unless_same(said: str, text: str) -> str | None:

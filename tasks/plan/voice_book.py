@@ -10,7 +10,6 @@ from tasks.backend_catalog import backend_names, backend_of
 from tasks.backends.synthesizer import VoiceInfo
 from tasks.config import Settings
 from tasks.errors import ConfigError, InputError, ModelError
-from tasks.text.chunking import HAN_LANGS
 
 # A voice given by name, not as a file: no path separator, scheme, home or relative prefix, or model suffix.
 _PATH_MARKS = ("/", "\\", ":")
@@ -74,8 +73,9 @@ class VoiceBook:
                 "load voice files by path or URI",
             )
 
-    def for_language(self, lang: str, where: str) -> str:
-        """The key of the voice for `lang`: `synthesis.voices[lang]`, else the run's voice if it speaks it."""
+    def for_language(self, lang: str, where: str, han_only: bool = False) -> str:
+        """The key of the voice for `lang`: `synthesis.voices[lang]`, else the run's voice if it speaks it.
+        `han_only`: the text is in `lang` for its Han characters alone (no kana), which the error's hint explains."""
         spec = self._by_lang.get(lang)
         if spec is not None:
             try:
@@ -92,10 +92,10 @@ class VoiceBook:
             return self.default_key
         configured = ", ".join(f"{k} = {v!r}" for k, v in self._by_lang.items()) or "none"
         han = ""
-        if lang in HAN_LANGS:  # text in Han characters alone is in the document's language, else text.han_lang
+        if han_only:  # text in Han characters alone is in the document's declared language, else text.han_lang
             han = (
-                f"; Han characters without kana are read as the document's declared language, else text.han_lang "
-                f"(--han-lang zh|ja, now {self.settings.text.han_lang!r})"
+                "; text in Han characters without kana is read as the document's declared language, else as "
+                f"text.han_lang (now {self.settings.text.han_lang!r}; --han-lang zh|ja)"
             )
         raise InputError(
             f"{where}: text is in {lang!r}, but no voice speaks it: voice {default.name!r} speaks "
