@@ -301,6 +301,17 @@ def test_the_listening_check_judges_japanese_chunks_by_their_reading() -> None:
     assert "qa.max_cer_ja" in wrong
 
 
+def test_without_pyopenjtalk_japanese_is_judged_by_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyopenjtalk", None)  # importing it now raises ImportError
+    s = score(SAID, HEARD, "ja")
+    assert s.ser is None and s.cer > 0.35
+    checker = Checker(24000, validate_settings({"qa": {"asr": True, "max_cer_ja": 0.3}}))
+    verdict = checker._score(ChunkAudio("c" * 64, SAID, "ja", 24000, 24000), HEARD)[1]
+    assert verdict is not None and verdict.startswith("qa: asr: CER") and "qa.max_cer_ja 0.3" in verdict
+
+
 @pytest.mark.slow
 def test_whisper_base_hears_kokoro_read_japanese(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
