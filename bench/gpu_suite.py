@@ -1,4 +1,5 @@
-"""The GPU suite of `voxbatch bench`: VITS throughput by batch size and precision, memory, utilisation, OOM recovery.
+"""The GPU suite of `voxbatch bench`: VITS (or Kokoro) throughput by batch size and precision, memory, utilisation,
+OOM recovery.
 
 A VITS of the real MMS-TTS size (transformers' VitsConfig defaults: 36.3 M parameters, 16 kHz) is built from its
 configuration with random weights: throughput does not depend on the weights, only on the shapes, and the pace is
@@ -8,7 +9,8 @@ of 1, 2, 4, ... texts of a typical chunk's length: aggregate audio seconds per w
 device memory, GPU utilisation sampled meanwhile (nvidia-smi). Then a real CUDA out-of-memory: the process is
 capped to a sliver of the device, the largest batch that fits is found by bisection, and the engine, started far
 above it, must settle within 10% of it. On the CPU (`--gpu-device cpu`, what the tests run) the same sweep runs
-and the out-of-memory part is skipped.
+and the out-of-memory part is skipped. `--gpu-model kokoro` sweeps Kokoro-82M instead (random weights, through
+tasks.backends.kokoro_torch, its padded batches exact), paced the same way; without the out-of-memory part.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.end_to_end import SENTENCES
+from tasks.backends.kokoro_torch import KOKORO_CONFIG
 
 VOCAB = list("abcdefghijklmnopqrstuvwxyz '.,;:!?-")
 TINY = {  # a few thousand parameters: for tests of the suite itself
@@ -49,6 +52,15 @@ TINY = {  # a few thousand parameters: for tests of the suite itself
 }
 SIZES: dict[str, dict[str, Any]] = {"tiny": TINY, "mms": {}}  # mms: VitsConfig's defaults are MMS-TTS's shapes
 SPEECH_CHARS_PER_SECOND = 14.0  # English read speech, about what the bundled voice speaks
+# Kokoro's decoder has its channel counts built in: tiny shrinks PL-BERT, the text layers and the generator's
+# resblocks (for tests of the suite itself: about 6x real time on two CPU cores, the real size 3x). "mms" is
+# the real Kokoro-82M here.
+KOKORO_TINY = {
+    "plbert": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 512,
+               "num_hidden_layers": 2},
+    "n_layer": 1,
+    "istftnet": {**KOKORO_CONFIG["istftnet"], "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]]},
+}  # fmt: skip
 
 
 def build_vits_checkpoint(directory: Path, size: str = "tiny", seed: int = 0) -> Path:
@@ -116,6 +128,56 @@ def realistic_length_scale(directory: Path, device: str) -> float:
             break
         scale = min(5.0, max(0.11, scale * chars_per_second / SPEECH_CHARS_PER_SECOND))
     return scale
+
+
+@dataclass
+class KokoroInfo:
+    backend: str
+    sample_rate: int
+
+
+class KokoroBench:
+    """Kokoro (random weights) through KokoroTorch, with what sweep() reads of a synthesizer: texts in, audio
+    out. A text's letters stand for its phonemes (Kokoro's vocabulary holds a-z and punctuation: about as many
+    tokens); one style vector for all, as a voice's."""
+
+    def __init__(self, model: Any, device: str, dtype: str = "fp32", speed: float = 1.0) -> None:
+        import numpy as np
+
+        from tasks.backends.kokoro_torch import SAMPLE_RATE, KokoroTorch
+
+        self.engine, self.device, self.speed = KokoroTorch(model, device, dtype), device, speed
+        self.vocab: dict[str, int] = model.vocab
+        self.info = KokoroInfo("kokoro", SAMPLE_RATE)
+        self.style = (np.random.default_rng(0).standard_normal(256) * 0.15).astype(np.float32)
+
+    def items(self, texts: list[str]) -> list[Any]:
+        from tasks.backends.kokoro_torch import MAX_TOKENS, KokoroItem
+
+        ids = [[self.vocab[c] for c in text.lower() if c in self.vocab][:MAX_TOKENS] for text in texts]
+        return [KokoroItem(tokens, self.style, self.speed, seed=i) for i, tokens in enumerate(ids)]
+
+    def synthesize(self, texts: list[str]) -> list[Any]:
+        return self.engine.synthesize(self.items(texts))
+
+    def release(self) -> None:
+        self.engine.release()
+
+
+def realistic_speed(synth: KokoroBench) -> float:
+    """The speed at which this (random) Kokoro speaks about SPEECH_CHARS_PER_SECOND. Random weights may give
+    any durations (about 25 of the predictor's 50 frames a token; all 1 or all 50 where its weights lean):
+    corrections, each measured on the duration predictor alone, until the pace is within 10% (durations are
+    whole 25 ms frames, at least one)."""
+    texts, speed = chunk_texts(8, seed=11), 1.0
+    for _ in range(8):
+        synth.speed = speed
+        frames = sum(int(d.sum()) for d in synth.engine.durations(synth.items(texts)))
+        chars_per_second = sum(len(t) for t in texts) / (frames * 600 / synth.info.sample_rate)
+        if abs(chars_per_second / SPEECH_CHARS_PER_SECOND - 1) < 0.1:
+            break
+        speed = min(100.0, max(0.01, speed * SPEECH_CHARS_PER_SECOND / chars_per_second))
+    return speed
 
 
 class Utilisation:
@@ -187,7 +249,7 @@ def sweep(synth: Any, dtype: str, batches: list[int], texts: list[str], min_seco
     import torch
 
     cuda = synth.device.startswith("cuda")
-    torch_memory = cuda and synth.info.backend == "vits"  # ONNX Runtime's arena is not torch's to count
+    torch_memory = cuda and synth.info.backend in ("vits", "kokoro")  # ONNX Runtime's arena is not torch's
     points = []
     for b in batches:
         point = Point(dtype, b)
@@ -343,6 +405,30 @@ def plot(points: list[Point], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def kokoro_sweep(
+    device: str,
+    size: str,
+    dtypes: list[str],
+    batches: list[int],
+    min_seconds: float,
+    name: str,
+    printer: Callable[[str], None],
+) -> list[Point]:
+    """Kokoro-82M (or its tiny variant) from its configuration, random weights, at a realistic pace."""
+    from tasks.backends.kokoro_torch import build_model
+
+    model = build_model({**KOKORO_CONFIG, **(KOKORO_TINY if size == "tiny" else {})}, device=device)
+    speed = realistic_speed(KokoroBench(model, device))
+    printer(f"Kokoro ({'82M' if size == 'mms' else size} size, random weights, speed {speed:.2f}) on {name}")
+    texts = chunk_texts(max(batches) * 2)
+    if size == "tiny":  # tests of the suite itself, on a CPU: shorter texts
+        texts = [t[:60] for t in texts]
+    points: list[Point] = []
+    for dtype in dtypes:
+        points += sweep(KokoroBench(model, device, dtype, speed), dtype, batches, texts, min_seconds)
+    return points
+
+
 def run_gpu_suite(
     device: str,
     size: str = "mms",
@@ -350,27 +436,32 @@ def run_gpu_suite(
     min_seconds: float = 3.0,
     plot_path: Path | None = None,
     printer: Callable[[str], None] = print,
+    model: str = "vits",
 ) -> list[Point]:
-    """The whole suite on `device` ("cuda" or "cpu"); prints its table and lines, returns the sweep's points."""
+    """The whole suite on `device` ("cuda" or "cpu") for `model` ("vits" or "kokoro"); prints its table and
+    lines, returns the sweep's points."""
     from tasks.backends.devices import cuda_device
 
     batches = batches or [1, 2, 4, 8, 16, 32, 64, 128, 256]
     dtypes = ["fp32", "bf16", "fp16"] if device == "cuda" else ["fp32"]
     name = cuda_device()[0] if device == "cuda" else "CPU"
-    with tempfile.TemporaryDirectory(prefix="voxbatch-bench-vits-") as tmp:
-        directory = build_vits_checkpoint(Path(tmp) / f"vits-{size}", size)
-        scale = realistic_length_scale(directory, device)
-        printer(f"VITS ({size} size, random weights, length scale {scale:.2f}) on {name}")
-        texts = chunk_texts(max(batches) * 2)
-        points: list[Point] = []
-        for dtype in dtypes:
-            synth = load_vits(directory, device, dtype, scale)
-            points += sweep(synth, dtype, batches, texts, min_seconds)
-            if dtype == "fp32" and device == "cuda":
-                printer(oom_recovery(synth).line())
-            synth.close()
-    if device == "cuda":
-        points += piper_on_cuda(batches, texts, min_seconds, printer)
+    points: list[Point] = []
+    if model == "kokoro":
+        points = kokoro_sweep(device, size, dtypes, batches, min_seconds, name, printer)
+    else:
+        with tempfile.TemporaryDirectory(prefix="voxbatch-bench-vits-") as tmp:
+            directory = build_vits_checkpoint(Path(tmp) / f"vits-{size}", size)
+            scale = realistic_length_scale(directory, device)
+            printer(f"VITS ({size} size, random weights, length scale {scale:.2f}) on {name}")
+            texts = chunk_texts(max(batches) * 2)
+            for dtype in dtypes:
+                synth = load_vits(directory, device, dtype, scale)
+                points += sweep(synth, dtype, batches, texts, min_seconds)
+                if dtype == "fp32" and device == "cuda":
+                    printer(oom_recovery(synth).line())
+                synth.close()
+        if device == "cuda":
+            points += piper_on_cuda(batches, texts, min_seconds, printer)
     printer(table(points))
     best = max(points, key=lambda p: p.realtime)
     one = next((p.realtime for p in points if p.dtype == best.dtype and p.batch == 1 and p.realtime), None)
@@ -379,6 +470,6 @@ def run_gpu_suite(
         + (f", {best.realtime / one:.1f}x its batch 1" if one else "")
     )
     if plot_path is not None:
-        plot(points, plot_path, f"VITS {size} size on {name}")
+        plot(points, plot_path, f"{'Kokoro' if model == 'kokoro' else 'VITS'} {size} size on {name}")
         printer(f"plot: {plot_path}")
     return points

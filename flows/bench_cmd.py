@@ -19,7 +19,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--no-server", action="store_true", help="not also against a Prefect server that is up (PREFECT_API_URL)"
     )
-    gpu = p.add_argument_group("GPU suite (VITS by batch size and precision; runs by itself where CUDA is present)")
+    gpu = p.add_argument_group(
+        "GPU suite (VITS or Kokoro by batch size and precision; runs by itself where CUDA is present)"
+    )
     gpu.add_argument("--gpu-only", action="store_true", help="only the GPU suite")
     gpu.add_argument(
         "--gpu-device",
@@ -28,7 +30,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="where the suite runs: auto = CUDA if present, else skipped; cpu runs it on the CPU (default %(default)s)",
     )
     gpu.add_argument(
-        "--gpu-size", choices=("mms", "tiny"), default="mms", help="VITS size, random weights (default %(default)s)"
+        "--gpu-model", choices=("vits", "kokoro"), default="vits", help="the model swept (default %(default)s)"
+    )
+    gpu.add_argument(
+        "--gpu-size",
+        choices=("mms", "tiny"),
+        default="mms",
+        help="model size, random weights: mms = the real size (MMS-TTS's VITS; Kokoro-82M), tiny = for tests "
+        "(default %(default)s)",
     )
     gpu.add_argument("--batches", default="", help="batch sizes, comma-separated (default 1,2,4,...,256)")
     gpu.add_argument(
@@ -67,7 +76,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     from bench.gpu_suite import run_gpu_suite
 
-    run_gpu_suite(device, args.gpu_size, batches or None, min_seconds=args.gpu_seconds, plot_path=args.plot)
+    run_gpu_suite(
+        device, args.gpu_size, batches or None, min_seconds=args.gpu_seconds, plot_path=args.plot, model=args.gpu_model
+    )
     return 0
 
 

@@ -54,7 +54,7 @@ _MODULE_CPU_SECONDS = {
     "test_corpora": 9, "test_server_database": 30, "test_faults": 58, "test_faults_servers": 108, "test_fuzz": 18,
     "test_hostile_inputs": 14, "test_results_streaming": 45, "test_review": 65, "test_asr_scoring": 3,
     "test_asr_books": 45, "test_container_stack": 150, "test_system_tools": 5, "test_cues": 2, "test_read_along": 20,
-    "test_timing": 40, "test_japanese": 12, "test_kokoro_japanese": 90,
+    "test_timing": 40, "test_japanese": 12, "test_kokoro_japanese": 90, "test_kokoro_torch": 25,
 }  # fmt: skip
 
 

@@ -96,6 +96,26 @@ def test_gpu_suite_runs_on_the_cpu_it_can_reach(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "--gpu-seconds 0" in bad.stderr
 
 
+def test_gpu_suite_sweeps_kokoro_on_the_cpu_at_a_realistic_pace() -> None:
+    """`--gpu-model kokoro`, in-process and tiny: Kokoro (random weights) by batch size against batch 1, at the
+    speed that makes its random durations last what real speech would."""
+    from bench.gpu_suite import KOKORO_TINY, SPEECH_CHARS_PER_SECOND, KokoroBench, chunk_texts, run_gpu_suite
+    from tasks.backends.kokoro_torch import KOKORO_CONFIG, build_model
+
+    said: list[str] = []
+    points = run_gpu_suite("cpu", "tiny", [1, 2], min_seconds=0.1, printer=said.append, model="kokoro")
+    assert said[0].startswith("Kokoro (tiny size, random weights, speed ") and said[0].endswith(" on CPU")
+    assert [(p.dtype, p.batch) for p in points] == [("fp32", 1), ("fp32", 2)]
+    assert all(p.realtime > 0 and not p.error for p in points), points
+    rows = [line.split() for line in said[1].splitlines() if line.startswith("fp32")]
+    assert float(rows[0][3]) == 1.0
+    speed = float(said[0].split("speed ")[1].split(")")[0])
+    synth = KokoroBench(build_model({**KOKORO_CONFIG, **KOKORO_TINY}), "cpu", speed=speed)
+    texts = chunk_texts(8, seed=11)
+    seconds = sum(int(d.sum()) for d in synth.engine.durations(synth.items(texts))) * 0.025
+    assert sum(len(t) for t in texts) / seconds == pytest.approx(SPEECH_CHARS_PER_SECOND, rel=0.15)
+
+
 def test_vits_speaks_at_a_realistic_pace_once_calibrated(tiny_vits: Path) -> None:
     from bench.gpu_suite import SPEECH_CHARS_PER_SECOND, chunk_texts, load_vits, realistic_length_scale
 

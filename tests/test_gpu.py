@@ -1,4 +1,5 @@
-"""On a CUDA GPU only (marked gpu; skipped elsewhere): half precision, real device OOM backoff, Piper on CUDA."""
+"""On a CUDA GPU only (marked gpu; skipped elsewhere): half precision, real device OOM backoff, Piper on CUDA, the
+GPU suite's VITS and Kokoro sweeps."""
 
 from __future__ import annotations
 
@@ -82,5 +83,17 @@ def test_gpu_suite_sweeps_every_precision(tmp_path: Path) -> None:
     from bench.gpu_suite import run_gpu_suite
 
     points = run_gpu_suite("cuda", "tiny", [1, 8], min_seconds=0.5, plot_path=tmp_path / "p.png")
+    assert {p.dtype for p in points} == {"fp32", "bf16", "fp16"}
+    assert all(p.realtime > 0 and p.peak_mb and not p.error for p in points), points
+
+
+def test_gpu_suite_sweeps_kokoro_82m_in_every_precision() -> None:
+    """Kokoro-82M's real size (random weights) through the exact padded batches: throughput against batch 1 and
+    peak memory, per precision."""
+    from bench.gpu_suite import run_gpu_suite
+
+    said: list[str] = []
+    points = run_gpu_suite("cuda", "mms", [1, 8], min_seconds=0.5, printer=said.append, model="kokoro")
+    assert said[0].startswith("Kokoro (82M size, random weights")
     assert {p.dtype for p in points} == {"fp32", "bf16", "fp16"}
     assert all(p.realtime > 0 and p.peak_mb and not p.error for p in points), points

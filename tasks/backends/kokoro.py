@@ -163,7 +163,8 @@ class KokoroSynthesizer:
         return self.phonemes.cost(text)
 
     def style(self, piece: Piece) -> np.ndarray:
-        return self.styles[min(len(piece.tokens), len(self.styles)) - 1]
+        row: np.ndarray = self.styles[min(len(piece.tokens), len(self.styles)) - 1]
+        return row
 
     def synthesize(self, texts: Sequence[str], options: SynthOptions | None = None) -> list[np.ndarray]:
         """Each text's pieces laid end to end, marked where each piece (a sentence or clause) begins."""
