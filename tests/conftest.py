@@ -49,7 +49,7 @@ def _cuda_available() -> bool:
 _MODULE_CPU_SECONDS = {
     "test_prefect_production": 181, "test_bench": 130, "test_s3_runs": 180, "test_engine_e2e": 87,
     "test_backends_contract": 125, "test_asr": 80, "test_zh_voice": 66, "test_cli": 70, "test_server_outage": 64,
-    "test_real_oom": 37, "test_run_e2e": 25, "test_assemble": 17, "test_piper_backend": 12, "test_kokoro_backend": 45,
+    "test_real_oom": 37, "test_run_e2e": 25, "test_assemble": 17, "test_piper_backend": 12, "test_kokoro_backend": 105,
     "test_status_and_readers": 12, "test_s3_servers": 10, "test_quality": 9, "test_tables_and_voices": 11,
     "test_corpora": 9, "test_server_database": 30, "test_faults": 58, "test_faults_servers": 108, "test_fuzz": 18,
     "test_hostile_inputs": 14, "test_results_streaming": 45, "test_review": 65, "test_asr_scoring": 3,

@@ -138,3 +138,27 @@ def test_voices_lists_kokoro_ja_with_its_licence_and_doctor_checks_it() -> None:
     doctor = voxbatch("doctor", "--voice", "jf_alpha")
     assert "voice jf_alpha" in doctor.stdout and "verified, 24000 Hz, ja" in doctor.stdout
     assert "phonemes jf_alpha" in doctor.stdout and "misaki + pyopenjtalk" in doctor.stdout
+
+
+@pytest.mark.slow
+def test_a_pth_model_runs_on_pytorch_in_padded_batches_equal_to_one_at_a_time(tmp_path: Path) -> None:
+    """kokoro-v1_0.pth's format (a state dict per part) with random weights: the backend picks the PyTorch engine,
+    batches, and each text's audio is what it is alone. Random durations are long: a fast pace keeps it short."""
+    import torch
+
+    from tasks.backends.kokoro_torch import PARTS, build_model
+
+    model = build_model(seed=3)
+    weights = tmp_path / "kokoro-v1_0.pth"
+    torch.save({part: getattr(model, part).state_dict() for part in PARTS}, weights)
+    weights.with_name(weights.name + ".sha256").write_text(hashlib.sha256(weights.read_bytes()).hexdigest())
+    synth = _load(kokoro_model=str(weights), length_scale=0.2)
+    assert synth.supports_batching and synth.torch_engine is not None and synth.device == "cpu"
+    texts = ["はい。", "そうです、ありがとう。", "雨です。"]
+    together = synth.synthesize(texts)
+    for text, audio in zip(texts, together, strict=True):
+        (alone,) = synth.synthesize([text])
+        assert audio.size == alone.size > 0 and float(np.max(np.abs(audio - alone))) <= 1e-4
+    onnx = KokoroBackend().resolve(_settings())
+    assert synth.info.identity != onnx.identity  # another model, other chunk ids
+    assert synth.memory_key()["engine"] == "torch"
