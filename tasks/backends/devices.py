@@ -1,6 +1,30 @@
-"""What a learned batch budget depends on besides the weights: the CUDA device torch sees, library versions."""
+"""The devices torch sees: where a PyTorch voice runs, and what a learned batch budget depends on besides the
+weights (the CUDA device, library versions)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasks.config import SynthesisSettings
+
+
+def torch_device(settings: SynthesisSettings) -> str:
+    """Where a PyTorch voice runs: CUDA where torch sees it (unless `device` says cpu); on the CPU fp32 only."""
+    import torch
+
+    from tasks.errors import ConfigError
+
+    cuda = bool(torch.cuda.is_available())
+    if settings.device == "cuda" and not cuda:
+        raise ConfigError("synthesis.device = 'cuda', but torch sees no CUDA device", hint="use device 'auto'")
+    device = "cuda" if cuda and settings.device != "cpu" else "cpu"
+    if device == "cpu" and settings.dtype != "fp32":
+        raise ConfigError(
+            f"synthesis.dtype = {settings.dtype!r} on the CPU: half precision breaks layer-norm and STFT kernels "
+            "there; use dtype 'fp32' (or run on a CUDA device)"
+        )
+    return device
 
 
 def cuda_device() -> tuple[str, int]:

