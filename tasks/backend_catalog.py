@@ -58,4 +58,5 @@ def backend_of(voice: str, backend: str, beside: bool = False) -> str:
     run's own (a language's, a table row's), where a bundled voice's name brings its backend too."""
     if beside and voice in BUNDLED_VOICES:
         return BUNDLED_VOICES[voice]
-    return NAMED_VOICES.get(voice, backend)
+    first = voice.split(",", 1)[0].split(":", 1)[0]  # a blend of named voices ("jf_alpha:0.6,jf_nezumi:0.4")
+    return NAMED_VOICES.get(first, backend)

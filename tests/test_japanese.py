@@ -330,3 +330,15 @@ def test_whisper_base_hears_kokoro_read_japanese(monkeypatch: pytest.MonkeyPatch
     assert s.ser is not None and s.ser <= 0.2, (heard, s)
     checker = Checker(rate, validate_settings({"qa": {"asr": True}}))
     assert checker._score(ChunkAudio("c" * 64, said, "ja", rate, rate), heard)[1] is None
+
+
+def test_han_alone_is_japanese_where_only_a_japanese_voice_is_configured(tmp_path: Path) -> None:
+    """A kanji heading in a book read by a Japanese voice alone: the one Han language this run speaks, no setting
+    needed; text.han_lang given, or a Chinese voice configured too, still decides as before."""
+    doc = tmp_path / "book.txt"
+    doc.write_text("第一章\n\n今日は晴れです。東京都庁。\n", encoding="utf-8")
+    only_ja = {"synthesis": {"voice": "ja-voice", "voices": {"en": "joe"}}}
+    assert [lang for _, lang, _ in _routes(_plan(doc, only_ja))] == ["ja", "ja"]
+    assert [lang for _, lang, _ in _routes(_plan(doc))][0] == "zh"  # a zh voice too (TWO_VOICES): the setting's zh
+    with pytest.raises(InputError, match="text is in 'zh'"):
+        _plan(doc, {**only_ja, "text": {"han_lang": "zh"}})

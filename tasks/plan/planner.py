@@ -119,7 +119,11 @@ class _Planner:
     def document(self, doc: Document) -> None:
         self._index = 0
         declared = doc.lang if doc.lang in HAN_LANGS else ""
-        self.han = declared or self.settings.text.han_lang
+        # Han characters alone: the document's declared language, else text.han_lang where set, else the one Han
+        # language this run has a voice for (a Japanese voice alone: a kanji heading is read as Japanese), else zh
+        text = self.settings.text
+        chosen = "han_lang" in text.model_fields_set
+        self.han = declared or (text.han_lang if chosen else self.book.han_by_voices() or text.han_lang)
         self._han_by_setting = not declared and self.han == "zh"
         self._han_runs = self._kana_runs = 0
         paragraphs = iter(doc.paragraphs)

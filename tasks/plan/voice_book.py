@@ -10,6 +10,7 @@ from tasks.backend_catalog import backend_names, backend_of
 from tasks.backends.synthesizer import VoiceInfo
 from tasks.config import Settings
 from tasks.errors import ConfigError, InputError, ModelError
+from tasks.text.chunking import HAN_LANGS
 
 # A voice given by name, not as a file: no path separator, scheme, home or relative prefix, or model suffix.
 _PATH_MARKS = ("/", "\\", ":")
@@ -103,6 +104,13 @@ class VoiceBook:
             hint=f"give that language a voice (--voices {lang}=VOICE, or synthesis.voices), or force the "
             f"language with --lang{han}",
         )
+
+    def han_by_voices(self) -> str:
+        """The one Han language a voice speaks here ("ja" with only a Japanese voice, "zh" with only a Chinese one),
+        else "": Han characters alone then have one reading this run can speak, and need no setting."""
+        default = self.voices[self.default_key]
+        found = [lang for lang in HAN_LANGS if lang in self._by_lang or speaks(default, lang)]
+        return found[0] if len(found) == 1 and "*" not in default.languages else ""
 
     def routes_by_language(self) -> bool:
         """Whether sentences are routed to voices by their language (a voice per language is configured)."""
