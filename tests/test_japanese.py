@@ -137,7 +137,7 @@ def test_japanese_without_a_voice_is_an_error_naming_the_voices_setting(tmp_path
     assert "han_lang" not in (err.value.hint or "")  # the kana said it is Japanese
     han = tmp_path / "han.txt"
     han.write_text("東京都庁。\n")
-    alone = validate_settings({"synthesis": {"voice": "ja-voice"}})
+    alone = validate_settings({"synthesis": {"voice": "ja-voice"}, "text": {"han_lang": "zh"}})
     with pytest.raises(InputError, match=r"text is in 'zh'") as err:
         make_plan(read_documents([str(han)]).documents, alone, JA_VOICE)
     assert "text.han_lang" in (err.value.hint or "")  # Han alone went to zh by the setting: it says how to change it
@@ -339,6 +339,6 @@ def test_han_alone_is_japanese_where_only_a_japanese_voice_is_configured(tmp_pat
     doc.write_text("第一章\n\n今日は晴れです。東京都庁。\n", encoding="utf-8")
     only_ja = {"synthesis": {"voice": "ja-voice", "voices": {"en": "joe"}}}
     assert [lang for _, lang, _ in _routes(_plan(doc, only_ja))] == ["ja", "ja"]
-    assert [lang for _, lang, _ in _routes(_plan(doc))][0] == "zh"  # a zh voice too (TWO_VOICES): the setting's zh
+    assert _routes(_plan(doc))[0][1] == "zh"  # a zh voice too (TWO_VOICES): the setting's zh
     with pytest.raises(InputError, match="text is in 'zh'"):
         _plan(doc, {**only_ja, "text": {"han_lang": "zh"}})
