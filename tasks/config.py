@@ -40,7 +40,8 @@ class TextSettings(_Section):
     han_lang: Annotated[Literal["zh", "ja"], Role(flag="--han-lang")] = Field(
         "zh",
         description="Language of sentences written in Han characters with no kana, which may be Chinese or "
-        "Japanese: where a document declares its language as zh or ja (an EPUB's dc:language), that; else this.",
+        "Japanese: where a document declares its language as zh or ja (an EPUB's dc:language), that; else this "
+        "where set; unset, the one of zh and ja the run has a voice for (else zh).",
     )
     encoding: Annotated[str, Role(flag="--encoding")] = Field(
         "auto",
