@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tasks.backend_catalog import BUNDLED_VOICES
+from tasks.backends.buckets import length_buckets
 from tasks.backends.checksums import digest_of
 from tasks.backends.devices import cuda_device, library_versions, torch_device
 from tasks.backends.kokoro_files import (
@@ -255,8 +256,13 @@ class KokoroSynthesizer:
         from tasks.backends.kokoro_torch import KokoroItem
 
         items = [KokoroItem(list(p.tokens), self.style(p), speed, seed=0) for p in pieces]
-        waves: list[np.ndarray] = self.torch_engine.synthesize(items) if items else []
-        return [np.clip(np.asarray(w, dtype=np.float32), -1.0, 1.0) for w in waves]
+        waves: list[np.ndarray] = [np.zeros(0, np.float32)] * len(items)
+        # Grouped by length (a padded call per group): ten short sentences are not padded to one long one's length,
+        # which the engine's batch budget (the texts' costs) would not foresee.
+        for group in length_buckets([len(p.tokens) for p in pieces]):
+            for i, wave in zip(group, self.torch_engine.synthesize([items[i] for i in group]), strict=True):
+                waves[i] = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
+        return waves
 
     def release(self) -> None:
         """After an out-of-memory error: the PyTorch engine empties its cache; ONNX Runtime starts new sessions."""

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tasks.backends import model_cache
+from tasks.backends.buckets import length_buckets
 from tasks.backends.checksums import digest_of
 from tasks.backends.devices import cuda_device, library_versions
 from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
@@ -78,18 +79,6 @@ def _tail(mel: np.ndarray, frames: int = 0) -> np.ndarray:
     Alone or padded in a batch, the vocoder then sees the same frames past each item's end for as far as its
     receptive field reaches, so batched audio equals one-at-a-time audio (the cut removes the tail)."""
     return np.pad(mel, ((0, max(frames, TAIL_FRAMES)), (0, 0)), mode="edge")
-
-
-def _buckets(lengths: list[int], most_padding: float = 0.25) -> list[list[int]]:
-    """Indices grouped by length, longest first, so that padding is at most `most_padding` of a group's longest:
-    less work padded, and a short clause is not vocoded at the end of a long one's worth of its last frame."""
-    groups: list[list[int]] = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        if groups and lengths[i] >= (1 - most_padding) * lengths[groups[-1][0]]:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
 
 
 class TwoStageBackend:
@@ -212,7 +201,7 @@ class TwoStageSynthesizer:
             session = self._sessions["vocoder"]
             return [session.run(None, {"mels": _tail(m)[None]})[0].reshape(-1)[: len(m) * hop] for m in mels]
         out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(mels)
-        for group in _buckets([len(m) for m in mels]):
+        for group in length_buckets([len(m) for m in mels]):
             if len(group) == 1:
                 out[group[0]] = self.vocode([mels[group[0]]])[0]
                 continue
