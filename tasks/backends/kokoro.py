@@ -10,9 +10,7 @@ The model has no noise of its own (no random operators in the graph): the same t
 
 from __future__ import annotations
 
-import queue
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +31,8 @@ from tasks.backends.kokoro_files import (
     voices_file,
 )
 from tasks.backends.kokoro_phonemes import KokoroPhonemes, Piece, kokoro_vocab
-from tasks.backends.onnx_session import cpu_lanes, onnx_cuda, onnx_session_setup
-from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, Timing, VoiceInfo
+from tasks.backends.onnx_session import cpu_lanes, in_lanes, onnx_cuda, onnx_session_setup
+from tasks.backends.synthesizer import SynthOptions, VoiceInfo, laid_end_to_end
 from tasks.config import LANGUAGES, SynthesisSettings
 from tasks.errors import ConfigError, ModelError
 
@@ -61,6 +59,11 @@ def _trimmed(audio: np.ndarray) -> np.ndarray:
         return audio
     edge = round(EDGE_SECONDS * SAMPLE_RATE)
     return audio[max(0, int(loud[0]) - edge) : int(loud[-1]) + edge]
+
+
+def _pause(piece: Piece) -> int:
+    """Samples of silence before a piece: a reader's pause before a sentence, a shorter one before a clause."""
+    return round((SENTENCE_PAUSE_SECONDS if piece.opens_sentence else CLAUSE_PAUSE_SECONDS) * SAMPLE_RATE)
 
 
 def _frontend_versions(lang: str) -> dict[str, str]:
@@ -202,22 +205,7 @@ class KokoroSynthesizer:
         else:
             waves = [self._run_onnx(self._sessions[0], p, speed) for p in flat]
         trimmed = iter([_trimmed(w) for w in waves])
-        out: list[np.ndarray] = []
-        for of in pieces:
-            parts: list[np.ndarray] = []
-            marks: list[tuple[int, int]] = []
-            at = 0
-            for piece in of:
-                if parts:
-                    pause = SENTENCE_PAUSE_SECONDS if piece.opens_sentence else CLAUSE_PAUSE_SECONDS
-                    parts.append(np.zeros(round(pause * SAMPLE_RATE), np.float32))
-                    at += parts[-1].size
-                marks.append((at, piece.start))
-                parts.append(next(trimmed))
-                at += parts[-1].size
-            audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-            out.append(TimedAudio.of(audio, Timing(tuple(marks) or ONE_PIECE)))
-        return out
+        return [laid_end_to_end([(next(trimmed), _pause(p), p.start) for p in of]) for of in pieces]
 
     def _run_onnx(self, session: Any, piece: Piece, speed: float) -> np.ndarray:
         feeds = {
@@ -230,27 +218,13 @@ class KokoroSynthesizer:
         return clipped
 
     def _run_in_lanes(self, pieces: list[Piece], speed: float) -> list[np.ndarray]:
-        """The pieces over the lanes' sessions, each lane taking the next piece when it is free (ONNX Runtime
-        releases the GIL while it runs); the tokens were made before, here: espeak-ng is not thread-safe."""
+        """The pieces over the lanes' sessions (their tokens were made before: espeak-ng is not thread-safe)."""
         used = min(self.lanes, len(pieces))
         while len(self._sessions) < used:
             self._sessions.append(self._session())
-        free: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for session in self._sessions[:used]:
-            free.put(session)
-
-        def one(piece: Piece) -> np.ndarray:
-            session = free.get()
-            try:
-                return self._run_onnx(session, piece, speed)
-            finally:
-                free.put(session)
-
-        pool = ThreadPoolExecutor(used, thread_name_prefix="kokoro-lane")
-        try:
-            return list(pool.map(one, pieces))
-        finally:
-            pool.shutdown(cancel_futures=True)
+        return in_lanes(
+            self._sessions[:used], pieces, lambda session, p: self._run_onnx(session, p, speed), "kokoro-lane"
+        )
 
     def _run_torch(self, pieces: list[Piece], speed: float) -> list[np.ndarray]:
         from tasks.backends.kokoro_torch import KokoroItem

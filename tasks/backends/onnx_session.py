@@ -4,11 +4,16 @@ and lanes (several sessions side by side on a CPU)."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+import queue
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from tasks.config import SynthesisSettings
 
+_Item = TypeVar("_Item")
+_Out = TypeVar("_Out")
 MAX_AUTO_LANES = 4  # measured on 2 cores only: more sessions cost memory for a gain not measured
 
 
@@ -74,3 +79,27 @@ def _available_gib() -> int:
     except OSError:
         pass
     return 2  # not Linux: room for one more lane
+
+
+def in_lanes(
+    sessions: Sequence[Any], items: Sequence[_Item], run: Callable[[Any, _Item], _Out], name: str
+) -> list[_Out]:
+    """`run(session, item)` for every item, in order, over the sessions side by side: each lane takes the next item
+    when it is free (ONNX Runtime releases the GIL while it runs). What is not thread-safe (espeak-ng) must be done
+    before. An error is raised here, and the items not started are not run."""
+    free: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the sessions not running an item right now
+    for session in sessions:
+        free.put(session)
+
+    def one(item: _Item) -> _Out:
+        session = free.get()
+        try:
+            return run(session, item)
+        finally:
+            free.put(session)
+
+    pool = ThreadPoolExecutor(len(sessions), thread_name_prefix=name)
+    try:
+        return list(pool.map(one, items))
+    finally:
+        pool.shutdown(cancel_futures=True)

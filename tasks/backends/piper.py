@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import queue
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import numpy as np
 from tasks.backends import model_cache, piper_timing
 from tasks.backends.checksums import digest_of, verify_sha256
 from tasks.backends.devices import cuda_device, library_versions
-from tasks.backends.onnx_session import cpu_lanes, onnx_cuda, onnx_session_setup
+from tasks.backends.onnx_session import cpu_lanes, in_lanes, onnx_cuda, onnx_session_setup
 from tasks.backends.piper_timing import Piece
 from tasks.backends.piper_voices import BUNDLED_VOICES, piper_version, read_config, speakers, voice_files, voice_licence
 from tasks.backends.synthesizer import UNTIMED, SynthOptions, TimedAudio, VoiceInfo
@@ -280,22 +278,8 @@ class PiperSynthesizer:
         used = min(self.lanes, len(texts))
         while len(self._more_voices) < used - 1:
             self._more_voices.append(self._voice(self._aligned()))
-        free: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the sessions not running a text right now
-        for voice in [self.voice, *self._more_voices[: used - 1]]:
-            free.put(voice)
-
-        def one(i: int) -> np.ndarray:
-            voice = free.get()
-            try:
-                return _audio(voice, ids[i], synth_config)
-            finally:
-                free.put(voice)
-
-        pool = ThreadPoolExecutor(used, thread_name_prefix="piper-lane")
-        try:
-            return list(pool.map(one, range(len(texts))))  # in order; an error is raised here
-        finally:
-            pool.shutdown(cancel_futures=True)  # after an error, the texts not started are not run
+        voices = [self.voice, *self._more_voices[: used - 1]]
+        return in_lanes(voices, range(len(texts)), lambda voice, i: _audio(voice, ids[i], synth_config), "piper-lane")
 
     def _synthesize_batched(self, texts: Sequence[str], sc: Any) -> list[np.ndarray]:
         """All sentences of all texts in one padded ONNX run; each cut to its own length, texts reassembled."""

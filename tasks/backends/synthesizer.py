@@ -98,6 +98,23 @@ class TimedAudio(np.ndarray):
         return timed
 
 
+def laid_end_to_end(pieces: Sequence[tuple[np.ndarray, int, int]]) -> TimedAudio:
+    """A text's pieces (sentences, clauses) joined into its audio, marked where each begins: (audio, samples of
+    silence before it, the character where its text begins) each; the first piece's silence is left out."""
+    parts: list[np.ndarray] = []
+    marks: list[tuple[int, int]] = []
+    at = 0
+    for audio, pause, char in pieces:
+        if parts:
+            parts.append(np.zeros(pause, np.float32))
+            at += pause
+        marks.append((at, char))
+        parts.append(audio)
+        at += audio.size
+    joined = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return TimedAudio.of(joined, Timing(tuple(marks) or ONE_PIECE))
+
+
 def timing_of(audio: np.ndarray) -> Timing:
     timing: Timing | None = getattr(audio, "timing", None)
     return timing or UNTIMED

@@ -29,7 +29,7 @@ from tasks.backends.buckets import length_buckets
 from tasks.backends.checksums import digest_of
 from tasks.backends.devices import cuda_device, library_versions
 from tasks.backends.onnx_session import onnx_cuda, onnx_session_setup
-from tasks.backends.synthesizer import ONE_PIECE, SynthOptions, TimedAudio, Timing, VoiceInfo
+from tasks.backends.synthesizer import SynthOptions, VoiceInfo, laid_end_to_end
 from tasks.config import SynthesisSettings
 from tasks.errors import ModelError
 
@@ -219,22 +219,11 @@ class TwoStageSynthesizer:
         clauses = [self.frontend.clauses(t) for t in texts]
         mels = [self.mel(c.ids, speaker, scale) for items in clauses for c in items]
         waves = iter(self.vocode(mels)) if mels else iter(())
-        pause = np.zeros(int(float(self.config.get("clause_pause_seconds", 0.2)) * self.info.sample_rate), np.float32)
-        out: list[np.ndarray] = []
-        for items in clauses:
-            parts: list[np.ndarray] = []
-            marks: list[tuple[int, int]] = []
-            at = 0
-            for clause in items:
-                if parts:
-                    parts.append(pause)
-                    at += pause.size
-                marks.append((at, clause.start))
-                parts.append(np.clip(next(waves), -1.0, 1.0).astype(np.float32))
-                at += parts[-1].size
-            audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-            out.append(TimedAudio.of(audio, Timing(tuple(marks) or ONE_PIECE)))
-        return out
+        pause = int(float(self.config.get("clause_pause_seconds", 0.2)) * self.info.sample_rate)
+        return [
+            laid_end_to_end([(np.clip(next(waves), -1.0, 1.0).astype(np.float32), pause, c.start) for c in items])
+            for items in clauses
+        ]
 
     def release(self) -> None:
         """After an out-of-memory error: ONNX Runtime gives arena memory back on a new session."""
